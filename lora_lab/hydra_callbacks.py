@@ -1,0 +1,35 @@
+"""Hydra callbacks that run before Hydra writes anything into a job dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lora_lab.job import STATUS_FILE
+
+
+class RefuseFinishedDirs(Callback):
+    """Stop a job from writing into the dir of a finished job.
+
+    Hydra writes .hydra/config.yaml before the task runs, so the check must happen here, in
+    on_run_start / on_multirun_start, not in train(): by then the old config is already gone.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        if (run_dir / STATUS_FILE).exists() or (run_dir / "metrics.json").exists():
+            raise FileExistsError(
+                f"hydra.run.dir={run_dir} holds a finished job; lora_lab never overwrites one. "
+                "Drop the hydra.run.dir override (each run gets a fresh timestamped dir) or choose a new dir."
+            )
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if any(sweep_dir.glob(f"*/{STATUS_FILE}")):
+            raise FileExistsError(
+                f"hydra.sweep.dir={sweep_dir} holds jobs of an earlier multirun; lora_lab never overwrites them. "
+                "Drop the hydra.sweep.dir override or choose a new dir."
+            )

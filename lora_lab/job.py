@@ -1,0 +1,72 @@
+"""A job's status record (status.json) and the duplicate check within a multirun.
+
+status.json moves running -> complete | failed | duplicate. A sweep repeats a config whenever
+a swept key does not reach the regime: `regime=lora,full rank=8,16` asks for full x rank 8 and
+full x rank 16, which are the same job, since full fine-tuning reads no rank. The fingerprint
+is the resolved config without the keys that only name, tag or place a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from lora_lab.artifacts import read_json, write_json
+
+STATUS_FILE = "status.json"
+# Keys that do not change what is trained: where it goes, what it is called, how it is logged.
+# `rank` is only an input: a regime that uses it carries its resolved value (regime.r).
+NON_EFFECTIVE_KEYS = ("paths", "logger", "hydra", "tags", "task_name", "rank", "optimized_metric", "keep_checkpoints")
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    """SHA-256 of the effective config (resolved, order-independent)."""
+    effective = {
+        key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        for key, value in cfg.items()
+        if key not in NON_EFFECTIVE_KEYS
+    }
+    return hashlib.sha256(json.dumps(effective, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class JobRecord:
+    def __init__(self, run_dir: Path, cfg: DictConfig, sweep_dir: Path | None):
+        self.run_dir, self.sweep_dir = run_dir, sweep_dir
+        self.fingerprint = fingerprint(cfg)
+        self.path = run_dir / STATUS_FILE
+
+    def _write(self, state: str, **extra: object) -> None:
+        write_json(self.path, {"state": state, "fingerprint": self.fingerprint, **extra})
+
+    def find_original(self) -> Path | None:
+        """The first job of the same multirun with the same effective config, if any."""
+        if self.sweep_dir is None:
+            return None
+        siblings = sorted(self.sweep_dir.glob(f"*/{STATUS_FILE}"), key=lambda p: _job_order(p.parent.name))
+        for path in siblings:
+            if path.parent == self.run_dir:
+                continue
+            status = read_json(path)
+            if status.get("fingerprint") == self.fingerprint and status["state"] in ("running", "complete"):
+                return path.parent
+        return None
+
+    def start(self) -> None:
+        self._write("running")
+
+    def complete(self) -> None:
+        self._write("complete")
+
+    def fail(self, err: BaseException) -> None:
+        self._write("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+
+    def mark_duplicate(self, original: Path) -> None:
+        self._write("duplicate", duplicate_of=str(original))
+
+
+def _job_order(name: str) -> tuple[int, str]:
+    return (int(name), name) if name.isdigit() else (10**9, name)

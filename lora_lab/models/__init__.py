@@ -1,0 +1,1 @@
+"""Models: backbones (what to load), classifiers (pooling + head), the LightningModule, metrics."""

@@ -1,0 +1,116 @@
+"""What to load: a pretrained hub id / local dir / the embedded MiniLM, or a tiny random model."""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from lora_lab.models.classifier import Classifier, PooledClassifier, StockHeadClassifier
+
+POOLINGS = ("cls", "mean", "last")
+
+
+class Backbone:
+    """The `backbone/` config group: where the weights and tokenizer come from, and how to pool.
+
+    pooling: `cls` uses HF's stock sequence-classification head (the CLS pooler for encoders,
+    the last-token `score` head for decoders); `mean` / `last` pool token states into our head.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pretrained: str | None,
+        pooling: str,
+        max_length: int,
+        target_modules: list[str] | str,
+        tokenizer: str | None = None,
+        random_init: dict | None = None,
+        head_dropout: float = 0.1,
+    ):
+        if pooling not in POOLINGS:
+            raise ValueError(f"backbone.pooling={pooling!r}: choose one of {POOLINGS}")
+        if (pretrained is None) == (random_init is None):
+            raise ValueError(
+                f"backbone {name}: set exactly one of backbone.pretrained (hub id or dir) "
+                "and backbone.random_init (a transformers config for a random model)"
+            )
+        self.name, self.pretrained, self.pooling, self.max_length = name, pretrained, pooling, max_length
+        self.target_modules = target_modules if isinstance(target_modules, str) else list(target_modules)
+        self.tokenizer_source = tokenizer or pretrained
+        self.random_init = dict(random_init) if random_init is not None else None
+        self.head_dropout = head_dropout
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer_source == "synthetic-bpe":
+            tokenizer = synthetic_bpe_tokenizer(self.random_init["vocab_size"])
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_source)
+        if tokenizer.pad_token is None:
+            # Decoder tokenizers (GPT-2, Phi, Llama) have no pad token. Padding with EOS is safe:
+            # the attention mask hides pads, and we right-pad so the last real token stays findable.
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+        tokenizer.padding_side = "right"
+        return tokenizer
+
+    def config(self, id2label: dict[int, str]) -> AutoConfig:
+        labels = {"num_labels": len(id2label), "id2label": dict(id2label), "label2id": {v: k for k, v in id2label.items()}}
+        if self.random_init is not None:
+            kwargs = dict(self.random_init)
+            config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs, **labels)
+        else:
+            config = AutoConfig.from_pretrained(self.pretrained, **labels)
+        config.pad_token_id = self.tokenizer.pad_token_id
+        return config
+
+    def build_classifier(self, id2label: dict[int, str], seed: int = 0) -> Classifier:
+        """Load (or randomly initialise) the transformer and put the configured head on it.
+
+        Seeded here, so a random backbone and a fresh head are functions of (config, seed): a
+        saved adapter re-applied to build_classifier(..., seed) meets the base it was trained on.
+        """
+        torch.manual_seed(seed)
+        config = self.config(id2label)
+        auto = AutoModelForSequenceClassification if self.pooling == "cls" else AutoModel
+        if self.random_init is not None:
+            model = auto.from_config(config)
+        else:
+            # fp32 master weights: mixed precision is the Trainer's job (autocast), not the weights'.
+            model = auto.from_pretrained(self.pretrained, config=config, dtype=torch.float32)
+        if self.pooling == "cls":
+            return StockHeadClassifier(model, id2label)
+        return PooledClassifier(model, id2label, self.pooling, self.head_dropout)
+
+
+@lru_cache(maxsize=4)
+def synthetic_bpe_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE tokenizer trained in about a second on the synthetic notes.
+
+    Tests need a decoder tokenizer without a hub download; like GPT-2's it has an EOS token
+    and no pad token.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from lora_lab.data.synthetic_sales import generate_sales_notes
+
+    texts = [row["text"] for row in generate_sales_notes(n_per_class=200, seed=1234, noise=0.3)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>")

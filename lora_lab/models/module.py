@@ -1,0 +1,114 @@
+"""The LightningModule: a Classifier (already shaped by its Strategy), loss, metrics, optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MaxMetric
+from transformers import get_scheduler
+
+from lora_lab.models.classifier import Classifier
+from lora_lab.models.metrics import detail_metrics, summary_metrics
+
+
+class ClassifierModule(pl.LightningModule):
+    """Trains whatever parameters the strategy left trainable; knows nothing about the regime."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        learning_rate: float,
+        head_learning_rate: float | None = None,
+        weight_decay: float = 0.01,
+        scheduler: str = "linear",
+        warmup_ratio: float = 0.06,
+        class_weights: str | Sequence[float] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["classifier"])
+        # from_pretrained returns eval mode and Lightning keeps the mode it finds: switch dropout on.
+        self.classifier = classifier.train()
+        num_labels = len(classifier.id2label)
+        if isinstance(class_weights, str) and class_weights != "inverse_frequency":
+            raise ValueError(f"module.class_weights={class_weights!r}: use null, inverse_frequency or a list of floats")
+        if isinstance(class_weights, Sequence) and not isinstance(class_weights, str) and len(class_weights) != num_labels:
+            raise ValueError(f"module.class_weights has {len(class_weights)} weights for {num_labels} labels")
+        self.register_buffer("loss_weights", None, persistent=False)
+        self.val_metrics = summary_metrics(num_labels, "val")
+        self.val_acc_best = MaxMetric()
+        self.test_metrics = summary_metrics(num_labels, "test")
+        self.test_details = detail_metrics(num_labels)
+        self.test_results: dict[str, list] = {}
+
+    def setup(self, stage: str) -> None:
+        weights = self.hparams.class_weights
+        if weights == "inverse_frequency":
+            # n / (k * count): a class seen half as often weighs twice as much; balanced data -> all 1.
+            labels = torch.tensor(self.trainer.datamodule.tokenized["train"].labels)
+            counts = torch.bincount(labels, minlength=len(self.classifier.id2label)).float()
+            weights = (labels.numel() / (counts.numel() * counts.clamp(min=1))).tolist()
+        if weights is not None:
+            self.loss_weights = torch.tensor(list(weights), dtype=torch.float32, device=self.device)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(input_ids, attention_mask)
+
+    def _loss_and_logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"]).float()
+        return F.cross_entropy(logits, batch["labels"], weight=self.loss_weights), logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss_and_logits(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["labels"].numel())
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, logits = self._loss_and_logits(batch)
+        self.val_metrics.update(logits.argmax(-1), batch["labels"])
+        self.log("val/loss", loss, on_epoch=True, batch_size=batch["labels"].numel())
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.val_acc_best.update(scores["val/acc"])
+        self.log_dict(scores, prog_bar=True)
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, logits = self._loss_and_logits(batch)
+        preds = logits.argmax(-1)
+        self.test_metrics.update(preds, batch["labels"])
+        self.test_details.update(preds, batch["labels"])
+        self.log("test/loss", loss, on_epoch=True, batch_size=batch["labels"].numel())
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_results = {k: v.tolist() for k, v in self.test_details.compute().items()}
+        self.test_metrics.reset()
+        self.test_details.reset()
+
+    def configure_optimizers(self) -> dict:
+        # Four groups: head vs body (a freshly initialised head may take larger steps than
+        # pretrained weights), and nanoGPT's rule for decay: matrices decay, biases and norm gains don't.
+        lr, head_lr = self.hparams.learning_rate, self.hparams.head_learning_rate or self.hparams.learning_rate
+        groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+        for name, p in self.classifier.named_parameters():
+            if p.requires_grad:
+                groups.setdefault((self.classifier.is_head_parameter(name), p.ndim >= 2), []).append(p)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": ps, "lr": head_lr if is_head else lr, "weight_decay": self.hparams.weight_decay if decay else 0.0}
+                for (is_head, decay), ps in sorted(groups.items())
+            ]
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_scheduler(
+            self.hparams.scheduler,
+            optimizer,
+            num_warmup_steps=int(self.hparams.warmup_ratio * total),
+            num_training_steps=total,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,75 @@
+"""What a finished job leaves behind: labels.json, adapter/, merged/, confusion_matrix.png, metrics.json.
+
+metrics.json is written last, so its presence says every other artifact is complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+from lora_lab.artifacts import atomic_dir, dir_bytes, write_json
+from lora_lab.models.classifier import Classifier
+from lora_lab.plots import confusion_matrix_png
+from lora_lab.strategies.base import Strategy
+
+
+def parameter_counts(classifier: Classifier) -> dict[str, float]:
+    """Trainable vs all parameters, counted after the strategy has shaped the model."""
+    params = {id(p): p for p in classifier.parameters()}.values()
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    total = sum(p.numel() for p in params)
+    return {"params/trainable": trainable, "params/total": total, "params/trainable_pct": 100 * trainable / total}
+
+
+def write_job_outputs(
+    run_dir: Path,
+    classifier: Classifier,
+    strategy: Strategy,
+    tokenizer: PreTrainedTokenizerBase,
+    metrics: dict,
+) -> dict:
+    """Write every artifact atomically and return the final metrics (with artifact sizes)."""
+    labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
+    write_json(run_dir / "labels.json", {"id2label": {str(i): label for i, label in enumerate(labels)}})
+    if strategy.has_adapter:
+        with atomic_dir(run_dir / "adapter") as tmp:
+            strategy.save_adapter(classifier, tmp)
+    strategy.merge(classifier)
+    with atomic_dir(run_dir / "merged") as tmp:
+        classifier.save_merged(tmp, tokenizer)
+    confusion_matrix_png(metrics["test/confusion_matrix"], labels, run_dir / "confusion_matrix.png",
+                         title=f"test acc {metrics['test/acc']:.3f}")
+    # What a deployment adds on top of the shared base: the adapter, or the whole model for full.
+    shipped = run_dir / ("adapter" if strategy.has_adapter else "merged")
+    metrics = {
+        **metrics,
+        "artifact/adapter_bytes": dir_bytes(shipped) - _tokenizer_bytes(shipped),
+        "artifact/merged_bytes": dir_bytes(run_dir / "merged"),
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _tokenizer_bytes(model_dir: Path) -> int:
+    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt", "vocab.json")
+    return sum((model_dir / n).stat().st_size for n in names if (model_dir / n).exists())
+
+
+def format_table(metrics: dict, title: str) -> str:
+    """The short result table printed at the end of a job."""
+    rows = [
+        ("test accuracy", f"{metrics['test/acc']:.4f}"),
+        ("test macro-F1", f"{metrics['test/f1_macro']:.4f}"),
+        ("best val accuracy", f"{metrics['val/acc_best']:.4f}"),
+        ("trainable params", f"{metrics['params/trainable']:,} ({metrics['params/trainable_pct']:.2f}%)"),
+        ("adapter size", f"{metrics['artifact/adapter_bytes'] / 2**20:.2f} MiB"),
+        ("train time", f"{metrics['time/train_s']:.1f} s"),
+        ("train throughput", f"{metrics['throughput/train_examples_per_s']:.1f} examples/s"),
+        ("test latency", f"{metrics['latency/test_ms_per_example']:.2f} ms/example (batched)"),
+        ("peak RSS", f"{metrics['memory/peak_rss_mb']:.0f} MiB"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [title, "-" * len(title)] + [f"{name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""The Strategy: how a regime shapes a classifier (freeze / wrap), saves and merges its adapter."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from peft import PeftConfig, PeftModel, get_peft_model
+
+from lora_lab.models.classifier import Classifier
+
+
+class Strategy(ABC):
+    """Base of every `conf/regime/*.yaml` target.
+
+    Life of a strategy in a job: apply() before training; after testing, save_adapter() writes
+    adapter/ (what a deployment adds on top of the shared base) and merge() folds it into the
+    weights for merged/. load_adapter() is the inverse of save_adapter(), for re-evaluation.
+    """
+
+    name: ClassVar[str]
+    # False for regimes whose "adapter" would be the whole model (full fine-tune): merged/ only.
+    has_adapter: ClassVar[bool] = True
+    registry: ClassVar[dict[str, type[Strategy]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            Strategy.registry[cls.name] = cls
+
+    def __init__(self, name: str, learning_rate: float, head_learning_rate: float | None = None):
+        if name != self.name:
+            raise ValueError(f"regime.name={name!r} but its _target_ is the {self.name!r} strategy")
+        # Read by the module's optimizer (module.learning_rate: ${regime.learning_rate}):
+        # the right step size depends on the regime (a head alone takes far larger steps than full).
+        self.learning_rate, self.head_learning_rate = learning_rate, head_learning_rate
+
+    @abstractmethod
+    def apply(self, classifier: Classifier) -> None:
+        """Freeze, wrap or quantize `classifier` in place, leaving trainable what this regime trains."""
+
+    def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
+        """Write what a deployment adds on top of the shared base model into out_dir."""
+        raise NotImplementedError(f"regime {self.name} has no adapter")
+
+    def load_adapter(self, classifier: Classifier, adapter_dir: Path) -> None:
+        raise NotImplementedError(f"regime {self.name} has no adapter to load; use the merged model")
+
+    def merge(self, classifier: Classifier) -> None:
+        """Fold the adapter into the weights, leaving a plain transformers model (no-op by default)."""
+
+
+class PeftStrategy(Strategy):
+    """A regime that is a PEFT config: subclasses only say which config (see lora.py)."""
+
+    @abstractmethod
+    def peft_config(self, classifier: Classifier) -> PeftConfig: ...
+
+    def modules_to_save(self, classifier: Classifier) -> list[str] | None:
+        # A stock head lives inside the transformer: PEFT must train and save it in full.
+        # A pooled head lives outside it, trains anyway and is saved beside the adapter.
+        return None if classifier.external_head else list(classifier.head_names)
+
+    def apply(self, classifier: Classifier) -> None:
+        classifier.transformer = get_peft_model(classifier.transformer, self.peft_config(classifier))
+
+    def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
+        classifier.transformer.save_pretrained(str(out_dir), safe_serialization=True)
+        if classifier.external_head:
+            classifier.save_head(out_dir)
+
+    def load_adapter(self, classifier: Classifier, adapter_dir: Path) -> None:
+        classifier.transformer = PeftModel.from_pretrained(classifier.transformer, str(adapter_dir))
+        if classifier.external_head:
+            classifier.load_head(adapter_dir)
+
+    def merge(self, classifier: Classifier) -> None:
+        classifier.transformer = classifier.transformer.merge_and_unload()

@@ -1,0 +1,14 @@
+"""Full fine-tune: every weight trains. Its "adapter" is the whole model (merged/ only)."""
+
+from __future__ import annotations
+
+from lora_lab.models.classifier import Classifier
+from lora_lab.strategies.base import Strategy
+
+
+class FullFineTune(Strategy):
+    name = "full"
+    has_adapter = False
+
+    def apply(self, classifier: Classifier) -> None:
+        classifier.requires_grad_(True)

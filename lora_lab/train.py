@@ -1,0 +1,118 @@
+"""Train, test and save one job: python -m lora_lab.train [overrides]; add -m for a multirun."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import hydra
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lora_lab.artifacts import read_json
+from lora_lab.callbacks import ResourceMonitor
+from lora_lab.config import validate
+from lora_lab.job import JobRecord
+from lora_lab.outputs import format_table, parameter_counts, write_job_outputs
+
+log = logging.getLogger(__name__)
+# Pre-tokenized, in-memory batches need no loader workers; Lightning's hint about them is noise.
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Run one job in its Hydra output dir; return cfg.optimized_metric for sweepers."""
+    validate(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    job = JobRecord(run_dir, cfg, sweep_dir=_sweep_dir())
+    if (original := job.find_original()) is not None:
+        job.mark_duplicate(original)
+        log.info("Effective config repeats job %s: recorded as its duplicate, not trained again.", original)
+        metrics_path = original / "metrics.json"
+        return read_json(metrics_path).get(cfg.optimized_metric) if metrics_path.exists() else None
+    job.start()
+    try:
+        metrics = fit_and_test(cfg, run_dir)
+    except BaseException as err:
+        job.fail(err)
+        raise
+    job.complete()
+    print(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))
+    return metrics.get(cfg.optimized_metric)
+
+
+def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
+    """The story of a job: data, model, strategy, trainer; fit; test the best epoch; save."""
+    pl.seed_everything(cfg.seed, workers=True)
+    backbone = instantiate(cfg.backbone)
+    datamodule = instantiate(cfg.data, tokenizer=backbone.tokenizer)
+    datamodule.setup("fit")
+    classifier = backbone.build_classifier(datamodule.id2label, seed=cfg.seed)
+    strategy = instantiate(cfg.regime)
+    strategy.apply(classifier)
+    params = parameter_counts(classifier)
+    module = instantiate(cfg.module)(classifier=classifier)
+
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+               for k, v in cfg.items() if k != "hydra"}
+    for logger in loggers:
+        logger.log_hyperparams(hparams)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        # Model selection on validation: test the best epoch, not the last one.
+        best = "best" if trainer.checkpoint_callback is not None else None
+        if best is None:
+            log.warning("No ModelCheckpoint callback: testing the last epoch, not the best one.")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best)
+    finally:
+        for logger in loggers:
+            logger.finalize("success")
+        _finish_wandb()
+
+    monitor = next((c for c in callbacks if isinstance(c, ResourceMonitor)), None)
+    metrics = {
+        **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
+        "val/acc_best": fit_metrics["val/acc_best"],
+        "model_selection": "best_val_epoch" if best else "last_epoch",
+        "epochs": trainer.current_epoch,
+        **params,
+        **(monitor.results if monitor else {}),
+        "test/f1_per_class": dict(zip(datamodule.labels, module.test_results["f1_per_class"])),
+        "test/confusion_matrix": module.test_results["confusion_matrix"],
+    }
+    metrics = write_job_outputs(run_dir, classifier, strategy, backbone.tokenizer, metrics)
+    if not cfg.keep_checkpoints and trainer.checkpoint_callback is not None:
+        shutil.rmtree(trainer.checkpoint_callback.dirpath, ignore_errors=True)
+    return metrics
+
+
+def _sweep_dir() -> Path | None:
+    """The multirun's dir, where sibling jobs live (None for a single run)."""
+    if not HydraConfig.initialized() or str(HydraConfig.get().mode) != "RunMode.MULTIRUN":
+        return None
+    return Path(HydraConfig.get().sweep.dir)
+
+
+def _finish_wandb() -> None:
+    """End the W&B run so the next job of an in-process multirun starts its own."""
+    import sys
+
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

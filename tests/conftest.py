@@ -1,0 +1,59 @@
+"""Shared fixtures: configs composed with Hydra's compose API, as `python -m lora_lab.train` would."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import lora_lab.config  # noqa: F401  (registers the resolvers)
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+# A seconds-long job: tiny random BERT, a small synthetic set, one epoch, CSV logging.
+TINY = [
+    "backbone=tiny_bert",
+    "dataset.n_per_class=30",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "data.batch_size=16",
+]
+
+
+def compose_train(output_dir: Path, overrides: list[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose conf/train.yaml with overrides and point the job at output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
+        cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path):
+    """Factory: tiny_cfg(*overrides) -> a composed tiny job config writing into tmp_path/job."""
+
+    def make(*overrides: str) -> DictConfig:
+        base = TINY if not any(o.startswith("dataset=") for o in overrides) else [o for o in TINY if not o.startswith("dataset.")]
+        return compose_train(tmp_path / "job", [*base, *overrides])
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    path = Path(os.environ.get("LORA_LAB_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path}; set LORA_LAB_DATA_DIR")
+    return path

@@ -1,0 +1,148 @@
+"""Splits, file sources, batching and the DataModule, on small in-memory data."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
+from lora_lab.data.datamodule import TextClassificationDataModule
+from lora_lab.data.sources import SyntheticSalesNotes, TableFile
+from lora_lab.data.splits import DataError, Split, stratified_split
+from lora_lab.models.backbones import Backbone
+
+
+def _split(counts: dict[str, int]) -> Split:
+    labels = [label for label, n in counts.items() for _ in range(n)]
+    return Split([f"text {i} {y}" for i, y in enumerate(labels)], labels)
+
+
+def test_stratified_split_keeps_class_shares_and_partitions_rows():
+    split = _split({"a": 100, "b": 40, "c": 10})
+    out = stratified_split(split, {"validation": 0.2, "test": 0.1}, seed=0)
+    texts = [t for s in out.values() for t in s.texts]
+    assert sorted(texts) == sorted(split.texts)  # a partition: nothing lost, nothing twice
+    assert Counter(out["validation"].labels) == {"a": 20, "b": 8, "c": 2}
+    assert Counter(out["test"].labels) == {"a": 10, "b": 4, "c": 1}
+    assert stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts == \
+        stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts
+    assert stratified_split(split, {"validation": 0.2}, seed=1)["validation"].texts != \
+        stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts
+
+
+def test_stratified_split_names_a_label_too_small_to_stratify():
+    with pytest.raises(DataError, match="label 'rare'.*2 row"):
+        stratified_split(_split({"common": 50, "rare": 2}), {"validation": 0.1, "test": 0.1}, seed=0)
+
+
+def test_synthetic_source_yields_three_disjoint_stratified_splits():
+    splits = SyntheticSalesNotes(n_per_class=40, name="b2b_sales_notes").load()
+    assert set(splits) == {"train", "validation", "test"}
+    assert sum(len(s) for s in splits.values()) == 200
+    for split in splits.values():
+        assert len(set(split.labels)) == 5
+
+
+def _write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding=encoding) as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _rows(n: int = 60) -> list[dict]:
+    return [{"body": f"ticket number {i} about {'billing' if i % 2 else 'login'}", "intent": "billing" if i % 2 else "login"} for i in range(n)]
+
+
+def test_csv_and_jsonl_sources_read_the_configured_columns(tmp_path: Path):
+    csv_path = _write_csv(tmp_path / "t.csv", _rows())
+    jsonl_path = tmp_path / "t.jsonl"
+    jsonl_path.write_text("\n".join(json.dumps(r) for r in _rows()) + "\n")
+    for path, fmt in ((csv_path, "csv"), (jsonl_path, "jsonl")):
+        splits = TableFile(str(path), format=fmt, text_column="body", label_column="intent", name=fmt).load()
+        assert sum(len(s) for s in splits.values()) == 60
+        assert set(splits["train"].labels) == {"billing", "login"}
+
+
+def test_missing_column_error_lists_the_columns_found(tmp_path: Path):
+    path = _write_csv(tmp_path / "t.csv", _rows())
+    with pytest.raises(DataError, match=r"no column 'text'.*\['body', 'intent'\]"):
+        TableFile(str(path), name="csv").load()
+
+
+def test_missing_file_error_names_the_path(tmp_path: Path):
+    with pytest.raises(DataError, match="nope.csv: no such file"):
+        TableFile(str(tmp_path / "nope.csv"), name="csv").load()
+
+
+def test_undecodable_bytes_name_the_encoding_setting(tmp_path: Path):
+    path = _write_csv(tmp_path / "t.csv", [{"text": "caf\u00e9 order", "label": "x"}] * 5, encoding="latin-1")
+    with pytest.raises(DataError, match="not valid utf-8.*dataset.encoding"):
+        TableFile(str(path), name="csv").load()
+
+
+def test_empty_texts_are_dropped_and_counted_or_rejected_when_too_many(tmp_path: Path, capsys):
+    rows = _rows(100)
+    rows[3]["body"] = "   "
+    path = _write_csv(tmp_path / "t.csv", rows)
+    splits = TableFile(str(path), text_column="body", label_column="intent", name="csv").load()
+    assert sum(len(s) for s in splits.values()) == 99
+    assert "dropped 1 row(s)" in capsys.readouterr().out
+    for row in rows[:20]:
+        row["body"] = ""
+    path = _write_csv(tmp_path / "t.csv", rows)
+    with pytest.raises(DataError, match="20 of 100 rows have an empty text"):
+        TableFile(str(path), text_column="body", label_column="intent", name="csv").load()
+
+
+def test_a_single_class_is_an_error(tmp_path: Path):
+    path = _write_csv(tmp_path / "t.csv", [{"text": f"row {i}", "label": "only"} for i in range(20)])
+    with pytest.raises(DataError, match="single label"):
+        TableFile(str(path), name="csv").load()
+
+
+def test_length_grouped_batches_cover_every_row_once_with_less_padding():
+    lengths = [(i * 37) % 61 + 1 for i in range(1000)]
+    grouped = LengthGroupedBatchSampler(lengths, batch_size=32, shuffle=True, seed=0)
+    plain = LengthGroupedBatchSampler(lengths, batch_size=32, shuffle=True, seed=0, group=False)
+
+    def padded_tokens(sampler) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in sampler)
+
+    batches = list(grouped)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert padded_tokens(grouped) < 0.75 * padded_tokens(plain)
+    grouped.set_epoch(1)
+    assert list(grouped) != batches  # a new order each epoch
+    grouped.set_epoch(0)
+    assert list(grouped) == batches  # and a reproducible one
+
+
+def test_pad_collator_right_pads_and_masks():
+    batch = PadCollator(pad_token_id=0)([([5, 6, 7], 1), ([8], 0)])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_phi"])
+def test_datamodule_fixes_labels_from_train_and_pads_with_the_tokenizer(backbone: str, tiny_cfg):
+    from hydra.utils import instantiate
+
+    cfg = tiny_cfg(f"backbone={backbone}")
+    bb: Backbone = instantiate(cfg.backbone)
+    dm: TextClassificationDataModule = instantiate(cfg.data, tokenizer=bb.tokenizer)
+    dm.setup("fit")
+    assert dm.labels == sorted(set(dm.splits["train"].labels))
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape[0] == cfg.data.batch_size
+    assert batch["input_ids"].shape[1] <= cfg.data.max_length
+    assert bb.tokenizer.pad_token_id is not None
+    pads = batch["input_ids"][batch["attention_mask"] == 0]
+    assert (pads == bb.tokenizer.pad_token_id).all()

@@ -1,0 +1,127 @@
+"""Each regime trains what it claims, freezes what it claims, and saves/merges faithfully."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from transformers import AutoModelForSequenceClassification
+
+from lora_lab.models.classifier import StockHeadClassifier, load_classifier
+from lora_lab.strategies import Strategy
+
+REGIMES = sorted(Strategy.registry)
+CONF = Path(__file__).resolve().parents[2] / "conf" / "regime"
+
+
+def test_every_registered_strategy_has_a_regime_config_and_back():
+    assert {p.stem for p in CONF.glob("*.yaml")} == set(Strategy.registry)
+
+
+def _build(tiny_cfg, regime: str, *overrides: str):
+    cfg = tiny_cfg(f"regime={regime}", *overrides)
+    backbone = instantiate(cfg.backbone)
+    classifier = backbone.build_classifier({0: "a", 1: "b", 2: "c"}, seed=0)
+    strategy = instantiate(cfg.regime)
+    strategy.apply(classifier)
+    return classifier, strategy, backbone
+
+
+def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 1000, (6, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[3:, 8:] = 0  # some right padding
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 0, 1, 2])}
+
+
+def _train_steps(classifier, steps: int = 3) -> None:
+    classifier.train()
+    params = [p for p in classifier.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2)
+    for step in range(steps):
+        batch = _batch(step)
+        loss = torch.nn.functional.cross_entropy(classifier(batch["input_ids"], batch["attention_mask"]), batch["labels"])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def _logits(classifier) -> torch.Tensor:
+    classifier.eval()
+    with torch.no_grad():
+        b = _batch(99)
+        return classifier(b["input_ids"], b["attention_mask"])
+
+
+@pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_phi"])
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+@pytest.mark.parametrize("regime", REGIMES)
+def test_regime_trains_what_it_claims_and_freezes_the_rest(tiny_cfg, regime: str, backbone: str, pooling: str):
+    if backbone == "tiny_phi" and pooling == "mean":
+        pooling = "last"
+    classifier, strategy, _ = _build(tiny_cfg, regime, f"backbone={backbone}", f"backbone.pooling={pooling}")
+    before = {n: p.detach().clone() for n, p in classifier.named_parameters()}
+    trainable = {n for n, p in classifier.named_parameters() if p.requires_grad}
+    _train_steps(classifier)
+    changed = {n for n, p in classifier.named_parameters() if not torch.equal(p, before[n])}
+    assert changed, "training changed nothing"
+    assert changed <= trainable, f"frozen weights moved: {sorted(changed - trainable)[:5]}"
+    head = {n for n in trainable if "classifier" in n or "score" in n}
+    assert head, "the classification head must train in every regime"
+    assert head == {n for n, _ in classifier.named_parameters() if classifier.is_head_parameter(n)} & trainable
+    if regime == "head":
+        assert trainable == head
+    elif regime == "lora":
+        body = trainable - head
+        assert body and all("lora_" in n for n in body)
+        assert any("lora_" in n for n in changed)
+    elif regime == "full":
+        assert trainable == set(before)
+
+
+@pytest.mark.parametrize("backbone,pooling", [("tiny_bert", "mean"), ("tiny_bert", "cls"), ("tiny_phi", "last"), ("tiny_phi", "cls")])
+@pytest.mark.parametrize("regime", REGIMES)
+def test_adapter_round_trip_and_merged_model_reproduce_the_logits(tiny_cfg, tmp_path: Path, regime, backbone, pooling):
+    classifier, strategy, bb = _build(tiny_cfg, regime, f"backbone={backbone}", f"backbone.pooling={pooling}")
+    _train_steps(classifier)
+    trained = _logits(classifier)
+
+    if strategy.has_adapter:
+        strategy.save_adapter(classifier, tmp_path / "adapter")
+        assert not list((tmp_path / "adapter").glob("*.bin")), "safetensors only"
+        fresh = bb.build_classifier({0: "a", 1: "b", 2: "c"}, seed=0)
+        strategy.load_adapter(fresh, tmp_path / "adapter")
+        torch.testing.assert_close(_logits(fresh), trained)
+
+    strategy.merge(classifier)
+    assert not any("lora_" in n for n, _ in classifier.named_parameters())
+    classifier.save_merged(tmp_path / "merged", bb.tokenizer)
+    torch.testing.assert_close(_logits(load_classifier(tmp_path / "merged")), trained, atol=1e-4, rtol=1e-4)
+    if isinstance(classifier, StockHeadClassifier):
+        # A stock head merges into a plain transformers model: no lora_lab, no PEFT needed.
+        plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "merged")).eval()
+        b = _batch(99)
+        with torch.no_grad():
+            torch.testing.assert_close(plain(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, trained, atol=1e-4, rtol=1e-4)
+
+
+def test_lora_reads_the_top_level_rank_and_scales_alpha_with_it(tiny_cfg):
+    for rank in (4, 16):
+        classifier, strategy, _ = _build(tiny_cfg, "lora", f"rank={rank}")
+        assert strategy.r == rank and strategy.alpha == 2 * rank
+        a = next(p for n, p in classifier.named_parameters() if "lora_A" in n)
+        assert a.shape[0] == rank
+
+
+def test_decoder_backbone_gets_a_pad_token_and_pools_the_last_real_token(tiny_cfg):
+    classifier, _, bb = _build(tiny_cfg, "head", "backbone=tiny_phi")
+    assert bb.tokenizer.pad_token == bb.tokenizer.eos_token
+    classifier.eval()
+    ids = torch.tensor([[11, 12, 13, 0, 0]])
+    with torch.no_grad():
+        padded = classifier(ids, torch.tensor([[1, 1, 1, 0, 0]]))
+        unpadded = classifier(ids[:, :3], torch.tensor([[1, 1, 1]]))
+    torch.testing.assert_close(padded, unpadded)

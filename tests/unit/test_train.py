@@ -1,0 +1,135 @@
+"""train() end to end on tiny backbones: artifacts, metrics, status, re-evaluation, guards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from lora_lab.artifacts import read_json
+from lora_lab.config import ConfigError
+from lora_lab.eval import evaluate
+from lora_lab.hydra_callbacks import RefuseFinishedDirs
+from lora_lab.job import JobRecord, fingerprint
+from lora_lab.train import train
+
+REQUIRED_METRICS = [
+    "test/acc", "test/f1_macro", "test/precision_macro", "test/recall_macro", "val/acc_best",
+    "params/trainable", "params/total", "params/trainable_pct", "artifact/adapter_bytes",
+    "time/train_s", "throughput/train_examples_per_s", "memory/peak_rss_mb",
+]
+
+
+def _save_hydra_config(cfg, run_dir: Path) -> None:
+    """What Hydra does before a job runs (compose API jobs have no launcher to do it)."""
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save({k: v for k, v in cfg.items() if k != "hydra"}, run_dir / ".hydra" / "config.yaml")
+
+
+@pytest.mark.parametrize("regime", ["head", "lora", "full"])
+def test_a_job_leaves_metrics_labels_adapter_and_merged_model(tiny_cfg, regime: str):
+    cfg = tiny_cfg(f"regime={regime}", "regime.learning_rate=5e-3")
+    run_dir = Path(cfg.paths.output_dir)
+    _save_hydra_config(cfg, run_dir)
+    value = train(cfg)
+    metrics = read_json(run_dir / "metrics.json")
+    assert value == metrics["val/acc_best"]
+    for key in REQUIRED_METRICS:
+        assert isinstance(metrics[key], (int, float)), key
+    assert 0 <= metrics["test/acc"] <= 1 and metrics["params/trainable"] <= metrics["params/total"]
+    n_test = sum(map(sum, metrics["test/confusion_matrix"]))
+    assert n_test == 20  # stratified: 5 classes x round(0.15 x 30 rows) = 5 x 4
+    correct = sum(metrics["test/confusion_matrix"][i][i] for i in range(5))
+    assert metrics["test/acc"] == pytest.approx(correct / n_test)
+    assert set(metrics["test/f1_per_class"]) == set(read_json(run_dir / "labels.json")["id2label"].values())
+    assert read_json(run_dir / "status.json")["state"] == "complete"
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 1000
+    assert (run_dir / "merged" / "model.safetensors").is_file()
+    assert (run_dir / "adapter").is_dir() == (regime != "full")
+    assert not (run_dir / "checkpoints").exists()
+    assert not [p for p in run_dir.rglob(".*") if p.name != ".hydra" and ".hydra" not in p.parts]  # no temp leftovers
+    if regime == "lora":
+        assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+        assert metrics["artifact/adapter_bytes"] < 0.2 * metrics["artifact/merged_bytes"]
+    # Re-evaluation from the saved job reproduces its test accuracy, from merged and from the adapter.
+    for load in ("merged", "adapter") if regime != "full" else ("merged",):
+        again = evaluate(run_dir, run_dir.parent / f"eval_{load}", load=load)
+        assert again["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6), load
+    assert not (run_dir / "eval_metrics.json").exists()  # eval never writes into the job dir
+
+
+def test_training_learns_the_synthetic_task_beyond_chance(tiny_cfg):
+    cfg = tiny_cfg("regime=full", "dataset.n_per_class=80", "trainer.max_epochs=4", "regime.learning_rate=3e-3")
+    assert train(cfg) > 0.45  # 5 classes: chance is 0.2
+
+
+def test_a_failing_job_records_its_error_and_leaves_no_metrics(tiny_cfg):
+    cfg = tiny_cfg("dataset=csv", "dataset.path=/nonexistent/tickets.csv")
+    with pytest.raises(Exception, match="no such file"):
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    status = read_json(run_dir / "status.json")
+    assert status["state"] == "failed" and "no such file" in status["error"]
+    assert not (run_dir / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("rank=0", "rank=0"),
+        ("data.batch_size=0", "data.batch_size=0"),
+        ("dataset.val_fraction=0.9", "together leave rows for training"),
+        ("trainer=gpu", "no CUDA GPU"),
+        ("trainer.precision=16-mixed", "fp16 autocast is a GPU feature"),
+    ],
+)
+def test_bad_configs_fail_fast_naming_the_key(tiny_cfg, override: str, message: str):
+    cfg = tiny_cfg(override)
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert not Path(cfg.paths.output_dir).exists()  # nothing half-written
+
+
+def test_finished_dirs_are_never_reused(tmp_path: Path):
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "status.json").write_text(json.dumps({"state": "complete"}))
+    guard = RefuseFinishedDirs()
+    with pytest.raises(FileExistsError, match="holds a finished job"):
+        guard.on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "done")}}}))
+    with pytest.raises(FileExistsError, match="earlier multirun"):
+        guard.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    guard.on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "fresh")}}}))
+
+
+def test_fingerprint_ignores_rank_only_where_the_regime_ignores_it(tiny_cfg, tmp_path: Path):
+    def fp(*overrides: str) -> str:
+        return fingerprint(tiny_cfg(*overrides))
+
+    assert fp("regime=full", "rank=8") == fp("regime=full", "rank=16")
+    assert fp("regime=lora", "rank=8") != fp("regime=lora", "rank=16")
+    assert fp("regime=full", "seed=1") != fp("regime=full", "seed=2")
+    assert fp("regime=full", "logger=none") == fp("regime=full", "logger=csv")
+
+    sweep = tmp_path / "sweep"
+    first, second = (tiny_cfg("regime=full", f"rank={r}") for r in (8, 16))
+    JobRecord(sweep / "0", first, sweep).start()
+    assert JobRecord(sweep / "1", second, sweep).find_original() == sweep / "0"
+    assert JobRecord(sweep / "1", tiny_cfg("regime=lora"), sweep).find_original() is None
+
+
+def test_wandb_logs_offline_with_group_and_tags(tiny_cfg, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline must come from lora_lab's config
+    cfg = tiny_cfg("logger=wandb")
+    with open_dict(cfg):
+        cfg.logger.wandb.group = "sweep-abc"
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "one offline W&B run in the job dir"
+    assert (run_dir / "csv" / "metrics.csv").is_file()  # CSV stays on beside W&B
+    # Offline runs keep run record + config in the protobuf log that `wandb sync` uploads.
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for expected in (b"sweep-abc", b"tiny_bert", b"b2b_sales_notes", b"rank=8", b"val/acc_best", b"test/acc"):
+        assert expected in record, expected
