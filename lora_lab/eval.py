@@ -8,7 +8,6 @@ never into the job's.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import hydra
@@ -21,7 +20,6 @@ from lora_lab.config import ConfigError
 from lora_lab.models.classifier import Classifier, load_classifier
 
 log = logging.getLogger(__name__)
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
 def load_job_classifier(run_dir: Path, job_cfg: DictConfig, load: str) -> tuple[Classifier, object, str]:

@@ -8,12 +8,13 @@ is the resolved config without the keys that only name, tag or place a job.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import traceback
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lora_lab.artifacts import read_json, write_json
 
@@ -24,7 +25,14 @@ NON_EFFECTIVE_KEYS = ("paths", "logger", "hydra", "tags", "task_name", "rank", "
 
 
 def fingerprint(cfg: DictConfig) -> str:
-    """SHA-256 of the effective config (resolved, order-independent)."""
+    """SHA-256 of the effective config (resolved, order-independent).
+
+    The job's own dir is interpolated into other keys (trainer.default_root_dir, the checkpoint
+    dirpath), so it is replaced by a placeholder before resolving.
+    """
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = "<job dir>"
     effective = {
         key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         for key, value in cfg.items()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import warnings
 from pathlib import Path
 
 import hydra
@@ -20,8 +19,6 @@ from lora_lab.job import JobRecord
 from lora_lab.outputs import format_table, parameter_counts, write_job_outputs
 
 log = logging.getLogger(__name__)
-# Pre-tokenized, in-memory batches need no loader workers; Lightning's hint about them is noise.
-warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
 def train(cfg: DictConfig) -> float | None:

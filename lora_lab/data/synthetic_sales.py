@@ -401,11 +401,15 @@ _DENIAL_CONFLICTS: dict[str, tuple[str, ...]] = {
 # topics are in the bag of words, only the sentence structure says which one is the intent.
 _CONTRAST_SHARE = 0.10
 _TOPICS: dict[str, tuple[str, ...]] = {
-    "Repeat Order": ("repeating last month's order", "the standing order", "a straight reorder", "the usual quantities"),
+    "Repeat Order": (
+        "repeating last month's order", "the standing order", "a straight reorder", "the usual quantities",
+    ),
     "Urgent Need": ("how fast we can ship", "the deadline", "getting it there this week", "beating the lead time"),
     "Stocking Issue": ("stock levels", "their inventory", "our backorder", "warehouse space"),
     "Custom Spec": ("the spec", "the dimensions", "a different material", "their branding"),
-    "New Product Demand": ("a product we don't carry yet", "the new line", "adding a new item", "something we've never sold"),
+    "New Product Demand": (
+        "a product we don't carry yet", "the new line", "adding a new item", "something we've never sold",
+    ),
 }
 _CONTRAST_CORES = (
     "Called about {topic} on the {product}, not {other_topic}.",
@@ -484,7 +488,11 @@ _ABBREV_RE = re.compile(
 )
 
 def generate_sales_notes(n_per_class: int = 400, seed: int = 0, noise: float = 0.3) -> list[dict[str, str]]:
-    """Return n_per_class * 5 rows {"text": ..., "label": ...}, shuffled, deterministic for (n_per_class, seed, noise)."""
+    """Return n_per_class * 5 rows {"text": ..., "label": ...}, shuffled, deterministic for (n_per_class, seed, noise).
+
+    `noise` in [0, 1] scales every typing-noise probability (0 = clean text); content and order of
+    the notes depend only on (n_per_class, seed), so noise levels are directly comparable.
+    """
     if isinstance(n_per_class, bool) or not isinstance(n_per_class, numbers.Integral) or n_per_class < 1:
         raise ValueError(f"n_per_class={n_per_class!r}: must be an integer >= 1; pass e.g. n_per_class=400")
     if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0.0 <= float(noise) <= 1.0:

@@ -105,7 +105,9 @@ def test_finished_dirs_are_never_reused(tmp_path: Path):
 
 def test_fingerprint_ignores_rank_only_where_the_regime_ignores_it(tiny_cfg, tmp_path: Path):
     def fp(*overrides: str) -> str:
-        return fingerprint(tiny_cfg(*overrides))
+        cfg = tiny_cfg(*overrides)
+        cfg.paths.output_dir = str(tmp_path / "_".join(overrides))  # every job has its own dir
+        return fingerprint(cfg)
 
     assert fp("regime=full", "rank=8") == fp("regime=full", "rank=16")
     assert fp("regime=lora", "rank=8") != fp("regime=lora", "rank=16")
