@@ -23,7 +23,10 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_design_card_multirun_trains_each_distinct_job_once(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    proc = _run("-m", "regime=lora,full", "rank=8,16", *SMALL, f"hydra.sweep.dir={sweep}")
+    proc = _run(
+        "-m", "regime=lora,full", "rank=8,16", *SMALL, "trainer.limit_train_batches=0.5", "logger=wandb",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = {int(p.name): p for p in sweep.iterdir() if p.name.isdigit()}
     assert sorted(jobs) == [0, 1, 2, 3]
@@ -41,6 +44,11 @@ def test_design_card_multirun_trains_each_distinct_job_once(tmp_path: Path):
     assert ranks == [8, 16]
     assert read_json(jobs[1] / "metrics.json")["params/trainable"] > read_json(jobs[0] / "metrics.json")["params/trainable"]
     assert (jobs[2] / "merged" / "model.safetensors").is_file() and not (jobs[2] / "adapter").exists()
+    # Trainer kwargs are plain overrides: half of the 3 training batches per epoch ran.
+    assert read_json(jobs[0] / "metrics.json")["train/examples_seen"] < 70
+    # Each trained job logged one offline W&B run (their shared group: test_config.py); the duplicate none.
+    assert [len(list((jobs[n] / "wandb").glob("offline-run-*"))) for n in (0, 1, 2)] == [1, 1, 1]
+    assert not (jobs[3] / "wandb").exists()
 
     # Running into the same sweep dir again is refused before anything is overwritten.
     before = (jobs[0] / ".hydra" / "config.yaml").read_text()

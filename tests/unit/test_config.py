@@ -1,0 +1,49 @@
+"""Every config option composes; resolvers give what the configs rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
+
+from lora_lab.config import cpu_has_native_bf16, cpu_precision, embedded_minilm_path
+from tests.conftest import CONF_DIR, compose_train
+
+GROUPS = ["dataset", "backbone", "regime", "trainer", "logger", "callbacks", "experiment"]
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, p.stem) for g in GROUPS for p in sorted(Path(CONF_DIR, g).glob("*.yaml"))],
+)
+def test_every_option_of_every_group_composes_and_has_a_target(tmp_path: Path, group: str, option: str):
+    cfg = compose_train(tmp_path, [f"{group}={option}"])
+    if group in ("dataset", "backbone", "regime", "trainer"):
+        assert cfg[group]._target_, f"{group}/{option} has no _target_"
+    if group in ("logger", "callbacks"):
+        assert all("_target_" in node for node in cfg[group].values())
+
+
+def test_the_embedded_backbone_resolves_to_weights_on_disk(tmp_path: Path):
+    cfg = compose_train(tmp_path)
+    assert cfg.backbone.pretrained == embedded_minilm_path()
+    assert (Path(embedded_minilm_path()) / "model.safetensors").is_file()
+
+
+def test_cpu_precision_follows_the_processor():
+    assert cpu_precision() == ("bf16-mixed" if cpu_has_native_bf16() else "32-true")
+
+
+def test_all_jobs_of_a_multirun_share_the_sweep_as_wandb_group(tmp_path: Path):
+    cfg = compose_train(tmp_path, ["logger=wandb"])
+    OmegaConf.set_readonly(cfg.hydra, False)
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.MULTIRUN
+        cfg.hydra.sweep.dir = str(tmp_path / "sweep-42")
+    HydraConfig().set_config(cfg)
+    assert cfg.logger.wandb.group == "sweep-42"
+    assert cfg.logger.wandb.offline is True
+    assert list(cfg.logger.wandb.tags) == ["b2b_sales_notes", "minilm_l6", "lora", "rank=8"]
