@@ -11,6 +11,11 @@ from omegaconf import DictConfig
 from lora_lab.job import STATUS_FILE
 
 
+class FinishedDirError(SystemExit):
+    """Exits with the message. A SystemExit, because Hydra turns a callback's ordinary
+    exceptions into warnings and carries on, which would overwrite the finished job."""
+
+
 class RefuseFinishedDirs(Callback):
     """Stop a job from writing into the dir of a finished job.
 
@@ -21,7 +26,7 @@ class RefuseFinishedDirs(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
         if (run_dir / STATUS_FILE).exists() or (run_dir / "metrics.json").exists():
-            raise FileExistsError(
+            raise FinishedDirError(
                 f"hydra.run.dir={run_dir} holds a finished job; lora_lab never overwrites one. "
                 "Drop the hydra.run.dir override (each run gets a fresh timestamped dir) or choose a new dir."
             )
@@ -29,7 +34,7 @@ class RefuseFinishedDirs(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if any(sweep_dir.glob(f"*/{STATUS_FILE}")):
-            raise FileExistsError(
+            raise FinishedDirError(
                 f"hydra.sweep.dir={sweep_dir} holds jobs of an earlier multirun; lora_lab never overwrites them. "
                 "Drop the hydra.sweep.dir override or choose a new dir."
             )

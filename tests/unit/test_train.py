@@ -11,7 +11,7 @@ from omegaconf import OmegaConf, open_dict
 from lora_lab.artifacts import read_json
 from lora_lab.config import ConfigError
 from lora_lab.eval import evaluate
-from lora_lab.hydra_callbacks import RefuseFinishedDirs
+from lora_lab.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
 from lora_lab.job import JobRecord, fingerprint
 from lora_lab.train import train
 
@@ -96,9 +96,9 @@ def test_finished_dirs_are_never_reused(tmp_path: Path):
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "status.json").write_text(json.dumps({"state": "complete"}))
     guard = RefuseFinishedDirs()
-    with pytest.raises(FileExistsError, match="holds a finished job"):
+    with pytest.raises(FinishedDirError, match="holds a finished job"):
         guard.on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "done")}}}))
-    with pytest.raises(FileExistsError, match="earlier multirun"):
+    with pytest.raises(FinishedDirError, match="earlier multirun"):
         guard.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     guard.on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "fresh")}}}))
 
