@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Tests never touch the user's cache: one fresh cache dir per test session.
+os.environ["LORA_LAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="lora_lab_test_cache_")
 
 # A seconds-long job: tiny random BERT, a small synthetic set, one epoch, CSV logging.
 TINY = [

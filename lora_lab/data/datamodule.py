@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
+from lora_lab.data import cache
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, TokenizedSplit
 from lora_lab.data.sources import Source
 from lora_lab.data.splits import Split
+
+log = logging.getLogger(__name__)
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -30,20 +35,35 @@ class TextClassificationDataModule(pl.LightningDataModule):
         group_by_length: bool = True,
         seed: int = 0,
         labels: Sequence[str] | None = None,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         self.source, self.tokenizer = source, tokenizer
         self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
         self.group_by_length, self.seed = group_by_length, seed
         self.labels: list[str] | None = list(labels) if labels is not None else None
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.splits: dict[str, Split] = {}
         self.tokenized: dict[str, TokenizedSplit] = {}
         self.truncated: dict[str, float] = {}
+        self.problems: list[str] = []
 
     def setup(self, stage: str | None = None) -> None:
+        """Load, validate, tokenize: from the cache when this source + tokenizer + max_length was seen."""
         if self.tokenized:
             return
-        self.splits = self.source.load()
+        entry = None
+        if self.cache_dir is not None:
+            key = cache.cache_key(self.source.identity(), self.tokenizer, self.max_length)
+            entry = cache.load(self.cache_dir, key)
+        if entry is None:
+            entry = self._build_entry()
+            if self.cache_dir is not None:
+                cache.save(self.cache_dir, key, entry)
+        else:
+            log.info("Tokenized splits from the cache (%s)", self.cache_dir)
+        self.problems, self.truncated = entry["problems"], entry["truncated"]
+        self.splits = {name: Split(d["texts"], d["labels"], d["extra"]) for name, d in entry["splits"].items()}
         if self.labels is None:
             self.labels = sorted(set(self.splits["train"].labels))
         label_ids = {label: i for i, label in enumerate(self.labels)}
@@ -51,9 +71,25 @@ class TextClassificationDataModule(pl.LightningDataModule):
             unknown = sorted(set(split.labels) - set(label_ids))
             if unknown:
                 raise ValueError(f"{name} split has labels outside the label map {self.labels}: {unknown}")
-            encoded = self.tokenizer(split.texts, truncation=True, max_length=self.max_length)["input_ids"]
-            self.tokenized[name] = TokenizedSplit(encoded, [label_ids[y] for y in split.labels])
-            self.truncated[name] = sum(len(ids) >= self.max_length for ids in encoded) / max(1, len(encoded))
+            ids = entry["splits"][name]["input_ids"]
+            self.tokenized[name] = TokenizedSplit(ids, [label_ids[y] for y in split.labels])
+
+    def _build_entry(self) -> dict:
+        """Rows and token ids of every split, with the share of texts the tokenizer truncated."""
+        splits = self.source.load()
+        out, truncated, problems = {}, {}, list(self.source.report.problems)
+        for name, split in splits.items():
+            # Tokenize to max_length + 1: a row that reaches it was longer than max_length.
+            ids = self.tokenizer(split.texts, truncation=True, max_length=self.max_length + 1)["input_ids"]
+            long_rows = [i for i, row in enumerate(ids) if len(row) > self.max_length]
+            if long_rows:
+                cut = self.tokenizer([split.texts[i] for i in long_rows], truncation=True, max_length=self.max_length)["input_ids"]
+                for i, row in zip(long_rows, cut):
+                    ids[i] = row
+                problems.append(f"{name}: {len(long_rows)} of {len(ids)} texts ({len(long_rows) / len(ids):.1%}) truncated to max_length={self.max_length} tokens")
+            truncated[name] = len(long_rows) / max(1, len(ids))
+            out[name] = {"texts": split.texts, "labels": split.labels, "extra": split.extra, "input_ids": ids}
+        return {"splits": out, "truncated": truncated, "problems": problems}
 
     @property
     def id2label(self) -> dict[int, str]:

@@ -1,64 +1,142 @@
 """Where rows come from: one Source class per dataset or file format (the `dataset/` config group).
 
-A Source reads its raw rows (`read`), and `load` turns them into train/validation/test splits,
-carving any split the source lacks from training rows with a stratified split.
+A Source reads its raw rows (`read`); `load` validates them and returns train/validation/test:
+
+    read -> drop empty texts / missing labels (counted; error above max_invalid_fraction)
+         -> drop exact duplicate training rows (counted)            -> carve missing splits (stratified)
+         -> train/test leakage (error | drop | allow)       -> label checks (single class, unseen labels)
+
+Every repair is counted in `self.report` (what `python -m lora_lab.data` shows); nothing is silent.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import logging
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_lab.data.splits import DataError, Split, stratified_split
 from lora_lab.data.synthetic_sales import generate_sales_notes
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
+LEAKAGE_POLICIES = ("error", "drop", "allow")
+
+
+@dataclass
+class DataReport:
+    """What loading found and repaired: counts by kind, and one line per problem."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, n: int, message: str) -> None:
+        if n:
+            self.counts[kind] = self.counts.get(kind, 0) + n
+            self.problems.append(message)
+            log.warning(message)
 
 
 class Source(ABC):
-    """Base class of every `conf/dataset/*.yaml` target."""
+    """Base of every `conf/dataset/*.yaml` target."""
 
-    def __init__(self, name: str, val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 0):
+    def __init__(
+        self,
+        name: str,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
+        drop_duplicates: bool = True,
+        leakage: str = "error",
+        max_invalid_fraction: float = 0.05,
+    ):
+        if leakage not in LEAKAGE_POLICIES:
+            raise DataError(f"dataset.leakage={leakage!r}: choose one of {LEAKAGE_POLICIES}")
         self.name = name
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
+        self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.drop_duplicates, self.leakage, self.max_invalid_fraction = drop_duplicates, leakage, max_invalid_fraction
+        self.report = DataReport()
 
     @abstractmethod
     def read(self) -> dict[str, Split]:
         """Raw splits as the source has them: "train" always, "validation"/"test" where official."""
 
+    def files(self) -> list[Path]:
+        """Files the rows come from (their size and mtime key the tokenized-data cache)."""
+        return []
+
+    def identity(self) -> dict:
+        """Everything that determines the rows: the class, its settings and its files' stamps."""
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items() if k != "report"}
+        stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files() if p.exists()]
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}", **settings, "files": stamps}
+
     def load(self) -> dict[str, Split]:
-        """Read, clean and split into exactly train/validation/test."""
-        raw = {name: _drop_empty(split, f"{self.name}/{name}") for name, split in self.read().items()}
+        """Read, validate, repair (counted) and split into exactly train/validation/test."""
+        self.report = DataReport()
+        raw = {name: self._repair(split, name) for name, split in self.read().items()}
         missing = {"validation": self.val_fraction, "test": self.test_fraction}
         missing = {name: frac for name, frac in missing.items() if name not in raw}
         for name, frac in missing.items():
             if frac <= 0:
-                raise DataError(f"dataset {self.name} has no {name} split and dataset.{_fraction_key(name)}=0")
+                key = "val_fraction" if name == "validation" else "test_fraction"
+                raise DataError(f"dataset {self.name} has no {name} split and dataset.{key}=0; set it > 0")
         splits = {**raw, **stratified_split(raw["train"], missing, self.split_seed, self.name)}
+        self._check_leakage(splits)
         _check_labels(splits, self.name)
         return {name: splits[name] for name in SPLITS}
 
-
-def _fraction_key(split: str) -> str:
-    return "val_fraction" if split == "validation" else "test_fraction"
-
-
-def _drop_empty(split: Split, where: str) -> Split:
-    """Rows with an empty text or label cannot be learnt from: drop them, but never silently."""
-    keep = [i for i, (t, y) in enumerate(zip(split.texts, split.labels)) if t and t.strip() and y not in (None, "")]
-    dropped = len(split) - len(keep)
-    if dropped:
-        if dropped > 0.05 * len(split):
+    def _repair(self, split: Split, name: str) -> Split:
+        where = f"{self.name}/{name}"
+        keep = [i for i, (t, y) in enumerate(zip(split.texts, split.labels)) if t and t.strip() and y not in (None, "")]
+        invalid = len(split) - len(keep)
+        if invalid > self.max_invalid_fraction * len(split):
             raise DataError(
-                f"{where}: {dropped} of {len(split)} rows have an empty text or label (over 5%); "
-                "check the text_column/label_column settings and the file"
+                f"{where}: {invalid} of {len(split)} rows have an empty text or a missing label "
+                f"(over dataset.max_invalid_fraction={self.max_invalid_fraction}); check the "
+                "text_column/label_column settings and the file"
             )
-        print(f"[lora_lab] {where}: dropped {dropped} row(s) with an empty text or label")
-    return split.select(keep) if dropped else split
+        self.report.add("empty_or_unlabelled", invalid, f"{where}: dropped {invalid} row(s) with an empty text or missing label")
+        # Duplicates are dropped from training rows only (before validation/test are carved from
+        # them); an official validation/test split is a benchmark and stays as published.
+        if self.drop_duplicates and name == "train":
+            seen: set[tuple[str, str]] = set()
+            unique = []
+            for i in keep:
+                row = (split.texts[i], split.labels[i])
+                if row not in seen:
+                    seen.add(row)
+                    unique.append(i)
+            self.report.add("duplicates", len(keep) - len(unique), f"{where}: dropped {len(keep) - len(unique)} exact duplicate row(s)")
+            keep = unique
+        labels_of: dict[str, set[str]] = {}
+        for i in keep:
+            labels_of.setdefault(split.texts[i], set()).add(split.labels[i])
+        conflicting = sum(len(v) > 1 for v in labels_of.values())
+        self.report.add("conflicting_labels", conflicting, f"{where}: {conflicting} text(s) carry more than one label (kept)")
+        return split.select(keep) if len(keep) < len(split) else split
+
+    def _check_leakage(self, splits: dict[str, Split]) -> None:
+        """Validation texts also in train, or test texts also in train/validation, inflate every metric."""
+        seen = list(splits["train"].texts)
+        for name in ("validation", "test"):
+            split = splits[name]
+            exact = {t.strip() for t in seen}
+            loose = {" ".join(t.split()).casefold() for t in seen}
+            leaked = [i for i, t in enumerate(split.texts) if t.strip() in exact]
+            near = sum(" ".join(t.split()).casefold() in loose for t in split.texts) - len(leaked)
+            self.report.add("near_duplicates", near, f"{self.name}: {near} {name} text(s) equal an earlier split's text up to case and spacing")
+            seen += split.texts
+            if not leaked:
+                continue
+            message = f"{self.name}: {len(leaked)} {name} text(s) also appear in {'train' if name == 'validation' else 'train/validation'}"
+            if self.leakage == "error":
+                raise DataError(f"{message} (leakage). Set dataset.leakage=drop to remove them from {name}, or dataset.leakage=allow to keep them")
+            if self.leakage == "drop":
+                splits[name] = split.select(sorted(set(range(len(split))) - set(leaked)))
+                message += f"; dropped from {name}"
+            self.report.add("leakage", len(leaked), message)
 
 
 def _check_labels(splits: dict[str, Split], name: str) -> None:
@@ -84,51 +162,3 @@ class SyntheticSalesNotes(Source):
     def read(self) -> dict[str, Split]:
         rows = generate_sales_notes(self.n_per_class, seed=self.generator_seed, noise=self.noise)
         return {"train": Split([r["text"] for r in rows], [r["label"] for r in rows])}
-
-
-class TableFile(Source):
-    """The user's own CSV or JSON-lines file with a text and a label column."""
-
-    def __init__(
-        self,
-        path: str,
-        format: str = "csv",
-        text_column: str = "text",
-        label_column: str = "label",
-        encoding: str = "utf-8",
-        **split_args,
-    ):
-        super().__init__(**split_args)
-        if format not in ("csv", "jsonl"):
-            raise DataError(f"dataset.format={format!r}: use csv or jsonl")
-        self.path, self.format = Path(path).expanduser(), format
-        self.text_column, self.label_column, self.encoding = text_column, label_column, encoding
-
-    def read(self) -> dict[str, Split]:
-        if not self.path.is_file():
-            raise DataError(
-                f"dataset.path={self.path}: no such file (resolved to {self.path.resolve()}). "
-                "Give an absolute path, or one relative to the directory you run from."
-            )
-        rows = self._rows()
-        columns = list(rows[0]) if rows else []
-        for key, column in (("text_column", self.text_column), ("label_column", self.label_column)):
-            if column not in columns:
-                raise DataError(f"{self.path}: no column {column!r} (dataset.{key}); columns found: {columns}")
-        texts = [str(r[self.text_column] or "") for r in rows]
-        labels = [None if r[self.label_column] is None else str(r[self.label_column]).strip() for r in rows]
-        return {"train": Split(texts, labels)}
-
-    def _rows(self) -> list[dict]:
-        try:
-            with open(self.path, encoding=self.encoding, newline="") as f:
-                if self.format == "csv":
-                    return list(csv.DictReader(f))
-                return [json.loads(line) for line in f if line.strip()]
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{self.path}: bytes at offset {err.start} are not valid {self.encoding}; "
-                "set dataset.encoding (e.g. latin-1) to the file's encoding"
-            ) from err
-        except json.JSONDecodeError as err:
-            raise DataError(f"{self.path}: line {err.lineno} is not valid JSON: {err.msg}") from err

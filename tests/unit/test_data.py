@@ -10,7 +10,8 @@ import pytest
 
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
 from lora_lab.data.datamodule import TextClassificationDataModule
-from lora_lab.data.sources import SyntheticSalesNotes, TableFile
+from lora_lab.data.files import TableFile
+from lora_lab.data.sources import SyntheticSalesNotes
 from lora_lab.data.splits import DataError, Split, stratified_split
 from lora_lab.models.backbones import Backbone
 
@@ -87,13 +88,16 @@ def test_undecodable_bytes_name_the_encoding_setting(tmp_path: Path):
         TableFile(str(path), name="csv").load()
 
 
-def test_empty_texts_are_dropped_and_counted_or_rejected_when_too_many(tmp_path: Path, capsys):
+def test_empty_texts_are_dropped_and_counted_or_rejected_when_too_many(tmp_path: Path):
     rows = _rows(100)
     rows[3]["body"] = "   "
+    rows[5]["intent"] = ""
     path = _write_csv(tmp_path / "t.csv", rows)
-    splits = TableFile(str(path), text_column="body", label_column="intent", name="csv").load()
-    assert sum(len(s) for s in splits.values()) == 99
-    assert "dropped 1 row(s)" in capsys.readouterr().out
+    source = TableFile(str(path), text_column="body", label_column="intent", name="csv")
+    splits = source.load()
+    assert sum(len(s) for s in splits.values()) == 98
+    assert source.report.counts == {"empty_or_unlabelled": 2}
+    assert "dropped 2 row(s)" in source.report.problems[0]
     for row in rows[:20]:
         row["body"] = ""
     path = _write_csv(tmp_path / "t.csv", rows)

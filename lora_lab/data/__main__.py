@@ -1,0 +1,65 @@
+"""Show what a job would train on: python -m lora_lab.data dataset=<name> [backbone=...] [format=json].
+
+Split sizes, labels with counts, text lengths in tokens for the backbone's tokenizer, examples
+of each class, and every problem loading found or repaired.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import hydra
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import lora_lab.config  # noqa: F401  (resolvers)
+from lora_lab.data.datamodule import TextClassificationDataModule
+
+
+def summarize(dm: TextClassificationDataModule, examples_per_class: int) -> dict:
+    """The JSON form: splits, num_labels, label_counts, token_length percentiles, examples, problems."""
+    out: dict = {"dataset": dm.source.name, "splits": {}, "num_labels": len(dm.labels), "label_counts": {},
+                 "token_length": {}, "truncated_share": dm.truncated, "examples": {}, "problems": dm.problems}
+    for name, split in dm.splits.items():
+        out["splits"][name] = len(split)
+        out["label_counts"][name] = split.label_counts()
+        lengths = np.array(dm.tokenized[name].lengths)
+        out["token_length"][name] = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)} | {"max": int(lengths.max())}
+    train = dm.splits["train"]
+    for label in dm.labels:
+        out["examples"][label] = [t for t, y in zip(train.texts, train.labels) if y == label][:examples_per_class]
+    return out
+
+
+def render(summary: dict) -> str:
+    lines = [f"dataset {summary['dataset']}: {summary['num_labels']} labels"]
+    for name, n in summary["splits"].items():
+        tl = summary["token_length"][name]
+        lines.append(f"  {name:<10} {n:>7,} rows   tokens p50 {tl['p50']}, p90 {tl['p90']}, p99 {tl['p99']}, max {tl['max']}")
+    lines.append("labels (train / validation / test):")
+    for label in summary["examples"]:
+        counts = " / ".join(str(summary["label_counts"][s].get(label, 0)) for s in summary["splits"])
+        lines.append(f"  {label:<40} {counts}")
+    lines.append("examples:")
+    for label, texts in summary["examples"].items():
+        lines += [f"  [{label}] {t[:160]}" for t in texts]
+    lines.append("problems:" if summary["problems"] else "problems: none found")
+    lines += [f"  - {p}" for p in summary["problems"]]
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="inspect")
+def main(cfg: DictConfig) -> None:
+    if cfg.format not in ("text", "json"):
+        sys.exit(f"format={cfg.format!r}: use text or json")
+    backbone = instantiate(cfg.backbone)
+    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
+    dm.setup("fit")
+    summary = summarize(dm, cfg.examples_per_class)
+    print(json.dumps(summary, ensure_ascii=False) if cfg.format == "json" else render(summary))
+
+
+if __name__ == "__main__":
+    main()

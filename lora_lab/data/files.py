@@ -1,0 +1,113 @@
+"""The user's own CSV / JSON-lines / Parquet exports (from a CRM, a ticketing tool, ...)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from lora_lab.data.sources import Source
+from lora_lab.data.splits import DataError, Split
+
+FORMATS = ("csv", "jsonl", "parquet")
+# Values of a split column that mean each split; anything else is an error, not a guess.
+SPLIT_NAMES = {
+    "train": "train", "training": "train",
+    "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
+    "test": "test", "testing": "test", "eval": "test",
+}
+
+
+class TableFile(Source):
+    """Rows with a text and a label column; optionally a split column, or a separate test file."""
+
+    def __init__(
+        self,
+        path: str,
+        format: str = "csv",
+        text_column: str = "text",
+        label_column: str = "label",
+        split_column: str | None = None,
+        test_path: str | None = None,
+        encoding: str = "utf-8",
+        **split_args,
+    ):
+        super().__init__(**split_args)
+        if format not in FORMATS:
+            raise DataError(f"dataset.format={format!r}: choose one of {FORMATS}")
+        self.path, self.format, self.encoding = Path(path).expanduser(), format, encoding
+        self.text_column, self.label_column, self.split_column = text_column, label_column, split_column
+        self.test_path = Path(test_path).expanduser() if test_path else None
+
+    def files(self) -> list[Path]:
+        return [p for p in (self.path, self.test_path) if p is not None]
+
+    def read(self) -> dict[str, Split]:
+        rows = self._rows(self.path, "dataset.path")
+        if self.split_column is None:
+            splits = {"train": self._split(rows, self.path)}
+        else:
+            splits = self._by_split_column(rows)
+        if self.test_path is not None:
+            if "test" in splits:
+                raise DataError(f"{self.path} has test rows (split column) and dataset.test_path is set too; use one")
+            splits["test"] = self._split(self._rows(self.test_path, "dataset.test_path"), self.test_path)
+        return splits
+
+    def _split(self, rows: list[dict], path: Path) -> Split:
+        columns = list(rows[0]) if rows else []
+        for key, column in (("text_column", self.text_column), ("label_column", self.label_column)):
+            if column not in columns:
+                raise DataError(f"{path}: no column {column!r} (dataset.{key}); columns found: {columns}")
+        texts = ["" if r[self.text_column] is None else str(r[self.text_column]) for r in rows]
+        labels = [None if r[self.label_column] in (None, "") else str(r[self.label_column]).strip() for r in rows]
+        return Split(texts, labels)
+
+    def _by_split_column(self, rows: list[dict]) -> dict[str, Split]:
+        if rows and self.split_column not in rows[0]:
+            raise DataError(f"{self.path}: no column {self.split_column!r} (dataset.split_column); columns found: {list(rows[0])}")
+        groups: dict[str, list[dict]] = {}
+        for i, row in enumerate(rows):
+            value = str(row[self.split_column]).strip().lower()
+            if value not in SPLIT_NAMES:
+                raise DataError(
+                    f"{self.path}: row {i + 1} has {self.split_column}={row[self.split_column]!r}; "
+                    f"use one of {sorted(SPLIT_NAMES)}"
+                )
+            groups.setdefault(SPLIT_NAMES[value], []).append(row)
+        if "train" not in groups:
+            raise DataError(f"{self.path}: no training rows in split column {self.split_column!r}")
+        return {name: self._split(group, self.path) for name, group in groups.items()}
+
+    def _rows(self, path: Path, key: str) -> list[dict]:
+        if not path.is_file():
+            raise DataError(f"{key}={path}: no such file (resolved to {path.resolve()}); give an absolute path or one relative to the directory you run from")
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path).to_pylist()
+        text = _decode(path, self.encoding)
+        if self.format == "csv":
+            return list(csv.DictReader(io.StringIO(text, newline="")))
+        rows = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from err
+        return rows
+
+
+def _decode(path: Path, encoding: str) -> str:
+    """Decode with the declared encoding; on failure name the file, the line and the setting."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} (byte {err.start}) is not valid {encoding}: {raw[err.start:err.start + 4]!r}. "
+            "Set dataset.encoding to the file's encoding (e.g. latin-1 or cp1252) or re-export it as UTF-8."
+        ) from err
