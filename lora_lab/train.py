@@ -52,7 +52,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     strategy = instantiate(cfg.regime)
     strategy.apply(classifier)
     params = parameter_counts(classifier)
-    module = instantiate(cfg.module)(classifier=classifier)
+    module = instantiate(cfg.module)(classifier=classifier, strategy=strategy)
 
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]

@@ -12,11 +12,13 @@ Every repair is counted in `self.report` (what `python -m lora_lab.data` shows);
 from __future__ import annotations
 
 import logging
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_lab.data.splits import DataError, Split, stratified_split
+from lora_lab.data import synthetic_sales
 from lora_lab.data.synthetic_sales import generate_sales_notes
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,15 @@ class Source(ABC):
         drop_duplicates: bool = True,
         leakage: str = "error",
         max_invalid_fraction: float = 0.05,
+        max_length: int | None = None,
     ):
         if leakage not in LEAKAGE_POLICIES:
             raise DataError(f"dataset.leakage={leakage!r}: choose one of {LEAKAGE_POLICIES}")
         self.name = name
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
         self.drop_duplicates, self.leakage, self.max_invalid_fraction = drop_duplicates, leakage, max_invalid_fraction
+        # The token length this data needs (long transcripts); data.max_length reads it, else the backbone's.
+        self.max_length = max_length
         self.report = DataReport()
 
     @abstractmethod
@@ -67,9 +72,10 @@ class Source(ABC):
         return []
 
     def identity(self) -> dict:
-        """Everything that determines the rows: the class, its settings and its files' stamps."""
+        """Everything that determines the rows: the class, its settings, its files' and its code's stamps."""
         settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items() if k != "report"}
-        stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in self.files() if p.exists()]
+        code = Path(sys.modules[type(self).__module__].__file__)  # a generator edit is a new dataset
+        stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in [code, *self.files()] if p.exists()]
         return {"class": f"{type(self).__module__}.{type(self).__qualname__}", **settings, "files": stamps}
 
     def load(self) -> dict[str, Split]:
@@ -158,6 +164,9 @@ class SyntheticSalesNotes(Source):
     def __init__(self, n_per_class: int = 400, noise: float = 0.3, generator_seed: int = 0, **split_args):
         super().__init__(**split_args)
         self.n_per_class, self.noise, self.generator_seed = n_per_class, noise, generator_seed
+
+    def files(self) -> list[Path]:
+        return [Path(synthetic_sales.__file__)]
 
     def read(self) -> dict[str, Split]:
         rows = generate_sales_notes(self.n_per_class, seed=self.generator_seed, noise=self.noise)

@@ -12,6 +12,7 @@ from transformers import get_scheduler
 
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.metrics import detail_metrics, summary_metrics
+from lora_lab.strategies.base import Strategy
 
 
 class ClassifierModule(pl.LightningModule):
@@ -21,6 +22,7 @@ class ClassifierModule(pl.LightningModule):
         self,
         classifier: Classifier,
         learning_rate: float,
+        strategy: Strategy | None = None,
         head_learning_rate: float | None = None,
         weight_decay: float = 0.01,
         scheduler: str = "linear",
@@ -28,7 +30,9 @@ class ClassifierModule(pl.LightningModule):
         class_weights: str | Sequence[float] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["classifier"])
+        self.save_hyperparameters(ignore=["classifier", "strategy"])
+        # The regime's training-time hooks (most regimes have none; AdaLoRA reallocates ranks).
+        self.strategy = strategy
         # from_pretrained returns eval mode and Lightning keeps the mode it finds: switch dropout on.
         self.classifier = classifier.train()
         num_labels = len(classifier.id2label)
@@ -52,6 +56,14 @@ class ClassifierModule(pl.LightningModule):
             weights = (labels.numel() / (counts.numel() * counts.clamp(min=1))).tolist()
         if weights is not None:
             self.loss_weights = torch.tensor(list(weights), dtype=torch.float32, device=self.device)
+
+    def on_fit_start(self) -> None:
+        if self.strategy is not None:
+            self.strategy.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
+
+    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.strategy is not None:
+            self.strategy.after_optimizer_step(self.classifier, self.global_step)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classifier(input_ids, attention_mask)

@@ -40,6 +40,12 @@ class Strategy(ABC):
     def apply(self, classifier: Classifier) -> None:
         """Freeze, wrap or quantize `classifier` in place, leaving trainable what this regime trains."""
 
+    def on_fit_start(self, classifier: Classifier, total_steps: int) -> None:
+        """Called once training starts, when the number of optimizer steps is known (AdaLoRA's budget)."""
+
+    def after_optimizer_step(self, classifier: Classifier, global_step: int) -> None:
+        """Called after each optimizer step, before gradients are zeroed (AdaLoRA's rank allocation)."""
+
     def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
         """Write what a deployment adds on top of the shared base model into out_dir."""
         raise NotImplementedError(f"regime {self.name} has no adapter")
