@@ -27,6 +27,9 @@ install: $(VENV)/.installed ## Create .venv/ and install lora_lab with its depen
 train: install ## Fine-tune the embedded default (MiniLM-L6 + LoRA on synthetic sales notes); ARGS="key=value ..."
 	$(PY) -m lora_lab.train $(ARGS)
 
+data: install ## Show what a job would train on (sizes, labels, token lengths, problems); ARGS="dataset=banking77"
+	$(PY) -m lora_lab.data $(ARGS)
+
 test: install ## Run the test suite (unit + integration; what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
@@ -36,4 +39,4 @@ test-fast: install ## Run only the fast unit tests
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train test test-fast clean
+.PHONY: help install train data test test-fast clean

@@ -61,6 +61,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
                for k, v in cfg.items() if k != "hydra"}
     for logger in loggers:
         logger.log_hyperparams(hparams)
+    status = "failed"
     try:
         trainer.fit(module, datamodule=datamodule)
         fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -69,9 +70,10 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         if best is None:
             log.warning("No ModelCheckpoint callback: testing the last epoch, not the best one.")
         trainer.test(module, datamodule=datamodule, ckpt_path=best)
+        status = "success"
     finally:
         for logger in loggers:
-            logger.finalize("success")
+            logger.finalize(status)
         _finish_wandb()
 
     monitor = next((c for c in callbacks if isinstance(c, ResourceMonitor)), None)
@@ -84,6 +86,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         **(monitor.results if monitor else {}),
         "test/f1_per_class": dict(zip(datamodule.labels, module.test_results["f1_per_class"])),
         "test/confusion_matrix": module.test_results["confusion_matrix"],
+        **{f"data/{name}_rows": len(split) for name, split in datamodule.splits.items()},
+        "data/problems": datamodule.problems,
     }
     metrics = write_job_outputs(run_dir, classifier, strategy, backbone.tokenizer, metrics)
     if not cfg.keep_checkpoints and trainer.checkpoint_callback is not None:

@@ -40,7 +40,9 @@ def test_a_job_leaves_metrics_labels_adapter_and_merged_model(tiny_cfg, regime: 
         assert isinstance(metrics[key], (int, float)), key
     assert 0 <= metrics["test/acc"] <= 1 and metrics["params/trainable"] <= metrics["params/total"]
     n_test = sum(map(sum, metrics["test/confusion_matrix"]))
-    assert n_test == 20  # stratified: 5 classes x round(0.15 x 30 rows) = 5 x 4
+    assert n_test == 20 == metrics["data/test_rows"]  # stratified: 5 classes x round(0.15 x 30 rows) = 5 x 4
+    assert metrics["data/train_rows"] + metrics["data/validation_rows"] + n_test == 150
+    assert isinstance(metrics["data/problems"], list)
     correct = sum(metrics["test/confusion_matrix"][i][i] for i in range(5))
     assert metrics["test/acc"] == pytest.approx(correct / n_test)
     assert set(metrics["test/f1_per_class"]) == set(read_json(run_dir / "labels.json")["id2label"].values())
