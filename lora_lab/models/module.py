@@ -33,6 +33,7 @@ class ClassifierModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["classifier", "strategy"])
         # The regime's training-time hooks (most regimes have none; AdaLoRA reallocates ranks).
         self.strategy = strategy
+        self._steps_seen = 0
         # from_pretrained returns eval mode and Lightning keeps the mode it finds: switch dropout on.
         self.classifier = classifier.train()
         num_labels = len(classifier.id2label)
@@ -61,9 +62,13 @@ class ClassifierModule(pl.LightningModule):
         if self.strategy is not None:
             self.strategy.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
 
-    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.strategy is not None:
-            self.strategy.after_optimizer_step(self.classifier, self.global_step)
+    def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
+        # After the optimizer step, gradients still in place (Lightning zeroes them just before
+        # the next backward, so on_before_zero_grad would run between a forward and its backward).
+        # global_step counts optimizer steps: it moves only when this batch completed one.
+        if self.strategy is not None and self.global_step != self._steps_seen:
+            self._steps_seen = self.global_step
+            self.strategy.after_optimizer_step(self.classifier, self.global_step - 1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classifier(input_ids, attention_mask)

@@ -1,0 +1,44 @@
+"""LoHa (Hyeon-Woo et al., 2022, FedPara; LyCORIS): a Hadamard product of two low-rank updates, through PEFT.
+
+delta W = (alpha / r) * (W1a @ W1b) * (W2a @ W2b): twice LoRA's parameters at the same r, but the
+Hadamard product of two rank-r factors reaches rank r**2.
+"""
+
+from __future__ import annotations
+
+from peft import LoHaConfig
+
+from lora_lab.models.classifier import Classifier
+from lora_lab.strategies.base import PeftStrategy
+
+
+class LoHa(PeftStrategy):
+    name = "loha"
+
+    def __init__(
+        self,
+        name: str,
+        learning_rate: float,
+        r: int,
+        target_modules: list[str] | str,
+        alpha: float | None = None,
+        rank_dropout: float = 0.0,
+        module_dropout: float = 0.0,
+        head_learning_rate: float | None = None,
+    ):
+        super().__init__(name, learning_rate, head_learning_rate)
+        self.r, self.target_modules = r, target_modules
+        # alpha = r: scale alpha / r = 1 (PEFT's and LyCORIS's default), the same at every rank.
+        self.alpha = alpha if alpha is not None else r
+        self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
+
+    def peft_config(self, classifier: Classifier) -> LoHaConfig:
+        return LoHaConfig(
+            task_type=classifier.peft_task_type,
+            r=self.r,
+            alpha=self.alpha,
+            rank_dropout=self.rank_dropout,
+            module_dropout=self.module_dropout,
+            target_modules=self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules),
+            modules_to_save=self.modules_to_save(classifier),
+        )
