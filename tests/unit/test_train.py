@@ -137,3 +137,32 @@ def test_wandb_logs_offline_with_group_and_tags(tiny_cfg, monkeypatch):
     record = next(runs[0].glob("run-*.wandb")).read_bytes()
     for expected in (b"sweep-abc", b"tiny_bert", b"b2b_sales_notes", b"rank=8", b"val/acc_best", b"test/acc"):
         assert expected in record, expected
+
+
+def test_class_weights_inverse_frequency_and_given(tiny_cfg, tmp_path: Path):
+    import torch
+    from hydra.utils import instantiate
+
+    from lora_lab.models.module import ClassifierModule
+
+    path = tmp_path / "imbalanced.csv"
+    rows = ["text,label"] + [f"refund request {i},refund" for i in range(90)] + [f"login trouble {i},login" for i in range(30)]
+    path.write_text("\n".join(rows) + "\n")
+    cfg = tiny_cfg("dataset=csv", f"dataset.path={path}", "module.class_weights=inverse_frequency", "regime=head")
+    run_dir = Path(cfg.paths.output_dir)
+    train(cfg)
+    assert read_json(run_dir / "status.json")["state"] == "complete"
+
+    # The weights themselves: n / (k * count) on the training split.
+    backbone = instantiate(cfg.backbone)
+    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
+    dm.setup("fit")
+    module = ClassifierModule(backbone.build_classifier(dm.id2label), learning_rate=1e-3, class_weights="inverse_frequency")
+    module.trainer = type("T", (), {"datamodule": dm})()  # what Lightning attaches before setup()
+    module.setup("fit")
+    counts = torch.bincount(torch.tensor(dm.tokenized["train"].labels))
+    expected = counts.sum() / (2 * counts.float())
+    torch.testing.assert_close(module.loss_weights, expected)
+    assert module.loss_weights[dm.labels.index("login")] > 1 > module.loss_weights[dm.labels.index("refund")]
+    with pytest.raises(ValueError, match="3 weights for 2 labels"):
+        ClassifierModule(backbone.build_classifier(dm.id2label), learning_rate=1e-3, class_weights=[1.0, 2.0, 3.0])
