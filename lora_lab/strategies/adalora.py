@@ -103,19 +103,17 @@ class AdaLoRA(PeftStrategy):
     def peft_config(self, classifier: Classifier) -> AdaLoraConfig:
         total, tinit, tfinal = self.schedule(_UNKNOWN_TOTAL_STEP)
         return AdaLoraConfig(
-            task_type=classifier.peft_task_type,
+            **self.shared_config(classifier),
             init_r=self.init_r,
             target_r=self.target_r,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
-            target_modules=self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules),
             tinit=tinit,
             tfinal=tfinal,
             deltaT=self.deltaT,
             beta1=self.beta1,
             beta2=self.beta2,
             total_step=total,
-            modules_to_save=self.modules_to_save(classifier),
         )
 
     def on_fit_start(self, classifier: Classifier, total_steps: int) -> None:

@@ -68,6 +68,14 @@ class PeftStrategy(Strategy):
         # A pooled head lives outside it, trains anyway and is saved beside the adapter.
         return None if classifier.external_head else list(classifier.head_names)
 
+    def shared_config(self, classifier: Classifier) -> dict:
+        """The PEFT config settings every method takes alike: task, target modules, head to save."""
+        return {
+            "task_type": classifier.peft_task_type,
+            "target_modules": listed(getattr(self, "target_modules", None)),
+            "modules_to_save": self.modules_to_save(classifier),
+        }
+
     def apply(self, classifier: Classifier) -> None:
         classifier.transformer = get_peft_model(classifier.transformer, self.peft_config(classifier))
 
@@ -83,3 +91,9 @@ class PeftStrategy(Strategy):
 
     def merge(self, classifier: Classifier) -> None:
         classifier.transformer = classifier.transformer.merge_and_unload()
+
+
+def listed(modules: list[str] | str | None) -> list[str] | str | None:
+    """Target modules as PEFT takes them: a plain list (not an OmegaConf ListConfig), a string
+    such as "all-linear", or None for PEFT's per-architecture default."""
+    return modules if modules is None or isinstance(modules, str) else list(modules)

@@ -18,11 +18,7 @@ from __future__ import annotations
 from peft import IA3Config
 
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import PeftStrategy
-
-
-def _listed(modules: list[str] | str | None) -> list[str] | str | None:
-    return modules if modules is None or isinstance(modules, str) else list(modules)
+from lora_lab.strategies.base import PeftStrategy, listed
 
 
 class IA3(PeftStrategy):
@@ -46,8 +42,6 @@ class IA3(PeftStrategy):
 
     def peft_config(self, classifier: Classifier) -> IA3Config:
         return IA3Config(
-            task_type=classifier.peft_task_type,
-            target_modules=_listed(self.target_modules),
-            feedforward_modules=_listed(self.feedforward_modules),
-            modules_to_save=self.modules_to_save(classifier),
+            **self.shared_config(classifier),
+            feedforward_modules=listed(self.feedforward_modules),
         )

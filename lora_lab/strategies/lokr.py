@@ -38,13 +38,11 @@ class LoKr(PeftStrategy):
 
     def peft_config(self, classifier: Classifier) -> LoKrConfig:
         return LoKrConfig(
-            task_type=classifier.peft_task_type,
+            **self.shared_config(classifier),
             r=self.r,
             alpha=self.alpha,
             rank_dropout=self.rank_dropout,
             module_dropout=self.module_dropout,
             decompose_both=self.decompose_both,
             decompose_factor=self.decompose_factor,
-            target_modules=self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules),
-            modules_to_save=self.modules_to_save(classifier),
         )

@@ -32,12 +32,10 @@ class LoRA(PeftStrategy):
 
     def peft_config(self, classifier: Classifier) -> LoraConfig:
         return LoraConfig(
-            task_type=classifier.peft_task_type,
+            **self.shared_config(classifier),
             r=self.r,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
-            target_modules=self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules),
             use_rslora=self.use_rslora,
             init_lora_weights=self.init_lora_weights,
-            modules_to_save=self.modules_to_save(classifier),
         )

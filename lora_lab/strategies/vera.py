@@ -38,12 +38,10 @@ class VeRA(PeftStrategy):
 
     def peft_config(self, classifier: Classifier) -> VeraConfig:
         return VeraConfig(
-            task_type=classifier.peft_task_type,
+            **self.shared_config(classifier),
             r=self.r,
-            target_modules=self.target_modules if isinstance(self.target_modules, str) else list(self.target_modules),
             vera_dropout=self.dropout,
             d_initial=self.d_initial,
             projection_prng_key=self.projection_prng_key,
             save_projection=self.save_projection,
-            modules_to_save=self.modules_to_save(classifier),
         )
