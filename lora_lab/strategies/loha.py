@@ -14,6 +14,8 @@ from lora_lab.strategies.base import PeftStrategy
 
 class LoHa(PeftStrategy):
     name = "loha"
+    # LyCORIS methods share their settings (r, alpha, rank/module dropout); LoKr subclasses this.
+    config_class: type[LoHaConfig] = LoHaConfig
 
     def __init__(
         self,
@@ -32,11 +34,16 @@ class LoHa(PeftStrategy):
         self.alpha = alpha if alpha is not None else r
         self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
 
+    def method_settings(self) -> dict:
+        """Settings of one LyCORIS method beyond the shared ones (none for LoHa)."""
+        return {}
+
     def peft_config(self, classifier: Classifier) -> LoHaConfig:
-        return LoHaConfig(
+        return self.config_class(
             **self.shared_config(classifier),
             r=self.r,
             alpha=self.alpha,
             rank_dropout=self.rank_dropout,
             module_dropout=self.module_dropout,
+            **self.method_settings(),
         )

@@ -9,40 +9,19 @@ from __future__ import annotations
 
 from peft import LoKrConfig
 
-from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import PeftStrategy
+from lora_lab.strategies.loha import LoHa
 
 
-class LoKr(PeftStrategy):
+class LoKr(LoHa):
+    """LoHa's settings (r, alpha = r, rank/module dropout) plus how the Kronecker factors are split."""
+
     name = "lokr"
+    config_class = LoKrConfig
 
-    def __init__(
-        self,
-        name: str,
-        learning_rate: float,
-        r: int,
-        target_modules: list[str] | str,
-        alpha: float | None = None,
-        rank_dropout: float = 0.0,
-        module_dropout: float = 0.0,
-        decompose_both: bool = False,
-        decompose_factor: int = -1,
-        head_learning_rate: float | None = None,
-    ):
-        super().__init__(name, learning_rate, head_learning_rate)
-        self.r, self.target_modules = r, target_modules
-        # alpha = r: scale alpha / r = 1 (PEFT's and LyCORIS's default), the same at every rank.
-        self.alpha = alpha if alpha is not None else r
-        self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
+    def __init__(self, *args, decompose_both: bool = False, decompose_factor: int = -1, **kwargs):
+        super().__init__(*args, **kwargs)
+        # decompose_both: W1 low-rank too; decompose_factor: -1 factors each side near its square root.
         self.decompose_both, self.decompose_factor = decompose_both, decompose_factor
 
-    def peft_config(self, classifier: Classifier) -> LoKrConfig:
-        return LoKrConfig(
-            **self.shared_config(classifier),
-            r=self.r,
-            alpha=self.alpha,
-            rank_dropout=self.rank_dropout,
-            module_dropout=self.module_dropout,
-            decompose_both=self.decompose_both,
-            decompose_factor=self.decompose_factor,
-        )
+    def method_settings(self) -> dict:
+        return {"decompose_both": self.decompose_both, "decompose_factor": self.decompose_factor}
