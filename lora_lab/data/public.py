@@ -34,6 +34,14 @@ class DataDirSource(Source):
         super().__init__(**{"name": self.default_name, **split_args})
         self.data_dir = Path(data_dir).expanduser()
 
+    def relative_files(self) -> list[str]:
+        """The files this dataset reads, relative to data_dir."""
+        raise NotImplementedError
+
+    def files(self) -> list[Path]:
+        # Their sizes and mtimes key the tokenized-data cache: a replaced file is a new dataset.
+        return [self.data_dir / relative for relative in self.relative_files()]
+
     def file(self, relative: str) -> Path:
         """data_dir/relative, or the missing-data error if it is not a file."""
         path = self.data_dir / relative
@@ -47,8 +55,13 @@ class Banking77(DataDirSource):
 
     default_name = "banking77"
 
+    SPLITS = ("train", "test")
+
+    def relative_files(self) -> list[str]:
+        return [f"banking77/{split}.csv" for split in self.SPLITS]
+
     def read(self) -> dict[str, Split]:
-        return {split: self._read_csv(f"banking77/{split}.csv") for split in ("train", "test")}
+        return {split: self._read_csv(relative) for split, relative in zip(self.SPLITS, self.relative_files())}
 
     def _read_csv(self, relative: str) -> Split:
         path = self.file(relative)
@@ -86,9 +99,12 @@ class FinancialPhraseBank(DataDirSource):
             raise DataError(f"dataset.agreement={agreement!r}: use one of {list(self.FILES)}")
         self.agreement = agreement
 
+    def relative_files(self) -> list[str]:
+        return [f"financial_phrasebank/{self.FILES[self.agreement][0]}"]
+
     def read(self) -> dict[str, Split]:
-        filename, encoding = self.FILES[self.agreement]
-        path = self.file(f"financial_phrasebank/{filename}")
+        encoding = self.FILES[self.agreement][1]
+        path = self.file(self.relative_files()[0])
         texts, labels = [], []
         # Decode line by line so a bad byte is reported with its line number.
         for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
@@ -138,9 +154,15 @@ class MultiDomainSentiment(DataDirSource):
         self.domains = self.DOMAINS if domain == "all" else (domain,)
         self.use_title = use_title
 
+    def relative_files(self) -> list[str]:
+        return [f"multi_domain_sentiment/{d}/{y}.review" for d, y in self._parts()]
+
+    def _parts(self) -> list[tuple[str, str]]:
+        return [(d, y) for d in self.domains for y in self.LABELS]
+
     def read(self) -> dict[str, Split]:
         # Resolve every file first: a partial mirror fails naming the missing file, before any parsing.
-        paths = {(d, y): self.file(f"multi_domain_sentiment/{d}/{y}.review") for d in self.domains for y in self.LABELS}
+        paths = {part: self.file(relative) for part, relative in zip(self._parts(), self.relative_files())}
         texts, labels, domains = [], [], []
         for (domain, label), path in paths.items():
             for block in self._REVIEW.findall(_read_text(path)):

@@ -125,15 +125,15 @@ class Source(ABC):
 
     def _check_leakage(self, splits: dict[str, Split]) -> None:
         """Validation texts also in train, or test texts also in train/validation, inflate every metric."""
-        seen = list(splits["train"].texts)
+        exact = {t.strip() for t in splits["train"].texts}
+        loose = {_loose(t) for t in splits["train"].texts}
         for name in ("validation", "test"):
             split = splits[name]
-            exact = {t.strip() for t in seen}
-            loose = {" ".join(t.split()).casefold() for t in seen}
             leaked = [i for i, t in enumerate(split.texts) if t.strip() in exact]
-            near = sum(" ".join(t.split()).casefold() in loose for t in split.texts) - len(leaked)
+            near = sum(_loose(t) in loose for t in split.texts) - len(leaked)
             self.report.add("near_duplicates", near, f"{self.name}: {near} {name} text(s) equal an earlier split's text up to case and spacing")
-            seen += split.texts
+            exact.update(t.strip() for t in split.texts)
+            loose.update(_loose(t) for t in split.texts)
             if not leaked:
                 continue
             message = f"{self.name}: {len(leaked)} {name} text(s) also appear in {'train' if name == 'validation' else 'train/validation'}"
@@ -143,6 +143,11 @@ class Source(ABC):
                 splits[name] = split.select(sorted(set(range(len(split))) - set(leaked)))
                 message += f"; dropped from {name}"
             self.report.add("leakage", len(leaked), message)
+
+
+def _loose(text: str) -> str:
+    """A text up to case and spacing: the README's "equal when case and outer spaces are ignored"."""
+    return " ".join(text.split()).casefold()
 
 
 def _check_labels(splits: dict[str, Split], name: str) -> None:

@@ -160,3 +160,15 @@ def test_dataset_config_composes_and_loads(tmp_path, shared_data_dir, dataset, s
     for name, (low, high) in sizes.items():
         assert low <= len(splits[name]) <= high, (name, len(splits[name]))
     assert set(splits["validation"].labels) == set(splits["test"].labels) == set(splits["train"].labels)
+
+
+def test_the_cache_key_covers_each_dataset_s_files(shared_data_dir):
+    """A replaced data file must be a new cache entry: identity() stamps every file read."""
+    for source, expected in (
+        (Banking77(str(shared_data_dir)), ["banking77/train.csv", "banking77/test.csv"]),
+        (FinancialPhraseBank(str(shared_data_dir), agreement="50"), ["financial_phrasebank/Sentences_50Agree.txt"]),
+        (MultiDomainSentiment(str(shared_data_dir), domain="dvd"), ["multi_domain_sentiment/dvd/positive.review",
+                                                                    "multi_domain_sentiment/dvd/negative.review"]),
+    ):
+        stamped = {path for path, _, _ in source.identity()["files"]}
+        assert {str(shared_data_dir / rel) for rel in expected} <= stamped
