@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import hydra
@@ -54,7 +55,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     params = parameter_counts(classifier)
     module = instantiate(cfg.module)(classifier=classifier, strategy=strategy)
 
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()]
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()] + strategy.callbacks()
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     hparams = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
@@ -63,13 +64,18 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         logger.log_hyperparams(hparams)
     status = "failed"
     try:
-        trainer.fit(module, datamodule=datamodule)
-        fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        # Model selection on validation: test the best epoch, not the last one.
-        best = "best" if trainer.checkpoint_callback is not None else None
-        if best is None:
-            log.warning("No ModelCheckpoint callback: testing the last epoch, not the best one.")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best)
+        prepare_s = _timed(strategy.prepare, classifier, datamodule)
+        if strategy.trains_by_gradient:
+            trainer.fit(module, datamodule=datamodule)
+            # Model selection on validation: test the best epoch, not the last one.
+            selection = "best_val_epoch" if trainer.checkpoint_callback is not None else "last_epoch"
+            if trainer.checkpoint_callback is None:
+                log.warning("No ModelCheckpoint callback: testing the last epoch, not the best one.")
+        else:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+            selection = "no_gradient_epochs"
+        val_acc_best = float(trainer.callback_metrics["val/acc_best"])
+        trainer.test(module, datamodule=datamodule, ckpt_path="best" if selection == "best_val_epoch" else None)
         status = "success"
     finally:
         for logger in loggers:
@@ -77,13 +83,19 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         _finish_wandb()
 
     monitor = next((c for c in callbacks if isinstance(c, ResourceMonitor)), None)
+    compute = dict(monitor.results) if monitor else {}
+    # Time spent fitting outside the gradient epochs (prototypes, a contrastive phase) is training time.
+    compute["time/prepare_s"] = prepare_s
+    compute["time/train_s"] = compute.get("time/train_s", 0.0) + prepare_s
+    if not strategy.trains_by_gradient:
+        compute["throughput/train_examples_per_s"] = len(datamodule.tokenized["train"]) / max(prepare_s, 1e-9)
     metrics = {
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
-        "val/acc_best": fit_metrics["val/acc_best"],
-        "model_selection": "best_val_epoch" if best else "last_epoch",
+        "val/acc_best": val_acc_best,
+        "model_selection": selection,
         "epochs": trainer.current_epoch,
         **params,
-        **(monitor.results if monitor else {}),
+        **compute,
         "test/f1_per_class": dict(zip(datamodule.labels, module.test_results["f1_per_class"])),
         "test/confusion_matrix": module.test_results["confusion_matrix"],
         **{f"data/{name}_rows": len(split) for name, split in datamodule.splits.items()},
@@ -93,6 +105,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     if not cfg.keep_checkpoints and trainer.checkpoint_callback is not None:
         shutil.rmtree(trainer.checkpoint_callback.dirpath, ignore_errors=True)
     return metrics
+
+
+def _timed(fn, *args: object) -> float:  # noqa: ANN001
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 def _sweep_dir() -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         seed: int = 0,
         labels: Sequence[str] | None = None,
         cache_dir: str | None = None,
+        shots_per_class: int | None = None,
     ):
         super().__init__()
         self.source, self.tokenizer = source, tokenizer
@@ -43,6 +45,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.group_by_length, self.seed = group_by_length, seed
         self.labels: list[str] | None = list(labels) if labels is not None else None
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        if shots_per_class is not None and shots_per_class < 1:
+            raise ValueError(f"shots_per_class={shots_per_class}: use a positive count, or null for every training row")
+        self.shots_per_class = shots_per_class
         self.splits: dict[str, Split] = {}
         self.tokenized: dict[str, TokenizedSplit] = {}
         self.truncated: dict[str, float] = {}
@@ -73,6 +78,25 @@ class TextClassificationDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} split has labels outside the label map {self.labels}: {unknown}")
             ids = entry["splits"][name]["input_ids"]
             self.tokenized[name] = TokenizedSplit(ids, [label_ids[y] for y in split.labels])
+        if self.shots_per_class is not None:
+            self._keep_shots(self.shots_per_class)
+
+    def _keep_shots(self, shots: int) -> None:
+        """Few-shot training: keep `shots` seeded random training rows per label; validation and
+        test stay whole, so few-shot and full-data jobs are scored on the same rows."""
+        by_label: dict[str, list[int]] = {}
+        for i, label in enumerate(self.splits["train"].labels):
+            by_label.setdefault(label, []).append(i)
+        rng = random.Random(self.seed)
+        keep: list[int] = []
+        for label, rows in sorted(by_label.items()):
+            if len(rows) < shots:
+                self.problems.append(f"train: label {label!r} has {len(rows)} row(s), fewer than shots_per_class={shots}: all kept")
+            keep.extend(rng.sample(rows, min(shots, len(rows))))
+        keep.sort()
+        self.splits["train"] = self.splits["train"].select(keep)
+        full = self.tokenized["train"]
+        self.tokenized["train"] = TokenizedSplit([full.input_ids[i] for i in keep], [full.labels[i] for i in keep])
 
     def _build_entry(self) -> dict:
         """Rows and token ids of every split, with the share of texts the tokenizer truncated."""
@@ -90,6 +114,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
             truncated[name] = len(long_rows) / max(1, len(ids))
             out[name] = {"texts": split.texts, "labels": split.labels, "extra": split.extra, "input_ids": ids}
         return {"splits": out, "truncated": truncated, "problems": problems}
+
+    def label_descriptions(self) -> list[str]:
+        """Each label in words, in label-id order (the dataset's label_descriptions, else its name)."""
+        assert self.labels is not None, "call setup() first"
+        return [self.source.describe(label) for label in self.labels]
 
     @property
     def id2label(self) -> dict[int, str]:

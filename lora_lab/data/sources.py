@@ -53,6 +53,7 @@ class Source(ABC):
         leakage: str = "error",
         max_invalid_fraction: float = 0.05,
         max_length: int | None = None,
+        label_descriptions: dict[str, str] | None = None,
     ):
         if leakage not in LEAKAGE_POLICIES:
             raise DataError(f"dataset.leakage={leakage!r}: choose one of {LEAKAGE_POLICIES}")
@@ -61,11 +62,18 @@ class Source(ABC):
         self.drop_duplicates, self.leakage, self.max_invalid_fraction = drop_duplicates, leakage, max_invalid_fraction
         # The token length this data needs (long transcripts); data.max_length reads it, else the backbone's.
         self.max_length = max_length
+        # What each label means in words, for label-similarity (zero-shot) regimes; a label
+        # missing here is described by its own name.
+        self.label_descriptions = dict(label_descriptions or {})
         self.report = DataReport()
 
     @abstractmethod
     def read(self) -> dict[str, Split]:
         """Raw splits as the source has them: "train" always, "validation"/"test" where official."""
+
+    def describe(self, label: str) -> str:
+        """The label in words: its configured description, else its name ("card_arrival" -> "card arrival")."""
+        return self.label_descriptions.get(label) or label.replace("_", " ").replace("-", " ")
 
     def files(self) -> list[Path]:
         """Files the rows come from (their size and mtime key the tokenized-data cache)."""
@@ -73,7 +81,7 @@ class Source(ABC):
 
     def identity(self) -> dict:
         """Everything that determines the rows: the class, its settings, its files' and its code's stamps."""
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items() if k != "report"}
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items() if k not in ("report", "label_descriptions")}
         code = Path(sys.modules[type(self).__module__].__file__)  # a generator edit is a new dataset
         stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in [code, *self.files()] if p.exists()]
         return {"class": f"{type(self).__module__}.{type(self).__qualname__}", **settings, "files": stamps}

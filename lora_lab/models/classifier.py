@@ -44,6 +44,13 @@ class Classifier(nn.Module):
         """Whether a parameter name (from self.named_parameters(), PEFT-wrapped or not) is the head's."""
         raise NotImplementedError
 
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, hidden) text embeddings: what the head reads (embedding regimes fit heads on them)."""
+        raise TypeError(
+            f"{type(self).__name__} has HF's stock head and exposes no pooled embedding; "
+            "embedding regimes need backbone.pooling=mean or last"
+        )
+
     def spec(self) -> dict:
         return {"kind": self.kind, "id2label": {str(k): v for k, v in self.id2label.items()}}
 
@@ -109,9 +116,12 @@ class PooledClassifier(Classifier):
     def spec(self) -> dict:
         return {**super().spec(), "pooling": self.pooling, "dropout": self.dropout_p}
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.classifier_head(pool(hidden, attention_mask, self.pooling))
+        return pool(hidden, attention_mask, self.pooling)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier_head(self.embed(input_ids, attention_mask))
 
     def save_merged(self, out_dir: Path, tokenizer: PreTrainedTokenizerBase) -> None:
         super().save_merged(out_dir, tokenizer)

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from peft import PeftConfig, PeftModel, get_peft_model
 
 from lora_lab.models.classifier import Classifier
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+
+    from lora_lab.data.datamodule import TextClassificationDataModule
 
 
 class Strategy(ABC):
@@ -22,6 +27,9 @@ class Strategy(ABC):
     name: ClassVar[str]
     # False for regimes whose "adapter" would be the whole model (full fine-tune): merged/ only.
     has_adapter: ClassVar[bool] = True
+    # False for regimes fitted without gradient epochs (zero-shot, prototypes): the job skips
+    # trainer.fit, validates and tests the model prepare() left behind.
+    trains_by_gradient: ClassVar[bool] = True
     registry: ClassVar[dict[str, type[Strategy]]] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -39,6 +47,14 @@ class Strategy(ABC):
     @abstractmethod
     def apply(self, classifier: Classifier) -> None:
         """Freeze, wrap or quantize `classifier` in place, leaving trainable what this regime trains."""
+
+    def prepare(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> None:
+        """Fit what the regime fits outside the gradient epochs, after apply() and before training:
+        label-description or prototype heads, a contrastive phase. Timed as training time."""
+
+    def callbacks(self) -> list[pl.Callback]:
+        """Lightning callbacks the regime needs during training (added to the job's own)."""
+        return []
 
     def on_fit_start(self, classifier: Classifier, total_steps: int) -> None:
         """Called once training starts, when the number of optimizer steps is known (AdaLoRA's budget)."""
