@@ -48,7 +48,7 @@ class AdaLoRA(PeftStrategy):
         target_modules: list[str] | str,
         init_r: int | None = None,
         alpha: float | None = None,
-        dropout: float = 0.05,
+        dropout: float = 0.0,
         tinit: int | float = 0.1,
         tfinal: int | float = 0.2,
         deltaT: int = 1,

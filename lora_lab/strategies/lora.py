@@ -18,7 +18,7 @@ class LoRA(PeftStrategy):
         r: int,
         target_modules: list[str] | str,
         alpha: float | None = None,
-        dropout: float = 0.05,
+        dropout: float = 0.0,
         use_rslora: bool = False,
         init_lora_weights: bool | str = True,
         head_learning_rate: float | None = None,
