@@ -31,6 +31,7 @@ class TableFile(Source):
         split_column: str | None = None,
         test_path: str | None = None,
         encoding: str = "utf-8",
+        extra_columns: list[str] | None = None,
         **split_args,
     ):
         super().__init__(**split_args)
@@ -39,6 +40,8 @@ class TableFile(Source):
         self.path, self.format, self.encoding = Path(path).expanduser(), format, encoding
         self.text_column, self.label_column, self.split_column = text_column, label_column, split_column
         self.test_path = Path(test_path).expanduser() if test_path else None
+        # Columns kept beside text and label (e.g. a domain, for dataset.subset), as Split.extra.
+        self.extra_columns = list(extra_columns or [])
 
     def files(self) -> list[Path]:
         return [p for p in (self.path, self.test_path) if p is not None]
@@ -57,12 +60,13 @@ class TableFile(Source):
 
     def _split(self, rows: list[dict], path: Path) -> Split:
         columns = list(rows[0]) if rows else []
-        for key, column in (("text_column", self.text_column), ("label_column", self.label_column)):
+        wanted = [("text_column", self.text_column), ("label_column", self.label_column)]
+        for key, column in wanted + [("extra_columns", c) for c in self.extra_columns]:
             if column not in columns:
                 raise DataError(f"{path}: no column {column!r} (dataset.{key}); columns found: {columns}")
         texts = ["" if r[self.text_column] is None else str(r[self.text_column]) for r in rows]
         labels = [None if r[self.label_column] in (None, "") else str(r[self.label_column]).strip() for r in rows]
-        return Split(texts, labels)
+        return Split(texts, labels, {c: [r[c] for r in rows] for c in self.extra_columns})
 
     def _by_split_column(self, rows: list[dict]) -> dict[str, Split]:
         if rows and self.split_column not in rows[0]:

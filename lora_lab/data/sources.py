@@ -54,6 +54,7 @@ class Source(ABC):
         max_invalid_fraction: float = 0.05,
         max_length: int | None = None,
         label_descriptions: dict[str, str] | None = None,
+        subset: dict[str, str] | None = None,
     ):
         if leakage not in LEAKAGE_POLICIES:
             raise DataError(f"dataset.leakage={leakage!r}: choose one of {LEAKAGE_POLICIES}")
@@ -65,6 +66,12 @@ class Source(ABC):
         # What each label means in words, for label-similarity (zero-shot) regimes; a label
         # missing here is described by its own name.
         self.label_descriptions = dict(label_descriptions or {})
+        # Keep only the rows whose extra columns hold these values ({"domain": "books"}), taken
+        # from every split AFTER the whole dataset is split: the subset's test rows are then
+        # exactly the whole dataset's test rows of that value, and its training rows never
+        # overlap them, so a model trained on the subset and one trained on everything are
+        # scored on the same rows (lora_lab.domains relies on this).
+        self.subset = {str(k): str(v) for k, v in subset.items()} if subset else None
         self.report = DataReport()
 
     @abstractmethod
@@ -98,6 +105,8 @@ class Source(ABC):
                 raise DataError(f"dataset {self.name} has no {name} split and dataset.{key}=0; set it > 0")
         splits = {**raw, **stratified_split(raw["train"], missing, self.split_seed, self.name)}
         self._check_leakage(splits)
+        if self.subset:
+            splits = {name: self._keep_subset(split, name) for name, split in splits.items()}
         _check_labels(splits, self.name)
         return {name: splits[name] for name in SPLITS}
 
@@ -130,6 +139,22 @@ class Source(ABC):
         conflicting = sum(len(v) > 1 for v in labels_of.values())
         self.report.add("conflicting_labels", conflicting, f"{where}: {conflicting} text(s) carry more than one label (kept)")
         return split.select(keep) if len(keep) < len(split) else split
+
+    def _keep_subset(self, split: Split, name: str) -> Split:
+        """The rows of `split` whose extra columns equal self.subset (values compared as strings)."""
+        for column in self.subset:
+            if column not in split.extra:
+                raise DataError(
+                    f"dataset.subset filters on column {column!r}, but {self.name} rows carry only "
+                    f"{sorted(split.extra) or 'text and label'}; name one of those (a csv/jsonl/parquet "
+                    f"file keeps a column with dataset.extra_columns=[{column}])"
+                )
+        keep = [i for i in range(len(split)) if all(str(split.extra[c][i]) == v for c, v in self.subset.items())]
+        if not keep:
+            found = {c: sorted({str(x) for x in split.extra[c]}) for c in self.subset}
+            raise DataError(f"dataset.subset={self.subset}: no {name} rows of {self.name} match; values found: {found}")
+        log.info("%s/%s: subset %s keeps %d of %d rows", self.name, name, self.subset, len(keep), len(split))
+        return split.select(keep)
 
     def _check_leakage(self, splits: dict[str, Split]) -> None:
         """Validation texts also in train, or test texts also in train/validation, inflate every metric."""

@@ -1,0 +1,159 @@
+"""Read a sweep's job dirs into rows: what each job was (config), how it ended (status) and what it measured."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+import lora_lab.config  # noqa: F401  (registers the resolvers that .hydra/config.yaml uses)
+from lora_lab.artifacts import read_json
+from lora_lab.job import STATUS_FILE, _job_order, fingerprint
+from lora_lab.report.errors import ReportError
+
+CONFIG_FILE = Path(".hydra") / "config.yaml"
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+# LoRA-family regimes carry their resolved rank as `r`; AdaLoRA's final average rank is `target_r`.
+RANK_KEYS = ("r", "target_r")
+# Override keys the table shows as columns of their own; a job's other varied overrides form its `variant`.
+COLUMN_KEYS = frozenset({
+    "dataset", "backbone", "regime", "rank", "seed",
+    "regime.learning_rate", "trainer.max_epochs", "data.batch_size", "shots_per_class",
+})
+# Replaces the seed when fingerprinting a job's config, so that seeds of one config share a group.
+SEED_PLACEHOLDER = "<any seed>"
+
+
+@dataclass
+class Job:
+    """One job dir as a row: its config settings, its state and its metrics (empty unless it finished)."""
+
+    name: str
+    path: Path
+    state: str
+    note: str = ""
+    dataset: str | None = None
+    backbone: str | None = None
+    regime: str | None = None
+    rank: int | None = None
+    seed: int | None = None
+    learning_rate: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    shots_per_class: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # The job's effective config without its seed: jobs with the same key differ only by seed.
+    group_key: str | None = None
+    # Overrides that set this job apart from the sweep's other jobs, beyond the table's own columns.
+    variant: str = ""
+    # "<number> <STATE>" of the Optuna trial that ran this job, when the sweep has a study.
+    trial: str = ""
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        """(dataset, backbone): what results compare within (accuracies on different data do not)."""
+        return (str(self.dataset), str(self.backbone))
+
+    @property
+    def finished(self) -> bool:
+        """Complete with a metrics.json: the jobs that comparisons and plots use."""
+        return self.state == "complete" and "test/acc" in self.metrics
+
+    def metric(self, key: str) -> float | None:
+        value = self.metrics.get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+def collect_jobs(sweep_dir: Path) -> list[Job]:
+    """Every job dir directly under `sweep_dir` (a multirun dir, or outputs/<date> for single runs)."""
+    if not sweep_dir.is_dir():
+        raise ReportError(
+            f"{sweep_dir} is not a directory: pass the dir of a multirun or sweep (multirun/<date>/<time>) "
+            "or the parent of single runs (outputs/<date>)"
+        )
+    if is_job_dir(sweep_dir):
+        raise ReportError(f"{sweep_dir} is a single job's dir: pass the dir that holds the jobs, {sweep_dir.parent}")
+    dirs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and is_job_dir(p)), key=lambda p: _job_order(p.name))
+    if not dirs:
+        raise ReportError(
+            f"no job dirs in {sweep_dir}: a job dir holds {STATUS_FILE} or {CONFIG_FILE}. Pass the dir of a "
+            "multirun or sweep (multirun/<date>/<time>), or outputs/<date> for single runs"
+        )
+    jobs = [read_job(path) for path in dirs]
+    _set_variants(jobs)
+    return jobs
+
+
+def read_job(path: Path) -> Job:
+    """One job dir into a Job; a job that stopped before writing its status is `unknown`, said in its note."""
+    status = read_json(path / STATUS_FILE) if (path / STATUS_FILE).exists() else None
+    job = Job(name=path.name, path=path, state=status["state"] if status else "unknown")
+    if status is None:
+        job.note = f"no {STATUS_FILE}: the job stopped before it started (see its log)"
+    elif job.state == "duplicate":
+        job.note = f"repeats job {Path(status['duplicate_of']).name}"
+    elif status.get("error"):
+        job.note = str(status["error"]).splitlines()[0][:160]
+    elif job.state == "running":
+        job.note = "no end recorded: still running, or killed"
+    if (path / "metrics.json").exists():
+        job.metrics = read_json(path / "metrics.json")
+    elif job.state == "complete":
+        job.note = "complete, but metrics.json is missing"
+    if (path / OVERRIDES_FILE).exists():
+        job.overrides = [str(o) for o in OmegaConf.load(path / OVERRIDES_FILE)]
+    if (path / CONFIG_FILE).exists():
+        _read_config(job, OmegaConf.load(path / CONFIG_FILE))
+    else:
+        job.note = "; ".join(filter(None, [job.note, f"no {CONFIG_FILE}: its settings are unknown"]))
+    return job
+
+
+def _read_config(job: Job, cfg: DictConfig) -> None:
+    try:
+        job.dataset = OmegaConf.select(cfg, "dataset.name")
+        job.backbone = OmegaConf.select(cfg, "backbone.name")
+        job.regime = OmegaConf.select(cfg, "regime.name")
+        job.rank = next((cfg.regime[k] for k in RANK_KEYS if k in cfg.get("regime", {})), None)
+        job.seed = OmegaConf.select(cfg, "seed")
+        job.learning_rate = OmegaConf.select(cfg, "regime.learning_rate")
+        job.epochs = OmegaConf.select(cfg, "trainer.max_epochs")
+        job.batch_size = OmegaConf.select(cfg, "data.batch_size")
+        job.shots_per_class = OmegaConf.select(cfg, "shots_per_class")
+        seedless = copy.deepcopy(cfg)
+        with open_dict(seedless):
+            seedless.seed = SEED_PLACEHOLDER
+        job.group_key = fingerprint(seedless)
+    except OmegaConfBaseException as err:
+        raise ReportError(
+            f"{job.path / CONFIG_FILE} does not resolve ({type(err).__name__}: {err}). Run the report with the "
+            "lora_lab that ran the sweep (its resolvers must be importable)"
+        ) from err
+
+
+def override_key(override: str) -> str:
+    """`regime.learning_rate=1e-3` -> `regime.learning_rate` (also for `+key=` and `~key` forms)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _set_variants(jobs: list[Job]) -> None:
+    """A job's variant: its overrides not shared by every job of its scope, minus those shown as columns."""
+    scopes: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        scopes.setdefault(job.scope, []).append(job)
+    for members in scopes.values():
+        counts = Counter(o for job in members for o in set(job.overrides))
+        common = {o for o, n in counts.items() if n == len(members)}
+        for job in members:
+            job.variant = " ".join(o for o in job.overrides if o not in common and override_key(o) not in COLUMN_KEYS)
+
+
+def is_job_dir(path: Path) -> bool:
+    """A dir Hydra ran a job in (its config) or that a job recorded its state in."""
+    return (path / STATUS_FILE).is_file() or (path / CONFIG_FILE).is_file()

@@ -1,0 +1,114 @@
+"""The Optuna study of a sweep (named by its study.json): trial states per job, history, parameter importances.
+
+study.json = {"storage": "sqlite:///.../optuna.db", "study_name": ..., "direction": ..., "optimized_metric": ...}.
+A trial belongs to the job dir named by its user attribute `job_dir` when the sweeper sets it,
+else to the job whose number is the trial number (Hydra numbers a sweep's jobs in the order
+the sweeper asks for trials, and Optuna numbers trials the same way).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from lora_lab.artifacts import read_json
+from lora_lab.report.collect import Job
+from lora_lab.report.errors import ReportError
+
+STUDY_FILE = "study.json"
+SQLITE_PREFIX = "sqlite:///"
+
+
+@dataclass
+class SweepStudy:
+    study: optuna.Study
+    spec: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def metric(self) -> str:
+        """What the study optimised (a metrics.json key): a label for the plots."""
+        return str(self.spec.get("optimized_metric", "objective value"))
+
+    @property
+    def maximize(self) -> bool:
+        return self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)
+
+    @property
+    def completed(self) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state == TrialState.COMPLETE and t.value is not None]
+
+    def state_counts(self) -> dict[str, int]:
+        return dict(Counter(t.state.name.lower() for t in self.trials))
+
+    def trial_of(self, job_name: str) -> FrozenTrial | None:
+        return next((t for t in self.trials if _job_name(t) == job_name), None)
+
+    def importances(self) -> tuple[dict[str, float], str]:
+        """Optuna's parameter importances (its default evaluator, PED-ANOVA) and a note on what they rest on.
+
+        They need two completed trials and a parameter that took two values; below that the
+        evaluator still returns numbers (an even split), which would mislead, so none are given.
+        """
+        completed = self.completed
+        if len(completed) < 2:
+            return {}, f"Parameter importances need at least 2 completed trials; this study has {len(completed)}."
+        varying = sorted({k for t in completed for k in t.params if len({repr(u.params.get(k)) for u in completed}) > 1})
+        if not varying:
+            return {}, "Parameter importances need a parameter that took two values; every completed trial used the same."
+        importances = optuna.importance.get_param_importances(self.study, params=varying)
+        return importances, (
+            f"Importances by PED-ANOVA (Optuna's default evaluator) over {len(completed)} completed trials "
+            f"and the {len(varying)} parameters that varied; with few trials they are rough."
+        )
+
+
+def load_study(sweep_dir: Path) -> SweepStudy | None:
+    """The study named by sweep_dir/study.json, or None for a sweep without one (a plain multirun)."""
+    path = sweep_dir / STUDY_FILE
+    if not path.exists():
+        return None
+    spec = read_json(path)
+    missing = [k for k in ("storage", "study_name") if k not in spec]
+    if missing:
+        raise ReportError(f"{path} lacks {', '.join(missing)}: it must name the Optuna storage and the study_name")
+    storage = str(spec["storage"])
+    # optuna.load_study on a missing SQLite file would create an empty database there: check first.
+    if storage.startswith(SQLITE_PREFIX) and not Path(storage[len(SQLITE_PREFIX):]).is_file():
+        raise ReportError(
+            f"{path} names the storage {storage}, but {storage[len(SQLITE_PREFIX):]} does not exist "
+            f"(a relative SQLite path resolves against the current dir, here {Path.cwd()}): run the report "
+            "from the dir the sweep ran in, or write an absolute path into study.json"
+        )
+    try:
+        study = optuna.load_study(study_name=str(spec["study_name"]), storage=storage)
+    except KeyError as err:
+        raise ReportError(f"{path}: the storage {storage} holds no study named {spec['study_name']!r}") from err
+    return SweepStudy(study, spec)
+
+
+def attach_trials(jobs: list[Job], study: SweepStudy) -> None:
+    """Name each job's trial; a trial the study pruned makes its job `pruned` whatever status.json says."""
+    for job in jobs:
+        trial = study.trial_of(job.name)
+        if trial is None:
+            continue
+        job.trial = f"{trial.number} {trial.state.name}"
+        if trial.state == TrialState.PRUNED:
+            job.state = "pruned"
+
+
+def _job_name(trial: FrozenTrial) -> str:
+    return Path(str(trial.user_attrs["job_dir"])).name if "job_dir" in trial.user_attrs else str(trial.number)
