@@ -36,7 +36,19 @@ test: install ## Run the test suite (unit + integration; what CI runs)
 test-fast: install ## Run only the fast unit tests
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
+report: install ## Compare the jobs of a multirun/sweep -> <dir>/report/report.{html,md}; ARGS="multirun/<date>/<time> [--wandb]"
+	$(PY) -m lora_lab.report $(ARGS)
+
+domains: install ## Per-domain adapters + an all-domains adapter + baselines, one table; ARGS="domains=[books,dvd] regime=dora"
+	$(PY) -m lora_lab.domains $(ARGS)
+
+bench: install ## Benchmark lora_lab vs a plain Trainer + PEFT script on Banking77 (about 2 h idle); ARGS="--repeats 1"
+	$(PY) scripts/bench_train.py $(ARGS)
+
+bench-quick: install ## Smoke-check the benchmark: 1,001 Banking77 rows, 1 epoch, 1 repeat (minutes)
+	$(PY) scripts/bench_train.py --quick $(ARGS)
+
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast clean
+.PHONY: help install train data test test-fast report domains bench bench-quick clean

@@ -1,0 +1,85 @@
+"""Peak fp32 FLOP/s of this CPU: nominal (cores x clock x FLOPs/cycle) and measured (a big matmul).
+
+Nominal FLOPs per cycle per core for fp32 = SIMD lanes x 2 (a fused multiply-add is 2 FLOPs)
+x FMA units. AVX-512: 16 fp32 lanes; AVX2: 8. Ice Lake server (Xeon Gold/Platinum) cores have
+2 AVX-512 FMA units, some Silver/Bronze SKUs 1: a VM hides the SKU, so it is an assumption
+(`--fma-units`). 2 cores x 2.8 GHz x 16 x 2 x 2 = 358.4 GFLOP/s. Two further caveats the
+nominal figure ignores: heavy AVX-512 code runs below the base clock, and a cloud "core" may
+be a hyper-thread sharing one physical core's FMA units with its sibling. The measured matmul
+shows what torch reaches here (contended when others share the CPUs).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+
+
+class MachineError(RuntimeError):
+    """A CPU fact the peak needs could not be read; the message says which flag sets it."""
+
+
+def cpu_facts(cpuinfo: str | None = None) -> dict[str, object]:
+    """Model name, base clock (GHz, from the model name's '@ 2.80GHz'), fp32 SIMD lanes, cores."""
+    text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+    clock = re.search(r"@\s*([0-9.]+)\s*GHz", model.group(1)) if model else None
+    flag_set = set(flags.group(1).split()) if flags else set()
+    if "avx512f" in flag_set:
+        lanes = 16  # 512-bit registers / 32-bit floats
+    elif "avx2" in flag_set and "fma" in flag_set:
+        lanes = 8
+    else:
+        lanes = 0
+    return {
+        "model_name": model.group(1).strip() if model else None,
+        "clock_ghz": float(clock.group(1)) if clock else None,
+        "fp32_lanes": lanes,
+        "fma": "fma" in flag_set,
+        "cores": len(os.sched_getaffinity(0)),
+    }
+
+
+def nominal_peak_flops(cores: int, clock_ghz: float, lanes: int, fma_units: int) -> float:
+    """cores x clock x lanes x 2 (FMA) x FMA units, in FLOP/s."""
+    if min(cores, clock_ghz, lanes, fma_units) <= 0:
+        raise MachineError(
+            f"cores={cores}, clock={clock_ghz} GHz, lanes={lanes}, fma_units={fma_units}: each must be positive; "
+            "pass --clock-ghz / --fp32-lanes where /proc/cpuinfo does not tell"
+        )
+    return cores * clock_ghz * 1e9 * lanes * 2 * fma_units
+
+
+def measured_matmul_flops(n: int = 2048, seconds: float = 2.0) -> float:
+    """Best fp32 FLOP/s of repeated n x n matmuls (2 n^3 FLOPs each) over about `seconds`."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up: thread pool and caches
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def machine_peak(fma_units: int, clock_ghz: float | None = None, lanes: int | None = None) -> dict[str, object]:
+    """The CPU facts, the nominal peak under the stated assumptions, and the measured matmul peak."""
+    facts = cpu_facts()
+    clock = clock_ghz if clock_ghz is not None else facts["clock_ghz"]
+    lanes = lanes if lanes is not None else facts["fp32_lanes"]
+    if clock is None:
+        raise MachineError(f"no '@ X.XXGHz' in the CPU model name {facts['model_name']!r}: pass --clock-ghz")
+    return {
+        **facts,
+        "clock_ghz": clock,
+        "fp32_lanes": lanes,
+        "fma_units_assumed": fma_units,
+        "torch_threads": torch.get_num_threads(),
+        "peak_flops_nominal": nominal_peak_flops(facts["cores"], clock, lanes, fma_units),
+        "peak_flops_matmul": measured_matmul_flops(),
+    }
