@@ -36,6 +36,9 @@ test: install ## Run the test suite (unit + integration; what CI runs)
 test-fast: install ## Run only the fast unit tests
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
+sweep: install ## Run or resume an Optuna search: NAME=lora_lr_rank [ARGS="hydra.sweeper.n_trials=6"]
+	$(PY) -m lora_lab.train -m hparams_search=$(NAME) hydra.sweep.dir=multirun/$(NAME) $(ARGS)
+
 report: install ## Compare the jobs of a multirun/sweep -> <dir>/report/report.{html,md}; ARGS="multirun/<date>/<time> [--wandb]"
 	$(PY) -m lora_lab.report $(ARGS)
 
@@ -51,4 +54,4 @@ bench-quick: install ## Smoke-check the benchmark: 1,001 Banking77 rows, 1 epoch
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast report domains bench bench-quick clean
+.PHONY: help install train data test test-fast sweep report domains bench bench-quick clean

@@ -9,6 +9,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from lora_lab.job import STATUS_FILE
+from lora_lab.sweeper.config import SWEEPER_TARGET
 
 
 class FinishedDirError(SystemExit):
@@ -32,6 +33,10 @@ class RefuseFinishedDirs(Callback):
             )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.sweeper.get("_target_") == SWEEPER_TARGET:
+            # lora_lab's Optuna sweeper resumes into its sweep dir: it names each job dir by trial
+            # number, unique in its study, and itself refuses a dir another study numbered.
+            return
         sweep_dir = Path(config.hydra.sweep.dir)
         if any(sweep_dir.glob(f"*/{STATUS_FILE}")):
             raise FinishedDirError(

@@ -1,9 +1,12 @@
 """A job's status record (status.json) and the duplicate check within a multirun.
 
-status.json moves running -> complete | failed | duplicate. A sweep repeats a config whenever
-a swept key does not reach the regime: `regime=lora,full rank=8,16` asks for full x rank 8 and
-full x rank 16, which are the same job, since full fine-tuning reads no rank. The fingerprint
-is the resolved config without the keys that only name, tag or place a job.
+status.json moves running -> complete | pruned | failed | duplicate; `pruned`: an Optuna sweep's
+pruner stopped training early, and the job still tested and saved its best epoch.
+
+A sweep repeats a config whenever a swept key does not reach the regime: `regime=lora,full
+rank=8,16` asks for full x rank 8 and full x rank 16, which are the same job, since full
+fine-tuning reads no rank. The fingerprint is the resolved config without the keys that only
+name, tag or place a job.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from lora_lab.artifacts import read_json, write_json
 STATUS_FILE = "status.json"
 # Keys that do not change what is trained: where it goes, what it is called, how it is logged.
 # `rank` is only an input: a regime that uses it carries its resolved value (regime.r).
-NON_EFFECTIVE_KEYS = ("paths", "logger", "hydra", "tags", "task_name", "rank", "optimized_metric", "keep_checkpoints")
+# `trial` names the Optuna trial a sweep job reports to (lora_lab/sweeper): its number, study, storage.
+NON_EFFECTIVE_KEYS = (
+    "paths", "logger", "hydra", "tags", "task_name", "rank", "optimized_metric", "keep_checkpoints", "trial",
+)
 
 
 def fingerprint(cfg: DictConfig) -> str:
@@ -69,11 +75,21 @@ class JobRecord:
     def complete(self) -> None:
         self._write("complete")
 
+    def prune(self, step: int) -> None:
+        self._write("pruned", pruned_at=step)
+
     def fail(self, err: BaseException) -> None:
         self._write("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
 
     def mark_duplicate(self, original: Path) -> None:
         self._write("duplicate", duplicate_of=str(original))
+
+
+def fail_abandoned(run_dir: Path, reason: str) -> None:
+    """Mark a job whose process died while `running` as failed, so no later job takes it for an original."""
+    path = run_dir / STATUS_FILE
+    if path.exists() and (status := read_json(path))["state"] == "running":
+        write_json(path, {**status, "state": "failed", "error": reason})
 
 
 def _job_order(name: str) -> tuple[int, str]:

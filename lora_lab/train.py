@@ -18,6 +18,7 @@ from lora_lab.callbacks import ResourceMonitor
 from lora_lab.config import validate
 from lora_lab.job import JobRecord
 from lora_lab.outputs import format_table, parameter_counts, write_job_outputs
+from lora_lab.sweeper.pruning import OptunaPruning, trial_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ def train(cfg: DictConfig) -> float | None:
     except BaseException as err:
         job.fail(err)
         raise
-    job.complete()
+    if (pruned_at := metrics.get("trial/pruned_at")) is not None:
+        job.prune(pruned_at)
+    else:
+        job.complete()
     print(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))
     return metrics.get(cfg.optimized_metric)
 
@@ -56,6 +60,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     module = instantiate(cfg.module)(classifier=classifier, strategy=strategy)
 
     callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()] + strategy.callbacks()
+    callbacks += trial_callbacks(cfg)  # an Optuna sweep's job: report to its trial, stop when pruned
     loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     hparams = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
@@ -84,6 +89,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
 
     monitor = next((c for c in callbacks if isinstance(c, ResourceMonitor)), None)
     compute = dict(monitor.results) if monitor else {}
+    pruning = next((c for c in callbacks if isinstance(c, OptunaPruning)), None)  # in an Optuna sweep
     # Time spent fitting outside the gradient epochs (prototypes, a contrastive phase) is training time.
     compute["time/prepare_s"] = prepare_s
     compute["time/train_s"] = compute.get("time/train_s", 0.0) + prepare_s
@@ -94,6 +100,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         "val/acc_best": val_acc_best,
         "model_selection": selection,
         "epochs": trainer.current_epoch,
+        **(pruning.results if pruning else {}),
         **params,
         **compute,
         "test/f1_per_class": dict(zip(datamodule.labels, module.test_results["f1_per_class"])),

@@ -1,0 +1,78 @@
+"""The sweeper's structured config, registered as `hydra/sweeper=lora_lab_optuna`, and its
+sampler and pruner groups (`hydra/sweeper/sampler=random`, `hydra/sweeper/pruner=nop`): one
+option per Optuna class.
+
+Every field is a `hydra.sweeper.<field>` override; conf/hparams_search/*.yaml set them per search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# Hydra instantiates plugins only from the hydra_plugins namespace: this is the shim's class.
+SWEEPER_TARGET = "hydra_plugins.lora_lab_sweeper.LoraLabOptunaSweeper"
+
+# Seeded: the same command proposes the same trials (a resumed study shifts the seed, see sweeper.py).
+SAMPLERS: dict[str, dict[str, Any]] = {
+    "tpe": {"_target_": "optuna.samplers.TPESampler", "seed": 42, "n_startup_trials": 10},
+    "random": {"_target_": "optuna.samplers.RandomSampler", "seed": 42},
+    # Every combination of categorical / stepped dimensions once, then the sweep ends: a grid.
+    "bruteforce": {"_target_": "optuna.samplers.BruteForceSampler", "seed": 42},
+    "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": 42},
+    "qmc": {"_target_": "optuna.samplers.QMCSampler", "seed": 42, "scramble": True},
+}
+PRUNERS: dict[str, dict[str, Any]] = {
+    # Optuna's default pruner, but never on the first validation (step 0): a LoRA job's first
+    # epoch is mostly warmup, too noisy to judge. Steps are validations (epochs by default).
+    "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5, "n_warmup_steps": 1},
+    "hyperband": {
+        "_target_": "optuna.pruners.HyperbandPruner",
+        "min_resource": 1,
+        "max_resource": "auto",  # the epochs of the first trial that finishes
+        "reduction_factor": 3,
+    },
+    # Prunes a trial whose metric falls below `lower` (or rises above `upper`): set one of them.
+    "threshold": {"_target_": "optuna.pruners.ThresholdPruner", "lower": None, "upper": None, "n_warmup_steps": 0},
+    "nop": {"_target_": "optuna.pruners.NopPruner"},  # report every epoch, prune nothing
+}
+
+
+@dataclass
+class LoraLabOptunaSweeperConf:
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    _target_: str = SWEEPER_TARGET
+    # The sampler and pruner reach the sweeper as configs, not objects: it reseeds the sampler on
+    # resume and hands the pruner's config to the jobs through the study.
+    _recursive_: bool = False
+    # Search space, in Hydra's override syntax, e.g. `regime.learning_rate: tag(log, interval(1e-4, 1e-2))`.
+    params: dict[str, Any] = field(default_factory=dict)
+    direction: str = "maximize"  # of the task's `optimized_metric` (val/acc_best by default)
+    # Trials of the whole study, finished ones counted: a resumed or second worker runs only the rest.
+    n_trials: int = 20
+    # Trials asked at once and handed to the launcher as one batch (parallel with hydra/launcher=joblib).
+    n_jobs: int = 1
+    # null: sqlite:///<sweep dir>/optuna.db. Any SQLAlchemy URL shares the study between workers.
+    storage: Optional[str] = None
+    study_name: str = "lora_lab"
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    # Share of this run's trials allowed to fail before the sweep stops with an error.
+    max_failure_rate: float = 0.25
+    # A worker writes a heartbeat for its running trials every heartbeat_interval s; a RUNNING trial
+    # whose heartbeat is older than grace_period s was left by a dead worker: failed and retried.
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+
+
+def register_configs() -> None:
+    """Make `hydra/sweeper=lora_lab_optuna` and its sampler/pruner options selectable (called when
+    Hydra scans its plugins)."""
+    store = ConfigStore.instance()
+    store.store(group="hydra/sweeper", name="lora_lab_optuna", node=LoraLabOptunaSweeperConf, provider="lora_lab")
+    for group, options in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+        for name, node in options.items():
+            store.store(group=f"hydra/sweeper/{group}", name=name, node=node, provider="lora_lab")

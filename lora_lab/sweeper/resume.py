@@ -1,0 +1,74 @@
+"""Which study a sweep runs: a new one, or the one it resumes; never one that ran another search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+
+from lora_lab.artifacts import read_json
+from lora_lab.job import STATUS_FILE
+from lora_lab.sweeper.storage import METRIC_ATTR, PRUNER_ATTR, SIGNATURE_ATTR, STUDY_FILE
+
+
+class SweepConfigError(ValueError):
+    """A sweep that cannot start as configured; the message names the setting and the fix."""
+
+
+def check_sweep_dir(sweep_dir: Path, url: str, study_name: str) -> None:
+    """The sweep dir is this study's, or new: never one whose job dirs another study numbered."""
+    study_file = sweep_dir / STUDY_FILE
+    if study_file.exists():
+        written = read_json(study_file)
+        if (written["storage"], written["study_name"]) != (url, study_name):
+            raise SweepConfigError(
+                f"hydra.sweep.dir={sweep_dir} belongs to study {written['study_name']!r} in {written['storage']}, "
+                f"not {study_name!r} in {url}. To resume it pass its hydra.sweeper.storage and study_name; "
+                "to start a new study choose a new hydra.sweep.dir."
+            )
+    elif any(sweep_dir.glob(f"*/{STATUS_FILE}")):
+        raise SweepConfigError(
+            f"hydra.sweep.dir={sweep_dir} holds jobs of a multirun that was not this Optuna sweep; "
+            "lora_lab never overwrites them. Choose a new hydra.sweep.dir."
+        )
+
+
+def open_study(
+    storage: optuna.storages.RDBStorage,
+    study_name: str,
+    direction: str,
+    signature: dict[str, Any],
+    sampler_cfg: dict[str, Any],
+    pruner_cfg: dict[str, Any],
+) -> optuna.Study:
+    """Create the study, or load it to resume; refuse one whose direction or search (space, fixed
+    overrides, metric: `signature`) differs from this sweep's."""
+    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, load_if_exists=True)
+    if (stored_direction := study.direction.name.lower()) != direction:
+        raise SweepConfigError(
+            f"study {study_name!r} {stored_direction}s, hydra.sweeper.direction={direction}: "
+            "use the study's direction, or a new hydra.sweeper.study_name"
+        )
+    if (stored := study.user_attrs.get(SIGNATURE_ATTR)) is not None and stored != signature:
+        raise SweepConfigError(
+            f"study {study_name!r} was run with another search:\n  stored: {stored}\n  now:    {signature}\n"
+            "Resume with the same search space, fixed overrides and optimized_metric, or start a new study "
+            "(a new hydra.sweeper.study_name, or a new hydra.sweep.dir)."
+        )
+    study.set_user_attr(SIGNATURE_ATTR, signature)
+    study.set_user_attr(METRIC_ATTR, signature["optimized_metric"])
+    study.set_user_attr(PRUNER_ATTR, pruner_cfg)  # the jobs build their pruner from it
+    study.pruner = instantiate(pruner_cfg)
+    study.sampler = shifted_sampler(sampler_cfg, offset=len(study.trials))
+    return study
+
+
+def shifted_sampler(sampler_cfg: dict[str, Any], offset: int) -> optuna.samplers.BaseSampler:
+    """The configured sampler, its seed shifted by the trials already in the study: a resumed sweep
+    must not replay the first run's random draws (same seed, same startup trials)."""
+    cfg = dict(sampler_cfg)
+    if cfg.get("seed") is not None:
+        cfg["seed"] += offset
+    return instantiate(cfg)

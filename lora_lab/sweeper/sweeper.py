@@ -1,0 +1,273 @@
+"""lora_lab's Optuna sweeper: ask a batch of trials, launch them as Hydra jobs, tell the study.
+
+    python -m lora_lab.train -m hparams_search=lora_lr_rank hydra.sweep.dir=multirun/lr_rank
+
+The study lives in an RDB storage (SQLite in the sweep dir by default), so re-running the same
+command resumes it, and other processes given the same storage and study name work on it too.
+Job dirs are named by trial number, unique within the study: a resumed sweep never reuses one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+
+from lora_lab.artifacts import write_json
+from lora_lab.job import STATUS_FILE
+from lora_lab.sweeper.heartbeat import Heartbeat
+from lora_lab.sweeper.ledger import Ledger
+from lora_lab.sweeper.recovery import retry_abandoned_trial
+from lora_lab.sweeper.resume import SweepConfigError, check_sweep_dir, open_study
+from lora_lab.sweeper.search_space import SearchSpace, override_value, parse_search_space
+from lora_lab.sweeper.storage import (
+    DUPLICATE_OF_ATTR,
+    ERROR_ATTR,
+    JOB_DIR_ATTR,
+    PRUNED_AT_ATTR,
+    open_storage,
+    storage_url,
+    write_study_file,
+)
+
+log = logging.getLogger(__name__)
+BEST_FILE = "best_trial.json"
+
+
+class SweepFailedError(RuntimeError):
+    """More trials failed than hydra.sweeper.max_failure_rate allows."""
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        params: DictConfig,
+        direction: str,
+        n_trials: int,
+        n_jobs: int,
+        storage: str | None,
+        study_name: str,
+        sampler: DictConfig,
+        pruner: DictConfig,
+        max_failure_rate: float,
+        heartbeat_interval: int,
+        grace_period: int,
+    ):
+        if direction not in ("maximize", "minimize"):
+            raise SweepConfigError(f"hydra.sweeper.direction={direction!r}: use maximize or minimize")
+        for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("heartbeat_interval", heartbeat_interval)):
+            if not isinstance(value, int) or value < 1:
+                raise SweepConfigError(f"hydra.sweeper.{name}={value!r}: must be a positive integer")
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise SweepConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: a share in [0, 1]")
+        if grace_period <= heartbeat_interval:
+            raise SweepConfigError(
+                f"hydra.sweeper.grace_period={grace_period} must exceed heartbeat_interval={heartbeat_interval}, "
+                "or live trials would look abandoned between two heartbeats"
+            )
+        self.params = OmegaConf.to_container(params, resolve=True)
+        self.direction, self.n_trials, self.n_jobs = direction, n_trials, n_jobs
+        self.storage, self.study_name = storage, study_name
+        self.sampler_cfg = OmegaConf.to_container(sampler, resolve=True)
+        self.pruner_cfg = OmegaConf.to_container(pruner, resolve=True)
+        self.max_failure_rate = max_failure_rate
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self._outcomes: dict[int, str | None] = {}  # this run's trials -> error (None: COMPLETE/PRUNED)
+        self._exhausted = False  # a grid sampler has run every combination
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+        self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        self.optimized_metric = config.optimized_metric
+        self.url = storage_url(self.storage, self.sweep_dir)
+        if self.n_jobs > 1 and config.hydra.launcher._target_.endswith("BasicLauncher"):
+            log.warning(
+                "hydra.sweeper.n_jobs=%d with the basic launcher: each batch's jobs run one after another. "
+                "For parallel jobs on this machine add hydra/launcher=joblib (pip install hydra-joblib-launcher).",
+                self.n_jobs,
+            )
+
+    def sweep(self, arguments: list[str]) -> None:
+        space = parse_search_space(self.params, arguments)
+        check_sweep_dir(self.sweep_dir, self.url, self.study_name)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives in it
+        storage = open_storage(self.url, self.heartbeat_interval, self.grace_period, retry_abandoned_trial)
+        signature = {**space.signature(), "optimized_metric": self.optimized_metric}
+        study = open_study(storage, self.study_name, self.direction, signature, self.sampler_cfg, self.pruner_cfg)
+        write_study_file(self.sweep_dir, self.url, study, self.optimized_metric)
+        log.info(
+            "Optuna study %r in %s: %d of n_trials=%d used; jobs in %s",
+            self.study_name, self.url, Ledger(study.get_trials(deepcopy=False)).used, self.n_trials, self.sweep_dir,
+        )
+        with Heartbeat(storage, self.heartbeat_interval) as heartbeat:
+            self._run(study, space, heartbeat)
+        self._write_best(study)
+
+    def _run(self, study: optuna.Study, space: SearchSpace, heartbeat: Heartbeat) -> None:
+        """Ask and run batches until n_trials are used and no other worker's trial is still running."""
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental" since 2.9
+                optuna.storages.fail_stale_trials(study)  # a dead worker's trials -> FAIL + retry enqueued
+            ledger = Ledger(study.get_trials(deepcopy=False))
+            left = 0 if self._exhausted else self.n_trials - ledger.used
+            if left <= 0:
+                if not (running := ledger.running()):
+                    return
+                # Wait rather than return: a running trial may be a dead worker's, retried once its
+                # heartbeat is grace_period old; the sweep is done when the study is.
+                log.info(
+                    "n_trials=%d used; waiting for trials %s of other workers.",
+                    self.n_trials, [t.number for t in running],
+                )
+                time.sleep(self.heartbeat_interval)
+                continue
+            batch = [self._ask(study, space) for _ in range(min(self.n_jobs, left))]
+            trial_ids = [t._trial_id for t in batch]  # Optuna keeps the storage id private; heartbeats need it
+            heartbeat.track(trial_ids)
+            try:
+                self._run_batch(study, space, batch, ledger)
+            finally:
+                heartbeat.untrack(trial_ids)
+            self._check_failure_rate()
+
+    def _ask(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
+        with warnings.catch_warnings():
+            # The sweeper runs Optuna's optimize loop itself (ask, heartbeat, tell): not a misuse.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            return study.ask(space.distributions)
+
+    def _run_batch(self, study: optuna.Study, space: SearchSpace, batch: list[optuna.Trial], ledger: Ledger) -> None:
+        to_launch = []
+        for trial in batch:
+            if (original := ledger.complete_with(trial.params)) is not None:
+                # The sampler proposed params already trained to completion: same config, same answer.
+                trial.set_user_attr(DUPLICATE_OF_ATTR, original.number)
+                trial.set_user_attr(JOB_DIR_ATTR, original.user_attrs.get(JOB_DIR_ATTR))
+                self._record(study, trial, original.value)
+                self._outcomes[trial.number] = None
+                log.info("Trial %d repeats trial %d's params: answered with its value.", trial.number, original.number)
+                continue
+            job_dir = self.sweep_dir / str(trial.number)
+            if (job_dir / STATUS_FILE).exists():
+                self._fail(study, trial, f"{job_dir} holds a finished job")
+                raise SweepConfigError(
+                    f"{job_dir} holds a finished job, but trial {trial.number} of study {self.study_name!r} is new: "
+                    f"{self.url} is not the storage that numbered this sweep dir. Choose a new hydra.sweep.dir."
+                )
+            trial.set_user_attr(JOB_DIR_ATTR, str(job_dir))
+            to_launch.append(trial)
+        if not to_launch:
+            return
+        job_overrides = [self._job_overrides(space, trial) for trial in to_launch]
+        try:
+            self.validate_batch_is_legal(job_overrides)
+        except Exception as err:
+            for trial in to_launch:
+                self._fail(study, trial, f"config does not compose: {err}")
+            raise
+        returns = self.launcher.launch(job_overrides, initial_job_idx=to_launch[0].number)
+        # Re-read the trials: a job's pruning callback marked its trial from its own process.
+        fresh = {t.number: t for t in study.get_trials(deepcopy=False)}
+        for trial, job_return in zip(to_launch, returns):
+            self._tell(study, trial, job_return, pruned=fresh[trial.number].user_attrs.get(PRUNED_AT_ATTR) is not None)
+
+    def _job_overrides(self, space: SearchSpace, trial: optuna.Trial) -> list[str]:
+        """The job's command line: the search's fixed overrides, this trial's params, and the trial's
+        identity (cfg.trial: logged as config, read by the pruning callback); its dir is its number."""
+        return [
+            *space.overrides(trial.params),
+            f"++trial.number={trial.number}",
+            f"++trial.study_name={override_value(self.study_name)}",
+            f"++trial.storage={override_value(self.url)}",
+            f"hydra.sweep.subdir={trial.number}",
+        ]
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, job_return: JobReturn, pruned: bool) -> None:
+        try:
+            value: Any = job_return.return_value  # re-raises the job's exception if it failed
+        except Exception as err:  # noqa: BLE001 - any job error is this trial's failure, recorded below
+            log.error("Trial %d: its job raised", trial.number, exc_info=err)
+            self._fail(study, trial, f"{type(err).__name__}: {err}")
+            return
+        if value is None or math.isnan(float(value)):
+            self._fail(
+                study, trial,
+                f"the job returned {value} for optimized_metric={self.optimized_metric} (status.json in "
+                f"{self.sweep_dir / str(trial.number)} says why: e.g. a duplicate of a job still running)",
+            )
+            return
+        if pruned:
+            self._record(study, trial, state=TrialState.PRUNED)  # Optuna keeps the last reported value
+        else:
+            self._record(study, trial, float(value))
+        self._outcomes[trial.number] = None
+
+    def _fail(self, study: optuna.Study, trial: optuna.Trial, error: str) -> None:
+        log.error("Trial %d failed: %s", trial.number, error)
+        trial.set_user_attr(ERROR_ATTR, error)
+        self._record(study, trial, state=TrialState.FAIL)
+        self._outcomes[trial.number] = error
+
+    def _record(
+        self, study: optuna.Study, trial: optuna.Trial, value: float | None = None, state: TrialState | None = None
+    ) -> None:
+        """study.tell, plus the end of a grid: BruteForceSampler calls Study.stop() once every
+        combination has run, which Optuna allows only inside Study.optimize (the trial is stored
+        before that raises). Here it ends the sweep."""
+        try:
+            study.tell(trial, value, state=state)
+        except RuntimeError as err:
+            if "Study.stop" not in str(err):
+                raise
+            log.info("The sampler has run every combination of the search space: the sweep ends.")
+            self._exhausted = True
+
+    def _check_failure_rate(self) -> None:
+        failed = {n: e for n, e in self._outcomes.items() if e is not None}
+        if failed and len(failed) / len(self._outcomes) > self.max_failure_rate:
+            lines = "\n".join(f"  trial {n} ({self.sweep_dir / str(n)}): {e}" for n, e in sorted(failed.items()))
+            raise SweepFailedError(
+                f"{len(failed)} of {len(self._outcomes)} trials of this run failed, more than "
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate}:\n{lines}\n"
+                "Tracebacks: in the log above, and in a job's status.json once it started. Fix the cause and re-run "
+                "the same command: the study resumes and keeps its finished trials. Or allow more failures with "
+                "hydra.sweeper.max_failure_rate."
+            )
+
+    def _write_best(self, study: optuna.Study) -> None:
+        """<sweep dir>/best_trial.json and a summary line: what the sweep found."""
+        ledger = Ledger(study.get_trials(deepcopy=False))
+        counts = {s.name: ledger.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        if not counts["COMPLETE"]:
+            log.warning("Optuna study %r has no COMPLETE trial (%s): no best trial.", self.study_name, counts)
+            return
+        best = study.best_trial
+        write_json(
+            self.sweep_dir / BEST_FILE,
+            {
+                "number": best.number,
+                "value": best.value,
+                "params": best.params,
+                "job_dir": best.user_attrs.get(JOB_DIR_ATTR),
+            },
+        )
+        log.info(
+            "Best of %s: trial %d, %s=%.4f, params %s (%s)",
+            counts, best.number, self.optimized_metric, best.value, best.params, best.user_attrs.get(JOB_DIR_ATTR),
+        )
