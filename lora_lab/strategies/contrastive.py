@@ -1,0 +1,161 @@
+"""Contrastive fine-tuning then a fitted head: SetFit (Tunstall et al., 2022).
+
+prepare() runs both stages, timed as training time (no gradient epochs follow):
+1. the encoder body learns from pairs or triplets of labelled training rows (`loss`: cosine |
+   infonce | triplet, contrastive_objectives.py), in a short plain-torch loop, fp32; the body is
+   trained in full (`body: full`) or through LoRA (`body: lora`, the lora regime's PEFT config);
+2. the head is a logistic regression on the new embeddings (fitted_heads.py, as regime=fewshot).
+
+Artifacts: body=lora -> adapter/ is the PEFT adapter + head (like regime=lora), merged/ folds it
+in; body=full -> the adapter would be the whole encoder, so merged/ only (like regime=full).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from transformers import get_scheduler
+
+from lora_lab.data.batching import PadCollator
+from lora_lab.models.classifier import Classifier
+from lora_lab.strategies.base import Strategy
+from lora_lab.strategies.contrastive_objectives import Example, Objective, make_objective
+from lora_lab.strategies.embedding import embed_split, require_embeddings, write_head
+from lora_lab.strategies.fitted_heads import logistic_regression_head
+from lora_lab.strategies.lora import LoRA
+
+if TYPE_CHECKING:
+    from lora_lab.data.batching import TokenizedSplit
+    from lora_lab.data.datamodule import TextClassificationDataModule
+
+log = logging.getLogger(__name__)
+BODIES = ("full", "lora")
+# sentence-transformers' fit() defaults, which SetFit trains with: AdamW weight decay 0.01,
+# gradients clipped to norm 1, linear warmup over the first 10% of steps then linear decay.
+WEIGHT_DECAY, MAX_GRAD_NORM, WARMUP_RATIO = 0.01, 1.0, 0.1
+
+
+class Contrastive(Strategy):
+    name = "contrastive"
+    trains_by_gradient = False
+
+    def __init__(
+        self,
+        name: str,
+        learning_rate: float,
+        loss: str = "cosine",
+        body: str = "full",
+        num_iterations: int = 20,
+        epochs: int = 1,
+        batch_size: int = 16,
+        temperature: float = 0.05,
+        margin: float = 0.25,
+        r: int = 8,
+        target_modules: list[str] | str | None = None,
+        alpha: float | None = None,
+        lora_dropout: float = 0.05,
+        C: float = 1.0,
+        max_iter: int = 1000,
+        seed: int = 0,
+        head_learning_rate: float | None = None,
+    ):
+        super().__init__(name, learning_rate, head_learning_rate)
+        if body not in BODIES:
+            raise ValueError(f"regime.body={body!r}: choose one of {BODIES}")
+        for key, value in (("num_iterations", num_iterations), ("epochs", epochs), ("batch_size", batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"regime.{key}={value!r}: must be a positive integer")
+        self.objective: Objective = make_objective(loss, temperature, margin)
+        self.loss, self.body = loss, body
+        self.num_iterations, self.epochs, self.batch_size = num_iterations, epochs, batch_size
+        self.C, self.max_iter, self.seed = C, max_iter, seed
+        # body=lora: the lora regime's PEFT config, save, load and merge, as they are.
+        self.lora = (
+            LoRA("lora", learning_rate, r=r, target_modules=target_modules, alpha=alpha, dropout=lora_dropout)
+            if body == "lora"
+            else None
+        )
+        # Instance-level: whether a deployable adapter exists depends on the body setting.
+        self.has_adapter = self.lora is not None
+        self.loss_history: list[float] = []  # mean contrastive loss of each epoch
+
+    def apply(self, classifier: Classifier) -> None:
+        require_embeddings(classifier, self.name)
+        if self.lora is not None:
+            self.lora.apply(classifier)  # LoRA matrices train, the base encoder freezes; the head is fitted
+        else:
+            classifier.requires_grad_(True)
+
+    def prepare(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> None:
+        self.train_body(classifier, datamodule.tokenized["train"], datamodule.tokenizer.pad_token_id)
+        x, y = embed_split(classifier, datamodule, "train")
+        write_head(classifier, *logistic_regression_head(x, y, len(classifier.id2label), self.C, self.max_iter, self.seed))
+
+    def train_body(self, classifier: Classifier, data: TokenizedSplit, pad_token_id: int) -> None:
+        """Stage 1: the objective's examples, shuffled each epoch, in batches of batch_size examples."""
+        rng = random.Random(self.seed)
+        examples = self.objective.examples(data.labels, self.num_iterations, rng)
+        params = [p for p in classifier.transformer.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=WEIGHT_DECAY)
+        total = self.epochs * math.ceil(len(examples) / self.batch_size)
+        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(WARMUP_RATIO * total), num_training_steps=total)
+        log.info("Contrastive body training (%s, body=%s): %d examples, %d steps", self.loss, self.body, len(examples), total)
+        collate = PadCollator(pad_token_id)
+        report_every = max(1, total // 10)  # a tenth of the run: the loop runs minutes on a CPU
+        was_training = classifier.training
+        classifier.train()  # dropout on, as SetFit trains the body
+        try:
+            for epoch in range(self.epochs):
+                rng.shuffle(examples)
+                losses = []
+                for start in range(0, len(examples), self.batch_size):
+                    losses.append(self._backward(classifier, examples[start : start + self.batch_size], data, collate, params))
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if len(losses) % report_every == 0:
+                        recent = losses[-report_every:]
+                        log.info("Contrastive epoch %d, step %d: mean loss of the last %d steps %.4f", epoch, len(losses), len(recent), sum(recent) / len(recent))
+                self.loss_history.append(sum(losses) / len(losses))
+                log.info("Contrastive epoch %d: mean loss %.4f", epoch, self.loss_history[-1])
+        finally:
+            classifier.train(was_training)
+
+    def _backward(
+        self,
+        classifier: Classifier,
+        batch: list[Example],
+        data: TokenizedSplit,
+        collate: PadCollator,
+        params: list[torch.nn.Parameter],
+    ) -> float:
+        """Loss and (clipped) gradients of a batch of examples: all their rows through the encoder at once."""
+        rows = [row for example in batch for row in example]
+        padded = collate([(data.input_ids[row], data.labels[row]) for row in rows])
+        device = next(classifier.parameters()).device
+        m = self.objective.rows_per_example
+        embeddings = classifier.embed(padded["input_ids"].to(device), padded["attention_mask"].to(device)).float()
+        loss = self.objective.loss(embeddings.view(len(batch), m, -1), padded["labels"].to(device).view(len(batch), m))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        return loss.item()
+
+    def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
+        self._require_lora("save_adapter").save_adapter(classifier, out_dir)
+
+    def load_adapter(self, classifier: Classifier, adapter_dir: Path) -> None:
+        self._require_lora("load_adapter").load_adapter(classifier, adapter_dir)
+
+    def merge(self, classifier: Classifier) -> None:
+        if self.lora is not None:
+            self.lora.merge(classifier)
+
+    def _require_lora(self, what: str) -> LoRA:
+        if self.lora is None:
+            raise NotImplementedError(f"regime=contrastive with body=full has no adapter ({what}): the whole encoder changed; use merged/")
+        return self.lora

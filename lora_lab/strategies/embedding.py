@@ -1,0 +1,91 @@
+"""Frozen text embeddings for the embedding regimes (zeroshot, fewshot, contrastive), and the
+linear head they write their fitted weights into.
+
+The embedding is `classifier.embed(...)`: exactly what the head reads, so a head fitted on these
+vectors predicts the same through `classifier(...)`, merged/ and adapter/ alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from lora_lab.data.batching import PadCollator
+from lora_lab.models.classifier import Classifier
+
+if TYPE_CHECKING:
+    from lora_lab.data.datamodule import TextClassificationDataModule
+
+
+def require_embeddings(classifier: Classifier, regime: str) -> None:
+    """Fail in apply(), before any work, where the classifier has no pooled embedding to fit on."""
+    if type(classifier).embed is Classifier.embed:
+        raise TypeError(
+            f"regime={regime} fits its head on pooled text embeddings, but this {type(classifier).__name__} "
+            "is HF's stock head (backbone.pooling=cls) and exposes none; set backbone.pooling=mean "
+            "(encoders; right for sentence-embedding models such as MiniLM) or backbone.pooling=last (decoders)"
+        )
+
+
+def head_linear(classifier: Classifier) -> nn.Linear:
+    """The head's one linear layer, whose weight and bias a fitted head replaces."""
+    linears = [m for m in classifier.head().modules() if isinstance(m, nn.Linear)]
+    if len(linears) != 1:
+        raise TypeError(f"{type(classifier).__name__}'s head has {len(linears)} linear layers; a fitted head needs exactly one")
+    return linears[0]
+
+
+def write_head(classifier: Classifier, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Make the head compute logits = embedding @ weight.T + bias (dropout is off in eval mode)."""
+    linear = head_linear(classifier)
+    if weight.shape != linear.weight.shape or bias.shape != linear.bias.shape:
+        raise ValueError(
+            f"fitted head has weight {tuple(weight.shape)} and bias {tuple(bias.shape)}; "
+            f"the classifier's head needs {tuple(linear.weight.shape)} and {tuple(linear.bias.shape)}"
+        )
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+
+
+def embed_rows(classifier: Classifier, input_ids: Sequence[list[int]], pad_token_id: int, batch_size: int) -> torch.Tensor:
+    """(n, hidden) embeddings of token-id rows, in the given order; eval mode, no gradients.
+
+    Rows are embedded longest first, so each batch pads to similar lengths, then put back in order.
+    """
+    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]), reverse=True)
+    collate = PadCollator(pad_token_id)
+    device = next(classifier.parameters()).device
+    out: torch.Tensor | None = None
+    was_training = classifier.training
+    classifier.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                batch = collate([(input_ids[i], 0) for i in rows])
+                vectors = classifier.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
+                if out is None:
+                    out = torch.empty(len(order), vectors.shape[1])
+                out[torch.tensor(rows)] = vectors.cpu()
+    finally:
+        classifier.train(was_training)
+    if out is None:
+        raise ValueError("nothing to embed: no rows given")
+    return out
+
+
+def embed_split(classifier: Classifier, datamodule: TextClassificationDataModule, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings, label ids) of a tokenized split (the training rows shots_per_class kept)."""
+    data = datamodule.tokenized[split]
+    vectors = embed_rows(classifier, data.input_ids, datamodule.tokenizer.pad_token_id, datamodule.eval_batch_size)
+    return vectors, torch.tensor(data.labels, dtype=torch.long)
+
+
+def embed_texts(classifier: Classifier, datamodule: TextClassificationDataModule, texts: Sequence[str]) -> torch.Tensor:
+    """(n, hidden) embeddings of raw texts, tokenized as the datamodule tokenizes its splits."""
+    ids = datamodule.tokenizer(list(texts), truncation=True, max_length=datamodule.max_length)["input_ids"]
+    return embed_rows(classifier, ids, datamodule.tokenizer.pad_token_id, datamodule.eval_batch_size)
