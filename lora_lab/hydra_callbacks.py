@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lora_lab.job import STATUS_FILE
 from lora_lab.sweeper.config import SWEEPER_TARGET
@@ -33,7 +33,7 @@ class RefuseFinishedDirs(Callback):
             )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.sweeper.get("_target_") == SWEEPER_TARGET:
+        if OmegaConf.select(config, "hydra.sweeper._target_") == SWEEPER_TARGET:
             # lora_lab's Optuna sweeper resumes into its sweep dir: it names each job dir by trial
             # number, unique in its study, and itself refuses a dir another study numbered.
             return
