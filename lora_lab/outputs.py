@@ -5,6 +5,7 @@ metrics.json is written last, so its presence says every other artifact is compl
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
@@ -13,6 +14,8 @@ from lora_lab.artifacts import atomic_dir, dir_bytes, write_json
 from lora_lab.models.classifier import Classifier
 from lora_lab.plots import confusion_matrix_png
 from lora_lab.strategies.base import Strategy
+
+log = logging.getLogger(__name__)
 
 
 def parameter_counts(classifier: Classifier) -> dict[str, float]:
@@ -36,9 +39,12 @@ def write_job_outputs(
     if strategy.has_adapter:
         with atomic_dir(run_dir / "adapter") as tmp:
             strategy.save_adapter(classifier, tmp)
-    strategy.merge(classifier)
-    with atomic_dir(run_dir / "merged") as tmp:
-        classifier.save_merged(tmp, tokenizer)
+    if strategy.can_merge(classifier):
+        strategy.merge(classifier)
+        with atomic_dir(run_dir / "merged") as tmp:
+            classifier.save_merged(tmp, tokenizer)
+    else:
+        log.warning("Regime %s: this trained model has no merged form; the job ships adapter/ only.", strategy.name)
     confusion_matrix_png(metrics["test/confusion_matrix"], labels, run_dir / "confusion_matrix.png",
                          title=f"test acc {metrics['test/acc']:.3f}")
     # What a deployment adds on top of the shared base: the adapter, or the whole model for full.
@@ -46,7 +52,8 @@ def write_job_outputs(
     metrics = {
         **metrics,
         "artifact/adapter_bytes": dir_bytes(shipped) - _tokenizer_bytes(shipped),
-        "artifact/merged_bytes": dir_bytes(run_dir / "merged"),
+        # None, not 0, when there is no merged/: a size nobody can deploy is not a small one.
+        "artifact/merged_bytes": dir_bytes(run_dir / "merged") if (run_dir / "merged").is_dir() else None,
     }
     write_json(run_dir / "metrics.json", metrics)
     return metrics

@@ -69,6 +69,11 @@ class Strategy(ABC):
     def load_adapter(self, classifier: Classifier, adapter_dir: Path) -> None:
         raise NotImplementedError(f"regime {self.name} has no adapter to load; use the merged model")
 
+    def can_merge(self, classifier: Classifier) -> bool:
+        """Whether merge() can fold this trained model into a plain transformers model; when not,
+        the job ships adapter/ alone (dendrites whose branches change the output)."""
+        return True
+
     def merge(self, classifier: Classifier) -> None:
         """Fold the adapter into the weights, leaving a plain transformers model (no-op by default)."""
 

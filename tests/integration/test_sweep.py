@@ -27,11 +27,14 @@ TINY_JOB = [
 ]
 # A dead worker's trial is retried 2 s after its last heartbeat (the defaults wait 90 s).
 FAST_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+# Workers that never die: a 2 s grace would let a beat delayed by the other worker's SQLite write
+# lock (it waits up to 60 s) pass for a dead worker, and retry a trial that is still running.
+LIVE_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=60"]
 SEARCH = ["hydra/sweeper=lora_lab_optuna", "regime.learning_rate=tag(log, interval(1e-4, 1e-2))", "rank=choice(4,8)"]
 
 
-def _command(sweep: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "lora_lab.train", "-m", *args, *TINY_JOB, *FAST_HEARTBEAT, f"hydra.sweep.dir={sweep}"]
+def _command(sweep: Path, *args: str, heartbeat: list[str] = FAST_HEARTBEAT) -> list[str]:
+    return [sys.executable, "-m", "lora_lab.train", "-m", *args, *TINY_JOB, *heartbeat, f"hydra.sweep.dir={sweep}"]
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:
@@ -123,7 +126,8 @@ def test_two_workers_share_one_study_without_sharing_a_trial_or_a_dir(tmp_path: 
     workers = [
         subprocess.Popen(
             _command(
-                sweep, *SEARCH, "trainer.max_epochs=1", "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler.seed={seed}"
+                sweep, *SEARCH, "trainer.max_epochs=1", "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler.seed={seed}",
+                heartbeat=LIVE_HEARTBEAT,
             ),
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
