@@ -11,6 +11,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 
+# conf/ beside the package, as an absolute path: Hydra resolves a relative config_path against the
+# calling module, which fails for the console scripts (lora-lab-train) run from another directory.
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
 class ConfigError(ValueError):
     """A composed config that cannot run; the message names the key and the fix."""
 
@@ -74,7 +79,9 @@ def run_group() -> str:
     hydra_cfg = HydraConfig.get()
     if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
         return Path(hydra_cfg.sweep.dir).name
-    return Path(hydra_cfg.runtime.output_dir).name
+    # Under Hydra's compose API (tests, notebooks) no run dir exists yet: runtime.output_dir is ???.
+    output_dir = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None)
+    return Path(output_dir).name if output_dir else "interactive"
 
 
 def register_resolvers() -> None:

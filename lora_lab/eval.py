@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_lab.artifacts import read_json, write_json
 from lora_lab.callbacks import ResourceMonitor
-from lora_lab.config import ConfigError
+from lora_lab.config import CONF_DIR, ConfigError
 from lora_lab.models.classifier import Classifier, load_classifier
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def evaluate(run_dir: Path, output_dir: Path, load: str = "auto") -> dict:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> float:
     return evaluate(Path(cfg.run_dir), Path(cfg.paths.output_dir), cfg.load)["test/acc"]
 

@@ -6,8 +6,10 @@ metrics.json is written last, so its presence says every other artifact is compl
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from lora_lab.artifacts import atomic_dir, dir_bytes, write_json
@@ -22,8 +24,16 @@ def parameter_counts(classifier: Classifier) -> dict[str, float]:
     """Trainable vs all parameters, counted after the strategy has shaped the model."""
     params = {id(p): p for p in classifier.parameters()}.values()
     trainable = sum(p.numel() for p in params if p.requires_grad)
-    total = sum(p.numel() for p in params)
+    total = sum(_logical_numel(p) for p in params)
     return {"params/trainable": trainable, "params/total": total, "params/trainable_pct": 100 * trainable / total}
+
+
+def _logical_numel(param: torch.Tensor) -> int:
+    """Weights a parameter stands for: a bitsandbytes 4-bit tensor packs two per uint8 byte, so its
+    own numel is half the layer's; its quant_state keeps the original shape."""
+    quant_state = getattr(param, "quant_state", None)
+    shape = getattr(quant_state, "shape", None)
+    return math.prod(shape) if shape is not None else param.numel()
 
 
 def write_job_outputs(

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lora_lab.artifacts import read_json
 from lora_lab.callbacks import ResourceMonitor
-from lora_lab.config import validate
+from lora_lab.config import CONF_DIR, validate
 from lora_lab.job import JobRecord
 from lora_lab.outputs import format_table, parameter_counts, write_job_outputs
 from lora_lab.sweeper.pruning import OptunaPruning, trial_callbacks
@@ -81,34 +81,38 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
             selection = "no_gradient_epochs"
         val_acc_best = float(trainer.callback_metrics["val/acc_best"])
         trainer.test(module, datamodule=datamodule, ckpt_path="best" if selection == "best_val_epoch" else None)
+        monitor = next((c for c in callbacks if isinstance(c, ResourceMonitor)), None)
+        compute = dict(monitor.results) if monitor else {}
+        pruning = next((c for c in callbacks if isinstance(c, OptunaPruning)), None)  # in an Optuna sweep
+        # Time spent fitting outside the gradient epochs (prototypes, a contrastive phase) is training time.
+        compute["time/prepare_s"] = prepare_s
+        compute["time/train_s"] = compute.get("time/train_s", 0.0) + prepare_s
+        if not strategy.trains_by_gradient:
+            compute["throughput/train_examples_per_s"] = len(datamodule.tokenized["train"]) / max(prepare_s, 1e-9)
+        metrics = {
+            **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
+            "val/acc_best": val_acc_best,
+            "model_selection": selection,
+            "epochs": trainer.current_epoch,
+            **(pruning.results if pruning else {}),
+            **params,
+            **compute,
+            "test/f1_per_class": dict(zip(datamodule.labels, module.test_results["f1_per_class"])),
+            "test/confusion_matrix": module.test_results["confusion_matrix"],
+            **{f"data/{name}_rows": len(split) for name, split in datamodule.splits.items()},
+            "data/problems": datamodule.problems,
+        }
+        metrics = write_job_outputs(run_dir, classifier, strategy, backbone.tokenizer, metrics)
+        # What Lightning did not log (sizes, counts, times) goes to every logger too: W&B and MLflow
+        # runs then hold the whole comparison, not just the curves.
+        summary = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and k not in trainer.logged_metrics}
+        for logger in loggers:
+            logger.log_metrics(summary, step=trainer.global_step)
         status = "success"
     finally:
         for logger in loggers:
             logger.finalize(status)
         _finish_wandb()
-
-    monitor = next((c for c in callbacks if isinstance(c, ResourceMonitor)), None)
-    compute = dict(monitor.results) if monitor else {}
-    pruning = next((c for c in callbacks if isinstance(c, OptunaPruning)), None)  # in an Optuna sweep
-    # Time spent fitting outside the gradient epochs (prototypes, a contrastive phase) is training time.
-    compute["time/prepare_s"] = prepare_s
-    compute["time/train_s"] = compute.get("time/train_s", 0.0) + prepare_s
-    if not strategy.trains_by_gradient:
-        compute["throughput/train_examples_per_s"] = len(datamodule.tokenized["train"]) / max(prepare_s, 1e-9)
-    metrics = {
-        **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
-        "val/acc_best": val_acc_best,
-        "model_selection": selection,
-        "epochs": trainer.current_epoch,
-        **(pruning.results if pruning else {}),
-        **params,
-        **compute,
-        "test/f1_per_class": dict(zip(datamodule.labels, module.test_results["f1_per_class"])),
-        "test/confusion_matrix": module.test_results["confusion_matrix"],
-        **{f"data/{name}_rows": len(split) for name, split in datamodule.splits.items()},
-        "data/problems": datamodule.problems,
-    }
-    metrics = write_job_outputs(run_dir, classifier, strategy, backbone.tokenizer, metrics)
     if not cfg.keep_checkpoints and trainer.checkpoint_callback is not None:
         shutil.rmtree(trainer.checkpoint_callback.dirpath, ignore_errors=True)
     return metrics
@@ -135,7 +139,7 @@ def _finish_wandb() -> None:
         sys.modules["wandb"].finish()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
 

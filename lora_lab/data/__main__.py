@@ -14,7 +14,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import lora_lab.config  # noqa: F401  (resolvers)
+from lora_lab.config import CONF_DIR  # also registers the resolvers
 from lora_lab.data.datamodule import TextClassificationDataModule
 
 
@@ -50,7 +50,7 @@ def render(summary: dict) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="inspect")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="inspect")
 def main(cfg: DictConfig) -> None:
     if cfg.format not in ("text", "json"):
         sys.exit(f"format={cfg.format!r}: use text or json")

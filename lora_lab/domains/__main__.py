@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lora_lab.config import ConfigError, validate
+from lora_lab.config import CONF_DIR, ConfigError, validate
 from lora_lab.domains.evaluation import OVERALL, evaluate
 from lora_lab.domains.jobs import plan, resolve_domains, run_jobs
 from lora_lab.domains.report import REPORT_NAME, write_report
@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="domains")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="domains")
 def main(cfg: DictConfig) -> float:
     return run(cfg)["scores"][OVERALL]["own"]["acc"]
 

@@ -22,14 +22,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lora_lab.artifacts import write_text
-from lora_lab.config import ConfigError
+from lora_lab.config import CONF_DIR, ConfigError
 from lora_lab.job import STATUS_FILE
 from lora_lab.strategies.base import PeftStrategy
 from lora_lab.train import train
 
 log = logging.getLogger(__name__)
 ALL = "all"
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # Keys of conf/domains.yaml that steer the comparison, not a job: a job's config drops them.
 COMPARISON_KEYS = ("domains", "domain_column", "baselines", "switch_repeats", "logit_tolerance")
 

@@ -118,6 +118,9 @@ class PooledClassifier(Classifier):
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if (virtual := hidden.size(1) - attention_mask.size(1)) > 0:
+            # Prompt tuning prepended `virtual` tokens that every row attends to: pool them too.
+            attention_mask = torch.cat([attention_mask.new_ones(attention_mask.size(0), virtual), attention_mask], 1)
         return pool(hidden, attention_mask, self.pooling)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

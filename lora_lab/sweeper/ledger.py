@@ -38,5 +38,9 @@ class Ledger:
         """The first COMPLETE trial that ran exactly these params, if any."""
         return next((t for t in self.trials if t.state == TrialState.COMPLETE and t.params == dict(params)), None)
 
+    def running_with(self, params: Mapping[str, Any]) -> FrozenTrial | None:
+        """A RUNNING trial (another worker's) with exactly these params, if any."""
+        return next((t for t in self.trials if t.state == TrialState.RUNNING and t.params == dict(params)), None)
+
     def count(self, state: TrialState) -> int:
         return sum(t.state == state for t in self.trials)

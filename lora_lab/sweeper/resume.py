@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from hydra.utils import instantiate
 
@@ -69,6 +70,8 @@ def shifted_sampler(sampler_cfg: dict[str, Any], offset: int) -> optuna.samplers
     """The configured sampler, its seed shifted by the trials already in the study: a resumed sweep
     must not replay the first run's random draws (same seed, same startup trials)."""
     cfg = dict(sampler_cfg)
-    if cfg.get("seed") is not None:
-        cfg["seed"] += offset
+    if cfg.get("seed") is not None and offset:
+        # Mixed, not added: with seed + offset, a worker with seed 1 joining a study of one trial
+        # draws exactly what a worker with seed 2 drew when it opened the study empty.
+        cfg["seed"] = int(np.random.SeedSequence([int(cfg["seed"]), offset]).generate_state(1)[0])
     return instantiate(cfg)

@@ -121,9 +121,7 @@ class OptunaSweeper(Sweeper):
     def _run(self, study: optuna.Study, space: SearchSpace, heartbeat: Heartbeat) -> None:
         """Ask and run batches until n_trials are used and no other worker's trial is still running."""
         while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental" since 2.9
-                optuna.storages.fail_stale_trials(study)  # a dead worker's trials -> FAIL + retry enqueued
+            _fail_stale_trials(study)
             ledger = Ledger(study.get_trials(deepcopy=False))
             left = 0 if self._exhausted else self.n_trials - ledger.used
             if left <= 0:
@@ -153,15 +151,19 @@ class OptunaSweeper(Sweeper):
             return study.ask(space.distributions)
 
     def _run_batch(self, study: optuna.Study, space: SearchSpace, batch: list[optuna.Trial], ledger: Ledger) -> None:
-        to_launch = []
+        to_launch: list[optuna.Trial] = []
+        twins: list[tuple[optuna.Trial, int]] = []  # (trial, the running trial with its params)
         for trial in batch:
             if (original := ledger.complete_with(trial.params)) is not None:
                 # The sampler proposed params already trained to completion: same config, same answer.
-                trial.set_user_attr(DUPLICATE_OF_ATTR, original.number)
-                trial.set_user_attr(JOB_DIR_ATTR, original.user_attrs.get(JOB_DIR_ATTR))
-                self._record(study, trial, original.value)
-                self._outcomes[trial.number] = None
-                log.info("Trial %d repeats trial %d's params: answered with its value.", trial.number, original.number)
+                self._answer_from(study, trial, original)
+                continue
+            running = ledger.running_with(trial.params)  # another worker's, or earlier in this batch
+            twin = running.number if running else next((t.number for t in to_launch if t.params == trial.params), None)
+            if twin is not None:
+                # Training it again would only race the twin (the job would find it running and
+                # record itself as its duplicate, with no value): wait for the twin's outcome instead.
+                twins.append((trial, twin))
                 continue
             job_dir = self.sweep_dir / str(trial.number)
             if (job_dir / STATUS_FILE).exists():
@@ -172,8 +174,12 @@ class OptunaSweeper(Sweeper):
                 )
             trial.set_user_attr(JOB_DIR_ATTR, str(job_dir))
             to_launch.append(trial)
-        if not to_launch:
-            return
+        if to_launch:
+            self._launch(study, space, to_launch)
+        for trial, twin in twins:
+            self._await_twin(study, trial, twin)
+
+    def _launch(self, study: optuna.Study, space: SearchSpace, to_launch: list[optuna.Trial]) -> None:
         job_overrides = [self._job_overrides(space, trial) for trial in to_launch]
         try:
             self.validate_batch_is_legal(job_overrides)
@@ -186,6 +192,32 @@ class OptunaSweeper(Sweeper):
         fresh = {t.number: t for t in study.get_trials(deepcopy=False)}
         for trial, job_return in zip(to_launch, returns):
             self._tell(study, trial, job_return, pruned=fresh[trial.number].user_attrs.get(PRUNED_AT_ATTR) is not None)
+
+    def _answer_from(self, study: optuna.Study, trial: optuna.Trial, original: optuna.trial.FrozenTrial) -> None:
+        """Record `trial` with the outcome of the finished trial that ran its params."""
+        trial.set_user_attr(DUPLICATE_OF_ATTR, original.number)
+        trial.set_user_attr(JOB_DIR_ATTR, original.user_attrs.get(JOB_DIR_ATTR))
+        if original.state == TrialState.COMPLETE:
+            self._record(study, trial, original.value)
+        elif original.state == TrialState.PRUNED:
+            self._record(study, trial, state=TrialState.PRUNED)
+        else:
+            self._fail(study, trial, f"repeats the params of trial {original.number}, which failed")
+            return
+        self._outcomes[trial.number] = None
+        log.info("Trial %d repeats trial %d's params: answered with its outcome.", trial.number, original.number)
+
+    def _await_twin(self, study: optuna.Study, trial: optuna.Trial, twin: int) -> None:
+        """Wait for the running trial `twin` (same params) to finish, then answer `trial` from it.
+        Stale checks go on meanwhile: if the twin's worker dies, the twin fails, and so does this."""
+        log.info("Trial %d repeats the params of running trial %d: waiting for its outcome.", trial.number, twin)
+        while True:
+            _fail_stale_trials(study)
+            original = next(t for t in study.get_trials(deepcopy=False) if t.number == twin)
+            if original.state.is_finished():
+                self._answer_from(study, trial, original)
+                return
+            time.sleep(self.heartbeat_interval)
 
     def _job_overrides(self, space: SearchSpace, trial: optuna.Trial) -> list[str]:
         """The job's command line: the search's fixed overrides, this trial's params, and the trial's
@@ -271,3 +303,10 @@ class OptunaSweeper(Sweeper):
             "Best of %s: trial %d, %s=%.4f, params %s (%s)",
             counts, best.number, self.optimized_metric, best.value, best.params, best.user_attrs.get(JOB_DIR_ATTR),
         )
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """A dead worker's trials (heartbeat older than the grace period) -> FAIL, and their retry enqueued."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental" since 2.9
+        optuna.storages.fail_stale_trials(study)

@@ -153,6 +153,19 @@ def test_two_workers_share_one_study_without_sharing_a_trial_or_a_dir(tmp_path: 
 
 
 @pytest.mark.slow
+def test_a_trial_repeating_a_running_trials_params_takes_its_outcome_instead_of_training(tmp_path: Path):
+    # One possible config, two trials per launcher batch: the second repeats the first while it is
+    # (for a parallel launcher) still running. It must wait for it, not race it with a second job.
+    sweep = tmp_path / "sweep"
+    _run(_command(sweep, "hydra/sweeper=lora_lab_optuna", "hydra/sweeper/sampler=random", "rank=choice(4)",
+                  "trainer.max_epochs=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2"))
+    first, second = _study(sweep).trials
+    assert first.state == second.state == TrialState.COMPLETE and second.value == first.value
+    assert second.user_attrs["duplicate_of"] == first.number
+    assert sorted(_job_dirs(sweep)) == [first.number]
+
+
+@pytest.mark.slow
 def test_failed_trials_are_recorded_and_the_sweep_stops_past_the_failure_rate(tmp_path: Path):
     # learning_rate=-1 fails in the job's config check, before any model loads; 1e-3 trains. The
     # random sampler's seed 42 draws -1, 1e-3, 1e-3, -1.

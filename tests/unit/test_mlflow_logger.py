@@ -37,6 +37,9 @@ def test_a_tiny_job_logs_a_run_with_params_metrics_and_tags(tiny_cfg):
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
     assert run.data.metrics["val/acc_best"] == pytest.approx(metrics["val/acc_best"])
     assert {"val/acc", "val/loss", "test/f1_macro"} <= set(run.data.metrics)
+    # The job's summary (counts, sizes, times), which Lightning never logs, reaches the run too.
+    for key in ("params/trainable", "artifact/adapter_bytes", "time/train_s", "throughput/train_examples_per_s"):
+        assert run.data.metrics[key] == pytest.approx(metrics[key]), key
     tags = run.data.tags
     assert tags["group"] == "sweep-abc" and tags["job_dir"] == str(run_dir)
     assert tags["dataset"] == "b2b_sales_notes" and tags["regime"] == "lora" and tags["rank"] == "8"

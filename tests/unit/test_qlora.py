@@ -18,6 +18,7 @@ import lora_lab.train
 from lora_lab.artifacts import read_json
 from lora_lab.eval import evaluate
 from lora_lab.models.classifier import load_classifier
+from lora_lab.outputs import parameter_counts
 from lora_lab.strategies.qlora import QLoRA
 from tests.conftest import TINY, compose_train
 
@@ -72,6 +73,14 @@ def _quantized(classifier) -> dict[str, torch.nn.Module]:
 def _quantized_state(classifier) -> dict[str, torch.Tensor]:
     """Every byte of the quantized base: packed weights, biases and quantization statistics."""
     return {f"{n}.{k}": v.clone() for n, m in _quantized(classifier).items() for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_params_total_counts_the_weights_a_quantized_layer_stands_for(tiny_cfg, bits: int):
+    classifier, strategy, _ = _build(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
+    before = parameter_counts(classifier)["params/total"]
+    strategy.quantize(classifier)
+    assert parameter_counts(classifier)["params/total"] == before  # 4-bit: not half, though packed two per byte
 
 
 @pytest.mark.parametrize("backbone,pooling", SETUPS)

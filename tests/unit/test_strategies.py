@@ -29,6 +29,8 @@ WIDER = {"qlora": ["backbone.random_init.hidden_size=64", "backbone.random_init.
 
 def _build(tiny_cfg, regime: str, *overrides: str):
     cfg = tiny_cfg(f"regime={regime}", *overrides, *WIDER.get(regime, []))
+    if regime == "prompt" and "backbone=tiny_phi" in overrides and "backbone.pooling=cls" in overrides:
+        pytest.skip("regime=prompt refuses HF's decoder head: test_prompt_refuses_a_decoder_stock_head")
     backbone = instantiate(cfg.backbone)
     classifier = backbone.build_classifier({0: "a", 1: "b", 2: "c"}, seed=0)
     strategy = instantiate(cfg.regime)
@@ -87,6 +89,8 @@ def test_regime_trains_what_it_claims_and_freezes_the_rest(tiny_cfg, regime: str
         assert any("lora_" in n for n in changed)
     elif regime == "full":
         assert trainable == set(before)
+    elif regime == "prompt":
+        assert trainable - head == {n for n in trainable if "prompt_encoder" in n} != set()
 
 
 @pytest.mark.parametrize("backbone,pooling", [("tiny_bert", "mean"), ("tiny_bert", "cls"), ("tiny_phi", "last"), ("tiny_phi", "cls")])
@@ -102,6 +106,9 @@ def test_adapter_round_trip_and_merged_model_reproduce_the_logits(tiny_cfg, tmp_
         fresh = bb.build_classifier({0: "a", 1: "b", 2: "c"}, seed=0)
         strategy.load_adapter(fresh, tmp_path / "adapter")
         torch.testing.assert_close(_logits(fresh), trained)
+    if not strategy.can_merge(classifier):
+        assert regime == "prompt" and strategy.has_adapter  # virtual tokens are inputs: nothing to fold in
+        return
 
     strategy.merge(classifier)
     assert not any("lora_" in n for n, _ in classifier.named_parameters())
@@ -132,3 +139,21 @@ def test_decoder_backbone_gets_a_pad_token_and_pools_the_last_real_token(tiny_cf
         padded = classifier(ids, torch.tensor([[1, 1, 1, 0, 0]]))
         unpadded = classifier(ids[:, :3], torch.tensor([[1, 1, 1]]))
     torch.testing.assert_close(padded, unpadded)
+
+
+def test_prompt_refuses_a_decoder_stock_head(tiny_cfg):
+    with pytest.raises(ValueError, match="Use backbone.pooling=last"):
+        _build(tiny_cfg, "prompt", "backbone=tiny_phi", "backbone.pooling=cls", "regime.num_virtual_tokens=4")
+
+
+def test_prompt_tokens_are_pooled_with_the_text(tiny_cfg):
+    """Mean pooling over the virtual tokens and the real ones; padding stays out."""
+    classifier, strategy, _ = _build(tiny_cfg, "prompt", "backbone=tiny_bert", "backbone.pooling=mean",
+                                     "regime.num_virtual_tokens=4")
+    b = _batch(5)
+    classifier.eval()
+    with torch.no_grad():
+        hidden = classifier.transformer(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        assert hidden.shape[1] == b["input_ids"].shape[1] + 4
+        expected = torch.stack([hidden[i, : 4 + int(b["attention_mask"][i].sum())].mean(0) for i in range(6)])
+        torch.testing.assert_close(classifier.embed(b["input_ids"], b["attention_mask"]), expected)

@@ -25,7 +25,7 @@ from lora_lab.sweeper.storage import (
     open_storage,
     storage_url,
 )
-from lora_lab.sweeper.resume import SweepConfigError, check_sweep_dir, open_study
+from lora_lab.sweeper.resume import SweepConfigError, check_sweep_dir, open_study, shifted_sampler
 from tests.conftest import compose_train
 
 
@@ -57,6 +57,20 @@ def test_resuming_loads_the_study_and_does_not_replay_the_first_runs_draws(tmp_p
     # Same seed, same study: without the seed shift TPE's random start would propose x again.
     assert resumed.ask({"x": FloatDistribution(0, 1)}).params["x"] != first.params["x"]
     assert resumed.user_attrs[PRUNER_ATTR] == PRUNERS["median"]  # what a job builds its pruner from
+
+
+def test_workers_with_their_own_seeds_never_draw_alike_whenever_they_join():
+    """A worker seeded 1 that joins a study of one trial must not replay what a worker seeded 2
+    drew when it opened the study empty (a seed + offset shift made both seed 2)."""
+    x = {"x": FloatDistribution(0, 1)}
+
+    def first_draws(seed: int, offset: int) -> list[float]:
+        study = optuna.create_study(sampler=shifted_sampler({**SAMPLERS["random"], "seed": seed}, offset))
+        return [study.ask(x).params["x"] for _ in range(3)]
+
+    assert first_draws(2, 0) == first_draws(2, 0), "seeded: the same command draws the same trials"
+    draws = [first_draws(seed, offset) for seed, offset in [(2, 0), (1, 1), (1, 0), (2, 1), (3, 0), (1, 2)]]
+    assert len({d[0] for d in draws}) == len(draws)
 
 
 def test_resuming_with_another_search_or_direction_is_refused(tmp_path: Path):

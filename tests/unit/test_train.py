@@ -135,7 +135,8 @@ def test_wandb_logs_offline_with_group_and_tags(tiny_cfg, monkeypatch):
     assert (run_dir / "csv" / "metrics.csv").is_file()  # CSV stays on beside W&B
     # Offline runs keep run record + config in the protobuf log that `wandb sync` uploads.
     record = next(runs[0].glob("run-*.wandb")).read_bytes()
-    for expected in (b"sweep-abc", b"tiny_bert", b"b2b_sales_notes", b"rank=8", b"val/acc_best", b"test/acc"):
+    expected_keys = (b"val/acc_best", b"test/acc", b"params/trainable", b"artifact/adapter_bytes", b"time/train_s")
+    for expected in (b"sweep-abc", b"tiny_bert", b"b2b_sales_notes", b"rank=8", *expected_keys):
         assert expected in record, expected
 
 
