@@ -25,6 +25,8 @@ COLUMN_KEYS = frozenset({
     "dataset", "backbone", "regime", "rank", "seed",
     "regime.learning_rate", "trainer.max_epochs", "data.batch_size", "shots_per_class",
 })
+# Override keys (and key prefixes) that change how a job runs or logs, not what it computes: never a variant.
+NO_EFFECT_KEYS = ("trainer.enable_progress_bar", "logger", "callbacks.", "paths.", "hydra.", "trial.")
 # Replaces the seed when fingerprinting a job's config, so that seeds of one config share a group.
 SEED_PLACEHOLDER = "<any seed>"
 
@@ -151,7 +153,11 @@ def _set_variants(jobs: list[Job]) -> None:
         counts = Counter(o for job in members for o in set(job.overrides))
         common = {o for o, n in counts.items() if n == len(members)}
         for job in members:
-            job.variant = " ".join(o for o in job.overrides if o not in common and override_key(o) not in COLUMN_KEYS)
+            job.variant = " ".join(o for o in job.overrides if o not in common and _shows_in_variant(override_key(o)))
+
+
+def _shows_in_variant(key: str) -> bool:
+    return key not in COLUMN_KEYS and not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NO_EFFECT_KEYS)
 
 
 def is_job_dir(path: Path) -> bool:

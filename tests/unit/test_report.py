@@ -18,7 +18,7 @@ from lora_lab.artifacts import read_json, write_json
 from lora_lab.report.__main__ import main
 from lora_lab.report.aggregate import ConfigGroup, best_groups, compare, pareto_front
 from lora_lab.report.build import build_report
-from lora_lab.report.collect import Job
+from lora_lab.report.collect import Job, _set_variants
 from lora_lab.report.errors import ReportError
 from lora_lab.report.publish import staged_report_dir
 from lora_lab.report.study import load_study
@@ -289,3 +289,14 @@ def md_table(path: Path, heading: str) -> list[dict[str, str]]:
 def _snapshot(sweep: Path) -> dict[str, tuple[int, int]]:
     """Size and mtime of every file in the job dirs."""
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sweep.glob("[0-9]*/**/*") if p.is_file()}
+
+
+def test_a_variant_names_what_changes_the_result_not_how_the_job_ran_or_logged(tmp_path: Path):
+    jobs = [
+        Job("0", tmp_path, "complete", dataset="d", backbone="b",
+            overrides=["regime=lora", "trainer.enable_progress_bar=false", "logger=wandb", "regime.alpha=32"]),
+        Job("1", tmp_path, "complete", dataset="d", backbone="b",
+            overrides=["regime=lora", "++trial.number=1", "hydra.sweep.subdir=1", "paths.cache_dir=/c", "regime.alpha=8"]),
+    ]
+    _set_variants(jobs)
+    assert [job.variant for job in jobs] == ["regime.alpha=32", "regime.alpha=8"]
