@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, VeraConfig
 
 from lora_lab.models.classifier import load_classifier
+from tests.unit.test_strategies import _batch, _logits
 
 LABELS = {0: "a", 1: "b", 2: "c"}
 # (backbone, pooling): an encoder with our pooled head, a decoder with HF's stock head (SEQ_CLS).
@@ -45,21 +46,6 @@ def _build(tiny_cfg, regime: str, backbone: str, pooling: str, *overrides: str):
     strategy = instantiate(cfg.regime)
     strategy.apply(classifier)
     return classifier, strategy, bb, cfg
-
-
-def _batch(seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, 1000, (6, 12), generator=g)
-    mask = torch.ones_like(ids)
-    mask[3:, 8:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 0, 1, 2])}
-
-
-def _logits(classifier) -> torch.Tensor:
-    classifier.eval()
-    with torch.no_grad():
-        b = _batch(99)
-        return classifier(b["input_ids"], b["attention_mask"])
 
 
 def _trainable(classifier) -> dict[str, int]:

@@ -21,6 +21,7 @@ from lora_lab.models.classifier import load_classifier
 from lora_lab.outputs import parameter_counts
 from lora_lab.strategies.qlora import QLoRA
 from tests.conftest import TINY, compose_train
+from tests.unit.test_strategies import _logits, _train_steps
 
 bnb = pytest.importorskip("bitsandbytes", reason="lora_lab installs bitsandbytes on Linux only")
 LABELS = {0: "a", 1: "b", 2: "c"}
@@ -39,31 +40,6 @@ def _build(tiny_cfg, backbone: str, pooling: str, *overrides: str):
     classifier = bb.build_classifier(LABELS, seed=0)
     strategy = instantiate(cfg.regime)
     return classifier, strategy, bb
-
-
-def _batch(seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, 1000, (6, 12), generator=g)
-    mask = torch.ones_like(ids)
-    mask[3:, 8:] = 0
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 0, 1, 2])}
-
-
-def _train_steps(classifier, steps: int = 2) -> None:
-    classifier.train()
-    opt = torch.optim.AdamW([p for p in classifier.parameters() if p.requires_grad], lr=1e-2)
-    for step in range(steps):
-        b = _batch(step)
-        torch.nn.functional.cross_entropy(classifier(b["input_ids"], b["attention_mask"]), b["labels"]).backward()
-        opt.step()
-        opt.zero_grad()
-
-
-def _logits(classifier, seed: int = 99) -> torch.Tensor:
-    classifier.eval()
-    with torch.no_grad():
-        b = _batch(seed)
-        return classifier(b["input_ids"], b["attention_mask"])
 
 
 def _quantized(classifier) -> dict[str, torch.nn.Module]:
@@ -140,7 +116,7 @@ def test_lora_and_head_train_while_the_quantized_base_stays_bit_identical(
     before = {n: p.detach().clone() for n, p in classifier.named_parameters() if p.requires_grad}
 
     _logits(classifier)  # a validation pass between training steps, as between epochs
-    _train_steps(classifier)
+    _train_steps(classifier, steps=2)
 
     changed = {n for n, p in classifier.named_parameters() if p.requires_grad and not torch.equal(p, before[n])}
     assert any(".lora_A." in n for n in changed) and any(".lora_B." in n for n in changed)
@@ -153,7 +129,7 @@ def test_lora_and_head_train_while_the_quantized_base_stays_bit_identical(
 def test_8bit_merges_into_a_plain_fp32_model_up_to_llm_int8_activation_rounding(tiny_cfg, backbone, pooling):
     classifier, strategy, _ = _build(tiny_cfg, backbone, pooling, "regime.bits=8")
     strategy.apply(classifier)
-    _train_steps(classifier)
+    _train_steps(classifier, steps=2)
     quantized = _logits(classifier)
     strategy.merge(classifier)
     assert not _quantized(classifier) and not any("lora_" in n for n, _ in classifier.named_parameters())
