@@ -115,6 +115,9 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.regime.learning_rate <= 0:
         raise ConfigError(f"regime.learning_rate={cfg.regime.learning_rate}: must be > 0")
+    smoothing = cfg.module.get("label_smoothing", 0.0)
+    if not 0.0 <= smoothing < 1.0:
+        raise ConfigError(f"module.label_smoothing={smoothing}: must lie in [0, 1), e.g. 0.1")
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(

@@ -4,18 +4,18 @@ Same backbone (embedded all-MiniLM-L6-v2), rows (Banking77 through lora_lab's ow
 epochs, batch size, learning rate and LoRA rank / target modules; each run in its own
 subprocess, recipe and lora_lab alternating, for LoRA and full fine-tuning, `--repeats` times.
 Then: lora_lab with its own defaults until it reaches the recipe's LoRA test accuracy (time to
-accuracy), inference with its merged/ model, and a frozen-embedding logistic-regression probe.
-Prints one table (medians over repeats) and ends with one JSON line; every run's raw result is
-written under --results-dir as it finishes.
+accuracy), a 10-job multirun's overhead, lora_lab's best regime for this backbone
+(experiment=banking77_minilm_best), inference with that run's merged/ model (fp32 and int8) and a
+frozen-embedding logistic-regression probe. Prints one table (medians over repeats) and ends with one JSON line;
+every run's raw result is written under --results-dir as it finishes.
 
     make bench        # Banking77 (about 9,000 training rows, 3,080 test), 3 epochs, 3 repeats
     make bench-quick  # smoke check: 13 rows per label (1,001 rows), 1 epoch, 1 repeat
 
-Expected duration on an idle 2-core machine (an estimate from the recipe's ~50 examples/s and
-the FLOP counts, not a measurement): per repeat recipe LoRA ~10 min, recipe full ~15 min,
-lora_lab LoRA ~5 min, lora_lab full ~7 min; x 3 repeats plus time to accuracy (~10 min), probe
-and inference (~3 min): about 2 hours. --quick: about 5-10 minutes idle (it took 63 minutes
-with ~15 other processes on the 2 cores).
+Duration on an idle 2-core machine, measured (2026-11-24, --repeats 1): per repeat recipe LoRA
+674 s, recipe full 814 s, lora_lab LoRA 266 s, lora_lab full 316 s (35 min a repeat); time to
+accuracy ~2 min, probe ~1.5 min, inference ~2 min; so about 1 h 50 min with 3 repeats, plus the
+sweep-overhead multirun and the best-regime run (see the closing figures in the README).
 
 Timings on a shared machine are contended: compare runs taken under the same load only.
 """
@@ -34,17 +34,25 @@ from bench.flops import EncoderShape
 from bench.jobs import Runs
 from bench.lab import REPO, check_data, write_rows
 from bench.machine import machine_peak
-from bench.report import comparison_table, inference_line, json_line, peak_line, probe_line, tta_line
+from bench.report import (
+    best_line, comparison_table, inference_int8_line, inference_line, json_line, peak_line, probe_line, sweep_line, tta_line,
+)
 from bench.summary import comparison, time_to_accuracy
 
 # --quick: 13 seeded rows per label (77 x 13 = 1,001 training rows, lora_lab's shots_per_class,
 # which the recipe reads through lora_lab's DataModule too), 1 epoch, 1 repeat. Validation and test stay whole.
 MODES = {
-    "full": {"repeats": 3, "epochs": 3, "tta_epochs": "1,2,3", "shots_per_class": None},
-    "quick": {"repeats": 1, "epochs": 1, "tta_epochs": "1", "shots_per_class": 13},
+    "full": {"repeats": 3, "epochs": 3, "tta_epochs": "1,2,3", "shots_per_class": None, "sweep_shots_per_class": 40},
+    "quick": {"repeats": 1, "epochs": 1, "tta_epochs": "1", "shots_per_class": 13, "sweep_shots_per_class": 13},
 }
 
 
+# Sweep overhead: 10 LoRA jobs (rank x lr) in one `-m` process, 1 epoch each on a seeded subset
+# (shots per class; validation and test stay whole). Short jobs are the hard case for this
+# figure: the fixed costs (start, imports, loading, saving) weigh most against ~40 s of work.
+SWEEP_OVERRIDES = ["regime=lora", "rank=4,8", "regime.learning_rate=5e-4,1e-3,2e-3,3e-3,5e-3", "trainer.max_epochs=1"]
+# lora_lab's best regime for MiniLM-L6 on Banking77 (conf/experiment/banking77_minilm_best.yaml).
+BEST_EXPERIMENT = "experiment=banking77_minilm_best"
 PROBE_CONFIG = "fewshot.yaml"
 PROBE_OVERRIDES = ["regime=fewshot", "regime.method=logistic_regression"]
 
@@ -56,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="epochs of the comparison runs (full: 3, quick: 1)")
     p.add_argument("--tta-epochs", help="epochs tried in order for time to accuracy, e.g. 1,2,3 (full: 1,2,3, quick: 1)")
     p.add_argument("--shots-per-class", type=int, help="training rows per label (full: all, quick: 13)")
+    p.add_argument("--sweep-shots-per-class", type=int, help="training rows per label of the sweep-overhead jobs (full: 40, quick: 13)")
+    p.add_argument("--skip-best", action="store_true", help="skip the best-regime accuracy run (up to 30 min)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lora-lr", type=float, default=1e-3, help="learning rate of both LoRA runs")
     p.add_argument("--full-lr", type=float, default=1e-4, help="learning rate of both full fine-tunes (lora_lab's default)")
@@ -140,6 +150,40 @@ def probe(runs: Runs, data: list[str]) -> dict:
     return {**record, "method": " ".join(PROBE_OVERRIDES)}
 
 
+def sweep_overhead(runs: Runs, args: argparse.Namespace) -> dict:
+    """A 10-job multirun in one process: its wall time against its jobs' training + evaluation."""
+    overrides = ["dataset=banking77", f"shots_per_class={args.sweep_shots_per_class}", *SWEEP_OVERRIDES]
+    record = runs.lora_lab_multirun("sweep_overhead", overrides)
+    return {
+        "sweep_jobs": record["jobs"], "sweep_wall_s": record["wall_s"], "sweep_work_s": record["work_s"],
+        "sweep_overhead_s": record["overhead_s"], "sweep_overhead_share": record["overhead_share"],
+        "sweep_overrides": " ".join(overrides),
+    }
+
+
+def best_regime(runs: Runs, data: list[str], skip: bool) -> dict:
+    """lora_lab's best regime for this backbone with its own settings, on all training rows."""
+    keys = ("best_acc", "best_f1", "best_train_s", "best_wall_s", "best_overrides", "merged_dir")
+    if skip:
+        return dict.fromkeys(keys)
+    r = runs.lora_lab("best_regime", [*data, BEST_EXPERIMENT], system="lora_lab")
+    return dict(zip(keys, (r["test_acc"], r["test_f1_macro"], r["train_s"], r["wall_s"], BEST_EXPERIMENT, r["merged_dir"])))
+
+
+def inference(runs: Runs, args: argparse.Namespace, merged_dir: str, rows_path: Path, quantize: str) -> dict:
+    """Predictor on merged_dir in a fresh process: batch ex/s and single-text latency."""
+    result = runs.worker(f"inference_{quantize}", "inference", {
+        "merged_dir": merged_dir, "rows_path": str(rows_path), "quantize": quantize,
+        "batch_size": args.infer_batch_size, "latency_texts": args.latency_texts, "seed": 0,
+    })
+    key = "infer" if quantize == "none" else f"infer_{quantize}"
+    return {
+        f"{key}_examples_per_s": result["batch_examples_per_s"], f"{key}_acc": result["batch_test_acc"],
+        f"{key}_p50_ms": result["latency_p50_ms"], f"{key}_p90_ms": result["latency_p90_ms"],
+        f"{key}_peak_rss_mb": result["peak_rss_mb"],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     data = data_overrides(args)
@@ -156,15 +200,16 @@ def main(argv: list[str] | None = None) -> None:
     summary: dict = comparison(records, shape, machine["peak_flops_nominal"], machine["peak_flops_matmul"])
     tta_records = reach_accuracy(runs, args, data, summary["recipe_lora_acc"])
     summary.update(time_to_accuracy(tta_records, summary["recipe_lora_acc"], summary["recipe_lora_wall_s"], summary["recipe_lora_train_s"]))
-    # The merged/ of the last lora_lab-defaults job: the model a user of lora_lab would ship.
-    infer = runs.worker("inference", "inference", {
-        "merged_dir": tta_records[-1]["merged_dir"], "rows_path": str(rows_path),
-        "batch_size": args.infer_batch_size, "latency_texts": args.latency_texts, "seed": 0,
-    })
+    summary.update(sweep_overhead(runs, args))
+    best = best_regime(runs, data, args.skip_best)
+    summary.update({k: v for k, v in best.items() if k != "merged_dir"})
+    # The model a user of lora_lab would ship: the best regime's merged/ (else the last
+    # time-to-accuracy job's, with --skip-best).
+    merged_dir = best["merged_dir"] or tta_records[-1]["merged_dir"]
+    for quantize in ("none", "int8"):
+        summary.update(inference(runs, args, merged_dir, rows_path, quantize))
     summary.update({
-        "infer_examples_per_s": infer["batch_examples_per_s"], "infer_batch_size": infer["batch_size"],
-        "infer_acc": infer["batch_test_acc"], "infer_p50_ms": infer["latency_p50_ms"], "infer_p90_ms": infer["latency_p90_ms"],
-        "infer_peak_rss_mb": infer["peak_rss_mb"], "infer_model": infer["merged_dir"],
+        "infer_batch_size": args.infer_batch_size, "infer_model": merged_dir,
         "probe_method": probed["method"], "probe_acc": probed["test_acc"], "probe_f1": probed["test_f1_macro"],
         "probe_train_s": probed["train_s"], "probe_wall_s": probed["wall_s"], "probe_peak_rss_mb": probed["peak_rss_mb"],
         **{k: machine[k] for k in ("cores", "clock_ghz", "fp32_lanes", "fma_units_assumed", "peak_flops_nominal", "peak_flops_matmul")},
@@ -179,7 +224,10 @@ def main(argv: list[str] | None = None) -> None:
           f"LoRA r={args.rank} on {'/'.join(args.target_modules)} lr {args.lora_lr:g}, full lr {args.full_lr:g}; "
           f"median of {args.repeats} repeat(s); timings contended when others share the CPUs")
     print(comparison_table(summary))
-    for line in (tta_line, inference_line, probe_line, peak_line):
+    lines = [tta_line, inference_line, inference_int8_line, sweep_line, probe_line, peak_line]
+    if not args.skip_best:
+        lines.insert(4, best_line)
+    for line in lines:
         print(line(summary))
     print(json_line(summary))
 

@@ -28,6 +28,7 @@ class ClassifierModule(pl.LightningModule):
         scheduler: str = "linear",
         warmup_ratio: float = 0.06,
         class_weights: str | Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
         compile: bool = False,
     ):
         super().__init__()
@@ -42,6 +43,8 @@ class ClassifierModule(pl.LightningModule):
             raise ValueError(f"module.class_weights={class_weights!r}: use null, inverse_frequency or a list of floats")
         if isinstance(class_weights, Sequence) and not isinstance(class_weights, str) and len(class_weights) != num_labels:
             raise ValueError(f"module.class_weights has {len(class_weights)} weights for {num_labels} labels")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"module.label_smoothing={label_smoothing}: must be in [0, 1)")
         self.register_buffer("loss_weights", None, persistent=False)
         # torch.compile (inductor) fuses the elementwise ops around the matmuls; dynamic=True so
         # length-grouped batches of every width share one graph instead of recompiling per width.
@@ -78,12 +81,14 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self._forward(input_ids, attention_mask)
 
-    def _loss_and_logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_and_logits(self, batch: dict[str, torch.Tensor], smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"]).float()
-        return F.cross_entropy(logits, batch["labels"], weight=self.loss_weights), logits
+        loss = F.cross_entropy(logits, batch["labels"], weight=self.loss_weights, label_smoothing=smoothing)
+        return loss, logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _ = self._loss_and_logits(batch)
+        # Label smoothing shapes training only: val/loss stays the plain cross-entropy, comparable across runs.
+        loss, _ = self._loss_and_logits(batch, self.hparams.label_smoothing)
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["labels"].numel())
         return loss
 

@@ -1,11 +1,12 @@
 """Inference with a lora_lab merged/ model in a fresh process: batch throughput and single-text latency.
 
-Batch: every test text, tokenized (timed), sorted by token length, in batches of `batch_size`
-padded to their longest row: texts -> predicted labels, end to end. Single: `latency_texts`
-seeded random test texts one at a time, tokenization included; p50 and p90 of the per-text ms.
-Both under torch.inference_mode with the process's default torch threads.
+Through lora_lab.models.predictor.Predictor with its defaults (traced, frozen graph), what a user
+ships (spec `quantize`: none | int8). Batch: every test text -> predicted labels, end to end
+(tokenization, length-sorted batches of `batch_size` padded to their longest row). Single:
+`latency_texts` seeded random test texts one at a time, tokenization included; p50 and p90 ms.
+Both with the process's default torch threads.
 
-    python -m bench.inference <run_dir>    (spec.json there: merged_dir, rows_path, ...)
+    python -m bench.inference <run_dir>    (spec.json there: merged_dir, rows_path, quantize, ...)
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import statistics
 import time
 
 import torch
-from transformers import AutoTokenizer
 
 from bench.worker import peak_rss_mb, read_rows, read_spec, write_result
-from lora_lab.data.batching import PadCollator
-from lora_lab.models.classifier import load_classifier
+from lora_lab.models.predictor import Predictor
 
 WARMUP_TEXTS = 10
 
@@ -27,47 +26,37 @@ WARMUP_TEXTS = 10
 def main() -> None:
     run_dir, spec = read_spec()
     rows = read_rows(spec["rows_path"])
-    texts, labels, max_length = rows["test"]["texts"], rows["test"]["labels"], rows["max_length"]
-    classifier = load_classifier(spec["merged_dir"]).eval()
-    tokenizer = AutoTokenizer.from_pretrained(spec["merged_dir"])
-    collate = PadCollator(tokenizer.pad_token_id)
+    texts, labels = rows["test"]["texts"], rows["test"]["labels"]
+    start = time.perf_counter()
+    predictor = Predictor(spec["merged_dir"], quantize=spec["quantize"], batch_size=spec["batch_size"],
+                          max_length=rows["max_length"])
+    load_s = time.perf_counter() - start
+    for text in texts[:WARMUP_TEXTS]:
+        predictor.predict_one(text)
+    predictor.predict(texts[: spec["batch_size"]])
 
-    def predict_one(text: str) -> int:
-        enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
-        return int(classifier(enc["input_ids"], enc["attention_mask"]).argmax(-1))
+    start = time.perf_counter()
+    preds = predictor.predict(texts)
+    batch_s = time.perf_counter() - start
 
-    with torch.inference_mode():
-        for text in texts[:WARMUP_TEXTS]:
-            predict_one(text)
-        start = time.perf_counter()
-        ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        preds = [0] * len(ids)
-        for first in range(0, len(order), spec["batch_size"]):
-            rows = order[first : first + spec["batch_size"]]
-            batch = collate([(ids[i], 0) for i in rows])
-            for i, pred in zip(rows, classifier(batch["input_ids"], batch["attention_mask"]).argmax(-1).tolist()):
-                preds[i] = pred
-        batch_s = time.perf_counter() - start
+    sample = random.Random(spec["seed"]).sample(texts, min(spec["latency_texts"], len(texts)))
+    latencies_ms = []
+    for text in sample:
+        t0 = time.perf_counter()
+        predictor.predict_one(text)
+        latencies_ms.append(1000 * (time.perf_counter() - t0))
 
-        sample = random.Random(spec["seed"]).sample(texts, min(spec["latency_texts"], len(texts)))
-        latencies_ms = []
-        for text in sample:
-            t0 = time.perf_counter()
-            predict_one(text)
-            latencies_ms.append(1000 * (time.perf_counter() - t0))
-
-    id2label = classifier.id2label
-    correct = sum(id2label[p] == y for p, y in zip(preds, labels))
     deciles = statistics.quantiles(latencies_ms, n=10)
     write_result(
         run_dir,
         {
             "merged_dir": spec["merged_dir"],
+            "quantize": spec["quantize"],
+            "load_s": load_s,  # load + quantize + trace + check
             "test_rows": len(texts),
             "batch_size": spec["batch_size"],
             "batch_examples_per_s": len(texts) / batch_s,
-            "batch_test_acc": correct / len(texts),
+            "batch_test_acc": sum(p == y for p, y in zip(preds, labels)) / len(texts),
             "latency_texts": len(sample),
             "latency_p50_ms": statistics.median(latencies_ms),
             "latency_p90_ms": deciles[8],

@@ -109,6 +109,38 @@ class Runs:
         return self._record(name, {**tags, **lora_lab_figures(run_dir, tokens_path), "wall_s": wall_s, "run_dir": str(run_dir)})
 
 
+    def lora_lab_multirun(self, label: str, overrides: list[str], **tags: object) -> dict:
+        """Run `python -m lora_lab.train -m <overrides>` (Hydra's basic launcher: every job in this
+        one process) in its own sweep dir; the process's wall time against its jobs' work.
+
+        work = each job's time/prepare_s (fitting outside epochs) + time/fit_s (training and
+        validation epochs) + time/test_s; everything else
+        (interpreter start, imports, config composition, model loading, tokenization or the cache
+        read, artifact writing) is overhead.
+        """
+        name = self._name(label)
+        sweep_dir = self.runs_dir / name
+        cmd = [
+            sys.executable, "-m", "lora_lab.train", "-m", *overrides,
+            "logger=csv", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep_dir}",
+        ]
+        wall_s = self._execute(name, cmd)
+        return self._record(name, {**tags, **multirun_figures(sweep_dir, wall_s), "run_dir": str(sweep_dir)})
+
+
+def multirun_figures(sweep_dir: Path, wall_s: float) -> dict:
+    """A finished multirun's work (per job: prepare + fit + test seconds) against its wall time."""
+    jobs = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+    if not jobs:
+        raise RunError(f"{sweep_dir}: the multirun finished no job (no */metrics.json)")
+    work_s = [m.get("time/prepare_s", 0.0) + m.get("time/fit_s", 0.0) + m["time/test_s"] for m in jobs]
+    return {
+        "jobs": len(jobs), "wall_s": wall_s, "work_s": sum(work_s), "overhead_s": wall_s - sum(work_s),
+        "overhead_share": (wall_s - sum(work_s)) / wall_s, "job_work_s": work_s,
+        "test_acc": max(m["test/acc"] for m in jobs),
+    }
+
+
 def lora_lab_figures(run_dir: Path, tokens_path: Path | None) -> dict:
     """The benchmark's figures from a finished lora_lab job (metrics.json), with its token count
     when tokens_path is given (gradient training)."""

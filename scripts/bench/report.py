@@ -25,7 +25,8 @@ REQUIRED_KEYS = (
     "lora_f1", "recipe_lora_f1", "full_f1", "recipe_full_f1", "lora_peak_rss_mb", "recipe_lora_peak_rss_mb",
     "lora_memory_ratio", "lora_peak_frac", "full_peak_frac", "peak_flops_nominal", "peak_flops_matmul",
     "tta_target_acc", "tta_wall_s", "tta_ratio", "tta_epochs",
-    "infer_examples_per_s", "infer_p50_ms", "probe_acc", "probe_train_s",
+    "infer_examples_per_s", "infer_p50_ms", "infer_int8_examples_per_s", "infer_int8_p50_ms", "infer_int8_acc",
+    "probe_acc", "probe_train_s", "sweep_jobs", "sweep_overhead_share", "best_acc", "best_train_s",
 )
 
 
@@ -68,12 +69,36 @@ def tta_line(s: dict) -> str:
     )
 
 
-def inference_line(s: dict) -> str:
+def inference_line(s: dict, quantize: str = "none") -> str:
+    """The Predictor (traced graph) on the shipped merged/: fp32 (quantize none) or int8."""
+    k = "infer" if quantize == "none" else f"infer_{quantize}"
+    acc = f"acc {s[f'{k}_acc']:.4f}" + (f" vs fp32 {s['infer_acc']:.4f}" if quantize != "none" else "")
     return (
-        f"inference (lora_lab merged/, fresh process): {s['infer_examples_per_s']:,.0f} ex/s in length-sorted batches of "
-        f"{s['infer_batch_size']} (target >= 400: {_target(s['infer_examples_per_s'] >= 400)}; acc {s['infer_acc']:.4f}); "
-        f"single text p50 {s['infer_p50_ms']:.2f} ms, p90 {s['infer_p90_ms']:.2f} ms "
-        f"(target p50 <= 5 ms: {_target(s['infer_p50_ms'] <= 5)})"
+        f"inference, Predictor(quantize={quantize!r}) on {s['infer_model']} in a fresh process: "
+        f"{s[f'{k}_examples_per_s']:,.0f} ex/s in length-sorted batches of {s['infer_batch_size']} "
+        f"(target >= 400: {_target(s[f'{k}_examples_per_s'] >= 400)}; {acc}); single text p50 {s[f'{k}_p50_ms']:.2f} ms, "
+        f"p90 {s[f'{k}_p90_ms']:.2f} ms (target p50 <= 5 ms: {_target(s[f'{k}_p50_ms'] <= 5)})"
+    )
+
+
+def inference_int8_line(s: dict) -> str:
+    return inference_line(s, "int8")
+
+
+def sweep_line(s: dict) -> str:
+    return (
+        f"sweep overhead: a {s['sweep_jobs']}-job multirun in one process ({s['sweep_overrides']}) took "
+        f"{s['sweep_wall_s']:.0f} s, of which {s['sweep_overhead_s']:.0f} s = {100 * s['sweep_overhead_share']:.1f}% "
+        f"outside training/validation/test (target < 5%: {_target(s['sweep_overhead_share'] < 0.05)})"
+    )
+
+
+def best_line(s: dict) -> str:
+    return (
+        f"best regime ({s['best_overrides']}): test acc {s['best_acc']:.4f}, macro-F1 {s['best_f1']:.4f} "
+        f"(target >= 0.9400: {_target(s['best_acc'] >= 0.94)}; probe {s['probe_acc']:.4f}) after "
+        f"{s['best_train_s'] / 60:.1f} min of training (target <= 30: {_target(s['best_train_s'] <= 1800)}), "
+        f"job wall {s['best_wall_s'] / 60:.1f} min"
     )
 
 

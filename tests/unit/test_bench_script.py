@@ -14,9 +14,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
+from bench.jobs import RunError, multirun_figures  # noqa: E402
 from bench.flops import EncoderShape, TokenCount, run_flops, train_flops  # noqa: E402
 from bench.machine import MachineError, cpu_facts, nominal_peak_flops  # noqa: E402
-from bench.report import REQUIRED_KEYS, comparison_table, format_table, json_line  # noqa: E402
+from bench.report import (  # noqa: E402
+    REQUIRED_KEYS, best_line, comparison_table, format_table, inference_int8_line, inference_line, json_line, sweep_line,
+)
 from bench.summary import comparison, first_reaching, median, prefix, ratio, time_to_accuracy  # noqa: E402
 
 MINILM = EncoderShape(layers=6, hidden=384, intermediate=1536)
@@ -147,3 +150,36 @@ def test_json_line_is_one_line_with_the_required_keys():
         assert key in REQUIRED_KEYS
     with pytest.raises(KeyError, match="lora_speedup"):
         json_line({k: v for k, v in summary.items() if k != "lora_speedup"})
+
+
+def test_multirun_overhead_is_wall_time_minus_each_jobs_prepare_fit_and_test(tmp_path: Path):
+    jobs = [  # a gradient job, and an embedding job (no fit, a prepare phase)
+        {"time/prepare_s": 0.0, "time/fit_s": 40.0, "time/test_s": 8.0, "test/acc": 0.81},
+        {"time/prepare_s": 5.0, "time/test_s": 7.0, "test/acc": 0.77},
+    ]
+    for i, metrics in enumerate(jobs):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "2").mkdir()  # a job that never finished: no metrics.json, no work counted
+    figures = multirun_figures(tmp_path, wall_s=100.0)
+    assert figures["jobs"] == 2 and figures["work_s"] == 60.0 and figures["job_work_s"] == [48.0, 12.0]
+    assert figures["overhead_s"] == 40.0 and figures["overhead_share"] == 0.4 and figures["test_acc"] == 0.81
+    with pytest.raises(RunError, match="finished no job"):
+        multirun_figures(tmp_path / "2", wall_s=1.0)
+
+
+def test_sweep_and_best_lines_state_the_targets():
+    s = {"sweep_jobs": 10, "sweep_overrides": "rank=4,8", "sweep_wall_s": 400.0, "sweep_overhead_s": 16.0,
+         "sweep_overhead_share": 0.04, "best_overrides": "experiment=x", "best_acc": 0.9391, "best_f1": 0.94,
+         "probe_acc": 0.9269, "best_train_s": 1500.0, "best_wall_s": 1600.0}
+    assert "4.0% outside training/validation/test (target < 5%: met)" in sweep_line(s)
+    assert "target >= 0.9400: NOT met" in best_line(s) and "25.0 min of training (target <= 30: met)" in best_line(s)
+
+
+def test_inference_lines_read_their_own_figures():
+    s = {"infer_model": "m/merged", "infer_batch_size": 128, "infer_examples_per_s": 390.0, "infer_acc": 0.93,
+         "infer_p50_ms": 9.5, "infer_p90_ms": 12.0, "infer_int8_examples_per_s": 610.0, "infer_int8_acc": 0.925,
+         "infer_int8_p50_ms": 2.9, "infer_int8_p90_ms": 3.5}
+    fp32, int8 = inference_line(s), inference_int8_line(s)
+    assert "390 ex/s" in fp32 and "target >= 400: NOT met" in fp32 and "target p50 <= 5 ms: NOT met" in fp32
+    assert "610 ex/s" in int8 and "acc 0.9250 vs fp32 0.9300" in int8 and "target p50 <= 5 ms: met" in int8

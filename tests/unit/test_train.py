@@ -85,6 +85,7 @@ def test_a_failing_job_records_its_error_and_leaves_no_metrics(tiny_cfg):
         ("dataset.val_fraction=0.9", "together leave rows for training"),
         ("trainer=gpu", "no CUDA GPU"),
         ("trainer.precision=16-mixed", "fp16 autocast is a GPU feature"),
+        ("module.label_smoothing=1.0", r"module.label_smoothing=1.0: must lie in \[0, 1\)"),
     ],
 )
 def test_bad_configs_fail_fast_naming_the_key(tiny_cfg, override: str, message: str):
@@ -167,3 +168,26 @@ def test_class_weights_inverse_frequency_and_given(tiny_cfg, tmp_path: Path):
     assert module.loss_weights[dm.labels.index("login")] > 1 > module.loss_weights[dm.labels.index("refund")]
     with pytest.raises(ValueError, match="3 weights for 2 labels"):
         ClassifierModule(backbone.build_classifier(dm.id2label), learning_rate=1e-3, class_weights=[1.0, 2.0, 3.0])
+
+
+def test_label_smoothing_shapes_the_training_loss_only(tiny_cfg):
+    import torch
+    from hydra.utils import instantiate
+
+    from lora_lab.models.module import ClassifierModule
+
+    cfg = tiny_cfg()
+    backbone = instantiate(cfg.backbone)
+    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    classifier = backbone.build_classifier(dm.id2label, seed=0).eval()  # no dropout: same logits twice
+    plain, smoothed = (ClassifierModule(classifier, learning_rate=1e-3, label_smoothing=eps) for eps in (0.0, 0.2))
+    plain.classifier.eval()
+    loss, logits = plain._loss_and_logits(batch)
+    loss_smoothed, _ = smoothed._loss_and_logits(batch, smoothed.hparams.label_smoothing)
+    # (1 - eps) * CE + eps * mean over labels of -log p: the formula, not just "different".
+    log_p = logits.log_softmax(-1)
+    expected = 0.8 * loss + 0.2 * (-log_p.mean(-1)).mean()
+    torch.testing.assert_close(loss_smoothed, expected)
+    assert smoothed.hparams.label_smoothing == 0.2
