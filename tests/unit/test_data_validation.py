@@ -124,7 +124,7 @@ def test_tokenized_splits_come_from_the_cache_on_the_second_job(tiny_cfg, tmp_pa
     backbone = instantiate(cfg.backbone)
     first = instantiate(cfg.data, tokenizer=backbone.tokenizer)
     first.setup("fit")
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
 
     def no_reading(self):
         raise AssertionError("the cache should have served this job")
@@ -138,7 +138,28 @@ def test_tokenized_splits_come_from_the_cache_on_the_second_job(tiny_cfg, tmp_pa
     monkeypatch.undo()
     third = instantiate(cfg.data, tokenizer=backbone.tokenizer, max_length=8)
     third.setup("fit")
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+
+
+def test_splits_with_non_json_extra_values_run_uncached_with_a_warning(tiny_cfg, tmp_path: Path, monkeypatch, caplog):
+    import numpy as np
+
+    cfg = tiny_cfg(f"data.cache_dir={tmp_path / 'cache'}")
+    backbone = instantiate(cfg.backbone)
+    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
+    read = type(dm.source).read
+
+    def with_numpy_column(self):
+        splits = read(self)
+        for split in splits.values():
+            split.extra["score"] = [np.int64(1)] * len(split.texts)
+        return splits
+
+    monkeypatch.setattr(type(dm.source), "read", with_numpy_column)
+    dm.setup("fit")
+    assert len(dm.tokenized["train"]) > 0
+    assert not list((tmp_path / "cache").glob("*"))  # nothing half-written either
+    assert "not cached" in caplog.text and "JSON values" in caplog.text
 
 
 def test_the_cache_key_follows_the_file(tmp_path: Path):
