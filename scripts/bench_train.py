@@ -12,10 +12,10 @@ every run's raw result is written under --results-dir as it finishes.
     make bench        # Banking77 (about 9,000 training rows, 3,080 test), 3 epochs, 3 repeats
     make bench-quick  # smoke check: 13 rows per label (1,001 rows), 1 epoch, 1 repeat
 
-Duration on an idle 2-core machine, measured (2026-11-24, --repeats 1): per repeat recipe LoRA
-674 s, recipe full 814 s, lora_lab LoRA 266 s, lora_lab full 316 s (35 min a repeat); time to
-accuracy ~2 min, probe ~1.5 min, inference ~2 min; so about 1 h 50 min with 3 repeats, plus the
-sweep-overhead multirun and the best-regime run (see the closing figures in the README).
+Duration on an idle 2-core machine, measured (2026-11-24, --repeats 1: 73 min in all): per repeat
+recipe LoRA 606 s, recipe full 788 s, lora_lab LoRA 256 s, lora_lab full 353 s (33 min a repeat);
+probe 55 s, time to accuracy 120 s, sweep-overhead multirun 1,014 s, best regime 1,081 s,
+inference ~1 min. With the default 3 repeats: about 2 h 10 min.
 
 Timings on a shared machine are contended: compare runs taken under the same load only.
 """
