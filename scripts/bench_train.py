@@ -37,7 +37,7 @@ from bench.machine import machine_peak
 from bench.report import (
     best_line, comparison_table, inference_int8_line, inference_line, json_line, peak_line, probe_line, sweep_line, tta_line,
 )
-from bench.summary import comparison, time_to_accuracy
+from bench.summary import comparison, infer_prefix, time_to_accuracy
 
 # --quick: 13 seeded rows per label (77 x 13 = 1,001 training rows, lora_lab's shots_per_class,
 # which the recipe reads through lora_lab's DataModule too), 1 epoch, 1 repeat. Validation and test stay whole.
@@ -178,7 +178,7 @@ def inference(runs: Runs, args: argparse.Namespace, merged_dir: str, rows_path: 
         "merged_dir": merged_dir, "rows_path": str(rows_path), "quantize": quantize,
         "batch_size": args.infer_batch_size, "latency_texts": args.latency_texts, "seed": 0,
     })
-    key = "infer" if quantize == "none" else f"infer_{quantize}"
+    key = infer_prefix(quantize)
     return {
         f"{key}_examples_per_s": result["batch_examples_per_s"], f"{key}_acc": result["batch_test_acc"],
         f"{key}_p50_ms": result["latency_p50_ms"], f"{key}_p90_ms": result["latency_p90_ms"],

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from lora_lab.data.batching import PadCollator
+from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
 from lora_lab.models.classifier import Classifier, load_classifier
 
 QUANTIZE = ("none", "int8")
@@ -111,10 +111,10 @@ class Predictor:
     def predict_ids(self, texts: Sequence[str]) -> list[int]:
         """Label ids for `texts`, in their order."""
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if self.sort_by_length else list(range(len(ids)))
+        # The evaluation loaders' batching: sorted by length (group) or in order, never shuffled.
+        batches = LengthGroupedBatchSampler([len(row) for row in ids], self.batch_size, shuffle=False, group=self.sort_by_length)
         preds = [0] * len(ids)
-        for first in range(0, len(order), self.batch_size):
-            rows = order[first : first + self.batch_size]
+        for rows in batches:
             batch = self.collate([(ids[i], 0) for i in rows])
             logits = self.classifier(batch["input_ids"], batch["attention_mask"])
             for i, pred in zip(rows, logits.argmax(-1).tolist()):

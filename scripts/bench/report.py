@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from bench.summary import REGIMES, prefix, ratio
+from bench.summary import REGIMES, infer_prefix, prefix, ratio
 
 # (header, figure, format); a figure is read as summary[f"{prefix}_{figure}"].
 COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
@@ -71,7 +71,7 @@ def tta_line(s: dict) -> str:
 
 def inference_line(s: dict, quantize: str = "none") -> str:
     """The Predictor (traced graph) on the shipped merged/: fp32 (quantize none) or int8."""
-    k = "infer" if quantize == "none" else f"infer_{quantize}"
+    k = infer_prefix(quantize)
     acc = f"acc {s[f'{k}_acc']:.4f}" + (f" vs fp32 {s['infer_acc']:.4f}" if quantize != "none" else "")
     return (
         f"inference, Predictor(quantize={quantize!r}) on {s['infer_model']} in a fresh process: "

@@ -42,6 +42,11 @@ def prefix(system: str, regime: str) -> str:
     return regime if system == "lora_lab" else f"recipe_{regime}"
 
 
+def infer_prefix(quantize: str) -> str:
+    """'infer' for the fp32 Predictor's figures, 'infer_int8' for the int8 one's."""
+    return "infer" if quantize == "none" else f"infer_{quantize}"
+
+
 def run_figures(record: dict, shape: EncoderShape) -> dict[str, float]:
     """One run's figures; FLOP/s over its training time (lora_lab's excludes validation)."""
     flops = run_flops(shape, record["regime"], TokenCount.from_dict(record["tokens"]))
