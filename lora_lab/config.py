@@ -118,6 +118,16 @@ def validate(cfg: DictConfig) -> None:
     smoothing = cfg.module.get("label_smoothing", 0.0)
     if not 0.0 <= smoothing < 1.0:
         raise ConfigError(f"module.label_smoothing={smoothing}: must lie in [0, 1), e.g. 0.1")
+    from lora_lab.models.head_init import HEAD_INITS  # here: the models import this module's ConfigError
+
+    head_init = cfg.module.get("head_init")
+    if head_init is not None and head_init not in HEAD_INITS:
+        raise ConfigError(f"module.head_init={head_init!r}: use null (a random head) or one of {', '.join(HEAD_INITS)}")
+    if head_init is not None and cfg.backbone.get("pooling") == "cls":
+        raise ConfigError(
+            f"module.head_init={head_init} fits the head on pooled embeddings, but backbone.pooling=cls is HF's "
+            "stock head; set backbone.pooling=mean (encoders) or last (decoders), or module.head_init=null"
+        )
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(

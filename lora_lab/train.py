@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -59,10 +60,14 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     params = parameter_counts(classifier)
     module = instantiate(cfg.module)(classifier=classifier, strategy=strategy)
 
-    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values()] + strategy.callbacks()
+    # `callbacks.model_checkpoint=null` removes one: Hydra keeps the key with a None value.
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None] + strategy.callbacks()
     callbacks += trial_callbacks(cfg)  # an Optuna sweep's job: report to its trial, stop when pruned
-    loggers = [instantiate(c) for c in cfg.get("logger", {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
+    # Without a ModelCheckpoint of ours Lightning would add its own, which writes the weights every
+    # epoch and selects nothing: none at all then, and the test runs on the last epoch.
+    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing)
     hparams = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
                for k, v in cfg.items() if k != "hydra"}
     for logger in loggers:
@@ -73,9 +78,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         if strategy.trains_by_gradient:
             trainer.fit(module, datamodule=datamodule)
             # Model selection on validation: test the best epoch, not the last one.
-            selection = "best_val_epoch" if trainer.checkpoint_callback is not None else "last_epoch"
-            if trainer.checkpoint_callback is None:
-                log.warning("No ModelCheckpoint callback: testing the last epoch, not the best one.")
+            selection = "best_val_epoch" if getattr(trainer.checkpoint_callback, "monitor", None) else "last_epoch"
+            if selection == "last_epoch":
+                log.warning("No ModelCheckpoint monitoring a metric: testing the last epoch, not the best one.")
         else:
             trainer.validate(module, datamodule=datamodule, verbose=False)
             selection = "no_gradient_epochs"

@@ -11,6 +11,7 @@ from torchmetrics import MaxMetric
 from transformers import get_scheduler
 
 from lora_lab.models.classifier import Classifier
+from lora_lab.models.head_init import check_head_init, init_head
 from lora_lab.models.metrics import detail_metrics, summary_metrics
 from lora_lab.strategies.base import Strategy
 
@@ -29,6 +30,7 @@ class ClassifierModule(pl.LightningModule):
         warmup_ratio: float = 0.06,
         class_weights: str | Sequence[float] | None = None,
         label_smoothing: float = 0.0,
+        head_init: str | None = None,
         compile: bool = False,
     ):
         super().__init__()
@@ -45,6 +47,7 @@ class ClassifierModule(pl.LightningModule):
             raise ValueError(f"module.class_weights has {len(class_weights)} weights for {num_labels} labels")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"module.label_smoothing={label_smoothing}: must be in [0, 1)")
+        check_head_init(classifier, head_init)
         self.register_buffer("loss_weights", None, persistent=False)
         # torch.compile (inductor) fuses the elementwise ops around the matmuls; dynamic=True so
         # length-grouped batches of every width share one graph instead of recompiling per width.
@@ -67,6 +70,11 @@ class ClassifierModule(pl.LightningModule):
             self.loss_weights = torch.tensor(list(weights), dtype=torch.float32, device=self.device)
 
     def on_fit_start(self) -> None:
+        # After the callbacks' on_fit_start, so the ResourceMonitor times the head fit as training.
+        if self.hparams.head_init is not None:
+            if (datamodule := self.trainer.datamodule) is None:
+                raise RuntimeError(f"module.head_init={self.hparams.head_init} fits on a datamodule's tokenized training rows; fit with datamodule=")
+            init_head(self.classifier, datamodule, self.hparams.head_init, seed=datamodule.seed)
         if self.strategy is not None:
             self.strategy.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
 

@@ -86,10 +86,12 @@ def test_a_failing_job_records_its_error_and_leaves_no_metrics(tiny_cfg):
         ("trainer=gpu", "no CUDA GPU"),
         ("trainer.precision=16-mixed", "fp16 autocast is a GPU feature"),
         ("module.label_smoothing=1.0", r"module.label_smoothing=1.0: must lie in \[0, 1\)"),
+        ("module.head_init=kmeans", "module.head_init='kmeans': use null"),
+        ("backbone.pooling=cls module.head_init=prototype", "set backbone.pooling=mean"),
     ],
 )
 def test_bad_configs_fail_fast_naming_the_key(tiny_cfg, override: str, message: str):
-    cfg = tiny_cfg(override)
+    cfg = tiny_cfg(*override.split())
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not Path(cfg.paths.output_dir).exists()  # nothing half-written
@@ -191,3 +193,83 @@ def test_label_smoothing_shapes_the_training_loss_only(tiny_cfg):
     expected = 0.8 * loss + 0.2 * (-log_p.mean(-1)).mean()
     torch.testing.assert_close(loss_smoothed, expected)
     assert smoothed.hparams.label_smoothing == 0.2
+
+
+@pytest.mark.parametrize("method", ["logistic_regression", "prototype"])
+def test_head_init_starts_training_from_the_fitted_probe(tiny_cfg, method: str):
+    import torch
+    from hydra.utils import instantiate
+
+    from lora_lab.models.module import ClassifierModule
+    from lora_lab.strategies.embedding import embed_split, head_linear
+    from lora_lab.strategies.fitted_heads import logistic_regression_head, prototype_head
+
+    cfg = tiny_cfg("dataset.n_per_class=40")
+    backbone = instantiate(cfg.backbone)
+    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
+    dm.setup("fit")
+    classifier = backbone.build_classifier(dm.id2label, seed=0)
+    module = ClassifierModule(classifier, learning_rate=1e-3, head_init=method)
+    module.trainer = type("T", (), {"datamodule": dm})()  # what Lightning attaches before on_fit_start()
+    x, y = embed_split(classifier, dm)
+    random_acc = (classifier.eval()(*_train_tensors(dm)).argmax(-1) == y).float().mean()
+    module.on_fit_start()
+    n = len(dm.id2label)
+    weight, bias = logistic_regression_head(x, y, n, 1.0, 1000, dm.seed) if method == "logistic_regression" else prototype_head(x, y, n, "cosine", 20.0)
+    torch.testing.assert_close(head_linear(classifier).weight, weight)
+    torch.testing.assert_close(head_linear(classifier).bias, bias)
+    # The classifier now predicts what the probe predicts, well above its random head.
+    fitted_acc = (classifier.eval()(*_train_tensors(dm)).argmax(-1) == y).float().mean()
+    assert torch.equal(classifier(*_train_tensors(dm)).argmax(-1), (x @ weight.T + bias).argmax(-1))
+    assert fitted_acc > random_acc + 0.2, (float(random_acc), float(fitted_acc))
+
+
+def _train_tensors(dm):
+    """(input_ids, attention_mask) of the whole training split, padded to its longest row."""
+    from lora_lab.data.batching import PadCollator
+
+    batch = PadCollator(dm.tokenizer.pad_token_id)([(ids, 0) for ids in dm.tokenized["train"].input_ids])
+    return batch["input_ids"], batch["attention_mask"]
+
+
+def test_a_job_with_head_init_trains_and_ships(tiny_cfg):
+    cfg = tiny_cfg("regime=lora", "module.head_init=prototype")
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert read_json(run_dir / "status.json")["state"] == "complete"
+    assert (run_dir / "adapter").is_dir() and (run_dir / "merged").is_dir()
+
+
+def test_no_checkpoint_callback_tests_the_last_epoch(tiny_cfg):
+    # `callbacks.model_checkpoint=null` (fixed-epoch training, e.g. on nearly all rows) must not
+    # hand Lightning a None callback.
+    cfg = tiny_cfg("regime=head", "callbacks.model_checkpoint=null")
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert read_json(run_dir / "metrics.json")["model_selection"] == "last_epoch"
+    assert not list(run_dir.rglob("*.ckpt"))  # nor Lightning's own every-epoch checkpoint
+
+
+def test_callbacks_ema_validates_tests_and_ships_the_averaged_weights(tiny_cfg, tmp_path: Path):
+    import torch
+    from safetensors.torch import load_file
+
+    def trained(name: str, *overrides: str) -> Path:
+        cfg = tiny_cfg("regime=head", "trainer.max_epochs=2", "keep_checkpoints=true", *overrides)
+        cfg.paths.output_dir = str(tmp_path / name)
+        train(cfg)
+        return Path(cfg.paths.output_dir)
+
+    def head(run_dir: Path) -> torch.Tensor:
+        return load_file(str(run_dir / "merged" / "head.safetensors"))["classifier_head.1.weight"]
+
+    plain = head(trained("plain"))
+    torch.testing.assert_close(head(trained("plain_again")), plain)  # same seed, same batches: same weights
+    ema_dir = trained("ema", "callbacks=ema", "callbacks.ema.decay=0.5")
+    checkpoint = torch.load(ema_dir / "checkpoints" / "best.ckpt", weights_only=False)
+    key = "classifier.classifier_head.1.weight"
+    averaged, current = checkpoint["state_dict"][key], checkpoint["current_model_state"][key]
+    assert not torch.allclose(averaged, current)  # the average lags the training weights
+    # The shipped model is the averaged one that validation chose, not the training weights.
+    torch.testing.assert_close(head(ema_dir), averaged)
+    assert not torch.allclose(head(ema_dir), plain)
