@@ -273,3 +273,24 @@ def test_callbacks_ema_validates_tests_and_ships_the_averaged_weights(tiny_cfg, 
     # The shipped model is the averaged one that validation chose, not the training weights.
     torch.testing.assert_close(head(ema_dir), averaged)
     assert not torch.allclose(head(ema_dir), plain)
+
+
+def test_ema_update_is_decay_times_average_plus_the_rest_times_weights():
+    import lightning.pytorch as pl
+    import torch
+
+    from lora_lab.weight_averaging import EMA
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+    module, ema = Tiny(), EMA(decay=0.9, use_buffers=False)
+    ema.setup(None, module, "fit")  # builds the AveragedModel with the foreach lerp
+    first = module.linear.weight.detach().clone()
+    ema._average_model.update_parameters(module)  # the first update copies
+    with torch.no_grad():
+        module.linear.weight.add_(1.0)
+    ema._average_model.update_parameters(module)
+    torch.testing.assert_close(ema._average_model.module.linear.weight, 0.9 * first + 0.1 * (first + 1.0))
