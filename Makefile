@@ -48,7 +48,7 @@ report: install ## Compare the jobs of a multirun/sweep -> <dir>/report/report.{
 domains: install ## Per-domain adapters + an all-domains adapter + baselines, one table; ARGS="domains=[books,dvd] regime=dora"
 	$(PY) -m lora_lab.domains $(ARGS)
 
-bench: install ## Benchmark lora_lab vs a plain Trainer + PEFT script on Banking77 (about 2 h 10 min idle); ARGS="--repeats 1"
+bench: install ## Benchmark lora_lab vs a plain Trainer + PEFT script on Banking77 (about 2 h idle); ARGS="--repeats 1"
 	$(PY) scripts/bench_train.py $(ARGS)
 
 bench-quick: install ## Smoke-check the benchmark: 1,001 Banking77 rows, 1 epoch, 1 repeat (minutes)

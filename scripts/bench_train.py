@@ -12,10 +12,11 @@ every run's raw result is written under --results-dir as it finishes.
     make bench        # Banking77 (about 9,000 training rows, 3,080 test), 3 epochs, 3 repeats
     make bench-quick  # smoke check: 13 rows per label (1,001 rows), 1 epoch, 1 repeat
 
-Duration on an idle 2-core machine, measured (2026-11-24, --repeats 1: 73 min in all): per repeat
-recipe LoRA 606 s, recipe full 788 s, lora_lab LoRA 256 s, lora_lab full 353 s (33 min a repeat);
-probe 55 s, time to accuracy 120 s, sweep-overhead multirun 1,014 s, best regime 1,081 s,
-inference ~1 min. With the default 3 repeats: about 2 h 10 min.
+Duration on an idle 2-core machine, measured (2026-11-24, default 3 repeats: 1 h 56 min in all):
+per repeat recipe LoRA 432-573 s, recipe full 584-669 s, lora_lab LoRA 186-230 s, lora_lab full
+230-280 s (28-29 min a repeat); probe 47 s, time to accuracy 88 s, sweep-overhead multirun 918 s,
+best regime 811 s, inference ~30 s. The machine's speed drifts: the same recipe run took 50 to 66
+ex/s across the three repeats, hence the per-repeat (paired) speedups beside the medians.
 
 Timings on a shared machine are contended: compare runs taken under the same load only.
 """
@@ -35,7 +36,8 @@ from bench.jobs import Runs
 from bench.lab import REPO, check_data, write_rows
 from bench.machine import machine_peak
 from bench.report import (
-    best_line, comparison_table, inference_int8_line, inference_line, json_line, peak_line, probe_line, sweep_line, tta_line,
+    best_line, comparison_table, inference_int8_line, inference_line, json_line, paired_line, peak_line, probe_line, sweep_line,
+    tta_line,
 )
 from bench.summary import comparison, infer_prefix, time_to_accuracy
 
@@ -226,9 +228,9 @@ def main(argv: list[str] | None = None) -> None:
           f"LoRA r={args.rank} on {'/'.join(args.target_modules)} lr {args.lora_lr:g}, full lr {args.full_lr:g}; "
           f"median of {args.repeats} repeat(s); timings contended when others share the CPUs")
     print(comparison_table(summary))
-    lines = [tta_line, inference_line, inference_int8_line, sweep_line, probe_line, peak_line]
+    lines = [paired_line, tta_line, inference_line, inference_int8_line, sweep_line, probe_line, peak_line]
     if not args.skip_best:
-        lines.insert(4, best_line)
+        lines.insert(5, best_line)
     for line in lines:
         print(line(summary))
     print(json_line(summary))

@@ -57,6 +57,19 @@ def _target(met: bool) -> str:
     return "met" if met else "NOT met"
 
 
+def paired_line(s: dict) -> str:
+    """The speedup within each repeat's back-to-back pair, beside the table's ratio of medians."""
+    parts = []
+    for regime in REGIMES:
+        by_repeat = s.get(f"{regime}_speedups_by_repeat") or []
+        if by_repeat:
+            each = ", ".join(f"x{r:.2f}" for r in by_repeat)
+            parts.append(f"{regime} {each} (median x{s[f'{regime}_speedup_paired']:.2f}, target >= 2.5: "
+                         f"{_target(s[f'{regime}_speedup_paired'] >= 2.5)})")
+    return ("speedup within each repeat (recipe and lora_lab back to back, so drift of the machine's speed "
+            "between repeats cancels): " + "; ".join(parts))
+
+
 def tta_line(s: dict) -> str:
     if not s.get("tta_reached"):
         tried = ", ".join(f"{t['epochs']} ep: {t['acc']:.4f}" for t in s.get("tta_tried", []))

@@ -18,9 +18,10 @@ from bench.jobs import RunError, multirun_figures  # noqa: E402
 from bench.flops import EncoderShape, TokenCount, run_flops, train_flops  # noqa: E402
 from bench.machine import MachineError, cpu_facts, nominal_peak_flops  # noqa: E402
 from bench.report import (  # noqa: E402
-    REQUIRED_KEYS, best_line, comparison_table, format_table, inference_int8_line, inference_line, json_line, sweep_line,
+    REQUIRED_KEYS, best_line, comparison_table, format_table, inference_int8_line, inference_line, json_line, paired_line,
+    sweep_line,
 )
-from bench.summary import comparison, first_reaching, median, prefix, ratio, time_to_accuracy  # noqa: E402
+from bench.summary import comparison, first_reaching, median, paired_speedups, prefix, ratio, time_to_accuracy  # noqa: E402
 
 MINILM = EncoderShape(layers=6, hidden=384, intermediate=1536)
 
@@ -109,6 +110,26 @@ def test_comparison_medians_ratios_and_peak_fractions():
     assert s["lora_gflops_real"] == pytest.approx(useful / 1e9)
     assert s["lora_peak_frac"] == pytest.approx(useful / 358.4e9)
     assert s["lora_padding_share"] == pytest.approx(1 - 10 / 16)
+
+
+def test_paired_speedup_is_the_median_of_each_repeats_ratio():
+    # The machine drifts faster in repeat 2 and lora_lab's run of repeat 3 is slow: the ratio of
+    # the medians (150 / 60 = 2.5) mixes repeats; the pairs give 3.0, 3.0, 2.0 -> median 3.0.
+    records = [
+        _record("recipe", "lora", 50.0, 0.74, 1), _record("lora_lab", "lora", 150.0, 0.90, 1),
+        _record("recipe", "lora", 60.0, 0.74, 2), _record("lora_lab", "lora", 180.0, 0.90, 2),
+        _record("recipe", "lora", 70.0, 0.74, 3), _record("lora_lab", "lora", 140.0, 0.90, 3),
+        _record("recipe", "full", 30.0, 0.85), _record("lora_lab", "full", 60.0, 0.93),
+    ]
+    assert paired_speedups(records, "lora") == pytest.approx([3.0, 3.0, 2.0])
+    # A repeat whose lora_lab run is missing pairs with nothing.
+    assert paired_speedups([*records, _record("recipe", "lora", 10.0, 0.74, 4)], "lora") == pytest.approx([3.0, 3.0, 2.0])
+    s = comparison(records, MINILM, 358.4e9, 200e9)
+    assert s["lora_speedup"] == pytest.approx(2.5)
+    assert s["lora_speedup_paired"] == pytest.approx(3.0) and s["full_speedup_paired"] == pytest.approx(2.0)
+    line = paired_line(s)
+    assert "lora x3.00, x3.00, x2.00 (median x3.00, target >= 2.5: met)" in line
+    assert "full x2.00 (median x2.00, target >= 2.5: NOT met)" in line
 
 
 def test_time_to_accuracy_takes_the_first_job_that_reaches_the_target():
