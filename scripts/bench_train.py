@@ -228,9 +228,8 @@ def main(argv: list[str] | None = None) -> None:
           f"LoRA r={args.rank} on {'/'.join(args.target_modules)} lr {args.lora_lr:g}, full lr {args.full_lr:g}; "
           f"median of {args.repeats} repeat(s); timings contended when others share the CPUs")
     print(comparison_table(summary))
-    lines = [paired_line, tta_line, inference_line, inference_int8_line, sweep_line, probe_line, peak_line]
-    if not args.skip_best:
-        lines.insert(5, best_line)
+    best_lines = [] if args.skip_best else [best_line]
+    lines = [paired_line, tta_line, inference_line, inference_int8_line, sweep_line, *best_lines, probe_line, peak_line]
     for line in lines:
         print(line(summary))
     print(json_line(summary))
