@@ -1,4 +1,8 @@
-"""OmegaConf resolvers used by conf/, and fail-fast validation of a composed config."""
+"""OmegaConf resolvers used by conf/, and fail-fast validation of a composed config.
+
+Light on purpose: entry points import it before any heavy library, so `--help` and a config
+error answer in about a second (torch, lightning, transformers and peft load only to run a job).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,14 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lora_lab.errors import ConfigError
 
 # conf/ beside the package, as an absolute path: Hydra resolves a relative config_path against the
 # calling module, which fails for the console scripts (lora-lab-train) run from another directory.
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-class ConfigError(ValueError):
-    """A composed config that cannot run; the message names the key and the fix."""
 
 
 @lru_cache(maxsize=None)
@@ -113,23 +114,15 @@ def validate(cfg: DictConfig) -> None:
             f"dataset.val_fraction={fractions[0]} and dataset.test_fraction={fractions[1]}: "
             "each must lie in [0, 1) and together leave rows for training"
         )
+    # Sources import no ML library, so a missing file is reported in a second, not after the model loads.
+    instantiate(cfg.dataset).check_files()
     if cfg.regime.learning_rate <= 0:
         raise ConfigError(f"regime.learning_rate={cfg.regime.learning_rate}: must be > 0")
     smoothing = cfg.module.get("label_smoothing", 0.0)
     if not 0.0 <= smoothing < 1.0:
         raise ConfigError(f"module.label_smoothing={smoothing}: must lie in [0, 1), e.g. 0.1")
-    from lora_lab.models.head_init import HEAD_INITS  # here: the models import this module's ConfigError
-
-    head_init = cfg.module.get("head_init")
-    if head_init is not None and head_init not in HEAD_INITS:
-        raise ConfigError(f"module.head_init={head_init!r}: use null (a random head) or one of {', '.join(HEAD_INITS)}")
-    if head_init is not None and cfg.backbone.get("pooling") == "cls":
-        raise ConfigError(
-            f"module.head_init={head_init} fits the head on pooled embeddings, but backbone.pooling=cls is HF's "
-            "stock head; set backbone.pooling=mean (encoders) or last (decoders), or module.head_init=null"
-        )
     accelerator = cfg.trainer.get("accelerator", "auto")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if accelerator in ("gpu", "cuda") and not _cuda_available():
         raise ConfigError(
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine "
             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
@@ -141,3 +134,10 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.precision={precision} on CPU: fp16 autocast is a GPU feature; "
             "use trainer.precision=bf16-mixed or 32-true"
         )
+
+
+def _cuda_available() -> bool:
+    """torch's answer (importing torch takes about a second, so only a GPU trainer asks)."""
+    import torch
+
+    return torch.cuda.is_available()

@@ -11,68 +11,50 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lora_lab.artifacts import read_json, write_json
-from lora_lab.callbacks import ResourceMonitor
-from lora_lab.config import CONF_DIR, ConfigError
-from lora_lab.models.classifier import Classifier, load_classifier
+from lora_lab.cli import report_user_errors
+from lora_lab.config import CONF_DIR
+from lora_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def load_job_classifier(run_dir: Path, job_cfg: DictConfig, load: str) -> tuple[Classifier, object, str]:
-    """The job's trained classifier and tokenizer, from merged/ or from base + adapter/."""
-    if load == "auto":
-        load = "merged" if (run_dir / "merged").is_dir() else "adapter"
-    if load == "merged":
-        from transformers import AutoTokenizer
-
-        return load_classifier(run_dir / "merged"), AutoTokenizer.from_pretrained(str(run_dir / "merged")), load
-    if load != "adapter":
-        raise ConfigError(f"load={load!r}: use auto, merged or adapter")
-    strategy = instantiate(job_cfg.regime)
-    if not strategy.has_adapter or not (run_dir / "adapter").is_dir():
-        raise ConfigError(f"{run_dir} has no adapter/ (regime {strategy.name}); use load=merged")
-    backbone = instantiate(job_cfg.backbone)
-    id2label = {int(k): v for k, v in read_json(run_dir / "labels.json")["id2label"].items()}
-    classifier = backbone.build_classifier(id2label, seed=job_cfg.seed)
-    strategy.load_adapter(classifier, run_dir / "adapter")
-    return classifier, backbone.tokenizer, load
-
-
 def evaluate(run_dir: Path, output_dir: Path, load: str = "auto") -> dict:
+    """Test the job saved in run_dir again; eval_metrics.json goes to output_dir."""
+    from lora_lab.build import build_job, resolve_load  # torch, lightning, transformers: loaded to run only
+
     saved_path = run_dir / "metrics.json"
     if not saved_path.is_file():
         raise ConfigError(f"run_dir={run_dir}: no metrics.json, so not a finished lora_lab job (or not a job dir)")
     job_cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    classifier, tokenizer, source = load_job_classifier(run_dir, job_cfg, load)
-    labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
-    datamodule = instantiate(job_cfg.data, tokenizer=tokenizer, labels=labels)
-    module = instantiate(job_cfg.module)(classifier=classifier)
-    trainer = instantiate(
-        job_cfg.trainer, callbacks=[monitor := ResourceMonitor()], logger=False, default_root_dir=str(output_dir)
-    )
-    trainer.test(module, datamodule=datamodule, verbose=False)
+    with open_dict(job_cfg):
+        # The job's trainer, data and module settings; only the compute monitor, no logger, our own dir.
+        job_cfg.paths.output_dir = str(output_dir)
+        job_cfg.callbacks = {"resource_monitor": {"_target_": "lora_lab.callbacks.ResourceMonitor"}}
+        job_cfg.logger = {}
+    job = build_job(job_cfg, trained=run_dir, load=load)
+    job.trainer.test(job.module, datamodule=job.datamodule, verbose=False)
     saved = read_json(saved_path)
     results = {
-        **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
-        **monitor.results,
-        "loaded_from": source,
+        **{k: float(v) for k, v in job.trainer.callback_metrics.items() if k.startswith("test/")},
+        **job.callback_results(),
+        "loaded_from": resolve_load(run_dir, load),
         "run_dir": str(run_dir),
         "saved/test/acc": saved["test/acc"],
         "saved/test/f1_macro": saved["test/f1_macro"],
     }
     write_json(output_dir / "eval_metrics.json", results)
     print(
-        f"{run_dir} ({source}): test/acc {results['test/acc']:.4f} (saved {saved['test/acc']:.4f}), "
+        f"{run_dir} ({results['loaded_from']}): test/acc {results['test/acc']:.4f} (saved {saved['test/acc']:.4f}), "
         f"test/f1_macro {results['test/f1_macro']:.4f} (saved {saved['test/f1_macro']:.4f})"
     )
     return results
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
+@report_user_errors
 def main(cfg: DictConfig) -> float:
     return evaluate(Path(cfg.run_dir), Path(cfg.paths.output_dir), cfg.load)["test/acc"]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import traceback
 from pathlib import Path
 
@@ -21,12 +22,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lora_lab.artifacts import read_json, write_json
 
+log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 # Keys that do not change what is trained: where it goes, what it is called, how it is logged.
-# `rank` is only an input: a regime that uses it carries its resolved value (regime.r).
-# `trial` names the Optuna trial a sweep job reports to (lora_lab/sweeper): its number, study, storage.
+# `rank` is only an input: a regime that uses it carries its resolved value (regime.r, regime.target_r).
+# `trial` names the Optuna trial a sweep job reports to (lora_lab/sweeper): its number, study, storage;
+# `callbacks.optuna_pruning` is the callback through which it reports.
 NON_EFFECTIVE_KEYS = (
     "paths", "logger", "hydra", "tags", "task_name", "rank", "optimized_metric", "keep_checkpoints", "trial",
+    "callbacks.optuna_pruning",
 )
 
 
@@ -39,6 +43,10 @@ def fingerprint(cfg: DictConfig) -> str:
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = "<job dir>"
+        for dotted in (k for k in NON_EFFECTIVE_KEYS if "." in k):
+            parent, _, key = dotted.rpartition(".")
+            if isinstance(node := OmegaConf.select(cfg, parent), DictConfig):
+                node.pop(key, None)
     effective = {
         key: OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         for key, value in cfg.items()
@@ -72,17 +80,22 @@ class JobRecord:
     def start(self) -> None:
         self._write("running")
 
-    def complete(self) -> None:
-        self._write("complete")
-
-    def prune(self, step: int) -> None:
-        self._write("pruned", pruned_at=step)
+    def finish(self, metrics: dict) -> None:
+        """complete, or pruned when an Optuna pruner stopped the fit (metrics["trial/pruned_at"])."""
+        if (pruned_at := metrics.get("trial/pruned_at")) is not None:
+            self._write("pruned", pruned_at=pruned_at)
+        else:
+            self._write("complete")
 
     def fail(self, err: BaseException) -> None:
         self._write("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
 
-    def mark_duplicate(self, original: Path) -> None:
+    def answer_from(self, original: Path, metric: str) -> float | None:
+        """Record this job as a duplicate of `original` and answer with its metric (None while it runs)."""
         self._write("duplicate", duplicate_of=str(original))
+        log.info("Effective config repeats job %s: recorded as its duplicate, not trained again.", original)
+        metrics_path = original / "metrics.json"
+        return read_json(metrics_path).get(metric) if metrics_path.exists() else None
 
 
 def fail_abandoned(run_dir: Path, reason: str) -> None:

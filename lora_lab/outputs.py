@@ -1,6 +1,7 @@
 """What a finished job leaves behind: labels.json, adapter/, merged/, confusion_matrix.png, metrics.json.
 
-metrics.json is written last, so its presence says every other artifact is complete.
+job_metrics() assembles metrics.json from what the trainer and the callbacks measured;
+write_job_outputs() writes it last, so its presence says every other artifact is complete.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -15,13 +17,16 @@ from transformers import PreTrainedTokenizerBase
 from lora_lab.artifacts import atomic_dir, dir_bytes, write_json
 from lora_lab.models.classifier import Classifier
 from lora_lab.plots import confusion_matrix_png
-from lora_lab.strategies.base import Strategy
+from lora_lab.regimes.base import Regime
+
+if TYPE_CHECKING:
+    from lora_lab.build import Job
 
 log = logging.getLogger(__name__)
 
 
 def parameter_counts(classifier: Classifier) -> dict[str, float]:
-    """Trainable vs all parameters, counted after the strategy has shaped the model."""
+    """Trainable vs all parameters, counted after the regime has shaped the model."""
     params = {id(p): p for p in classifier.parameters()}.values()
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total = sum(_logical_numel(p) for p in params)
@@ -36,29 +41,57 @@ def _logical_numel(param: torch.Tensor) -> int:
     return math.prod(shape) if shape is not None else param.numel()
 
 
+def job_metrics(job: Job, prepare_s: float, val_acc_best: float) -> dict[str, Any]:
+    """metrics.json's content once the test ran: scores, model selection, sizes, compute, data."""
+    trainer, datamodule = job.trainer, job.datamodule
+    compute = job.callback_results()
+    # Time spent fitting outside the gradient epochs (prototypes, a contrastive phase) is training time.
+    compute["time/prepare_s"] = prepare_s
+    compute["time/train_s"] = compute.get("time/train_s", 0.0) + prepare_s
+    if not job.regime.trains_by_gradient:
+        compute["throughput/train_examples_per_s"] = len(datamodule.tokenized["train"]) / max(prepare_s, 1e-9)
+    if job.selects_best_epoch:
+        selection = "best_val_epoch"
+    else:
+        selection = "last_epoch" if job.regime.trains_by_gradient else "no_gradient_epochs"
+    details = job.module.test_results
+    return {
+        **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
+        "val/acc_best": val_acc_best,
+        "model_selection": selection,
+        "epochs": trainer.current_epoch,
+        **job.params,
+        **compute,
+        "test/f1_per_class": dict(zip(datamodule.labels, details["f1_per_class"])),
+        "test/confusion_matrix": details["confusion_matrix"],
+        **{f"data/{name}_rows": len(split) for name, split in datamodule.splits.items()},
+        "data/problems": datamodule.problems,
+    }
+
+
 def write_job_outputs(
     run_dir: Path,
     classifier: Classifier,
-    strategy: Strategy,
+    regime: Regime,
     tokenizer: PreTrainedTokenizerBase,
     metrics: dict,
 ) -> dict:
     """Write every artifact atomically and return the final metrics (with artifact sizes)."""
     labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
     write_json(run_dir / "labels.json", {"id2label": {str(i): label for i, label in enumerate(labels)}})
-    if strategy.has_adapter:
+    if regime.has_adapter:
         with atomic_dir(run_dir / "adapter") as tmp:
-            strategy.save_adapter(classifier, tmp)
-    if strategy.can_merge(classifier):
-        strategy.merge(classifier)
+            regime.save_adapter(classifier, tmp)
+    if regime.can_merge(classifier):
+        regime.merge(classifier)
         with atomic_dir(run_dir / "merged") as tmp:
             classifier.save_merged(tmp, tokenizer)
     else:
-        log.warning("Regime %s: this trained model has no merged form; the job ships adapter/ only.", strategy.name)
+        log.warning("Regime %s: this trained model has no merged form; the job ships adapter/ only.", regime.name)
     confusion_matrix_png(metrics["test/confusion_matrix"], labels, run_dir / "confusion_matrix.png",
                          title=f"test acc {metrics['test/acc']:.3f}")
     # What a deployment adds on top of the shared base: the adapter, or the whole model for full.
-    shipped = run_dir / ("adapter" if strategy.has_adapter else "merged")
+    shipped = run_dir / ("adapter" if regime.has_adapter else "merged")
     metrics = {
         **metrics,
         "artifact/adapter_bytes": dir_bytes(shipped) - _tokenizer_bytes(shipped),

@@ -54,6 +54,14 @@ def tiny_cfg(tmp_path: Path):
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture
+def tiny_job(tiny_cfg):
+    """Factory: tiny_job(*overrides) -> the lora_lab.build.Job that train.py would fit (regime applied)."""
+    from lora_lab.build import build_job
+
+    return lambda *overrides: build_job(tiny_cfg(*overrides))
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     path = Path(os.environ.get("LORA_LAB_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))

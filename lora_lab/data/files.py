@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from lora_lab.data.sources import Source
-from lora_lab.data.splits import DataError, Split
+from lora_lab.data.splits import Split
+from lora_lab.errors import DataError
 
 FORMATS = ("csv", "jsonl", "parquet")
 # Values of a split column that mean each split; anything else is an error, not a guess.

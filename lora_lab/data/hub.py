@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from lora_lab.data.sources import Source
-from lora_lab.data.splits import DataError, Split
+from lora_lab.data.splits import Split
+from lora_lab.errors import DataError
 
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 

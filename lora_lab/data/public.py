@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 from lora_lab.data.sources import Source
-from lora_lab.data.splits import DataError, Split
+from lora_lab.data.splits import Split
+from lora_lab.errors import DataError
 
 
 def missing_data_error(data_dir: Path, relative: str) -> DataError:

@@ -17,9 +17,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_lab.data.splits import DataError, Split, stratified_split
-from lora_lab.data import synthetic_sales
-from lora_lab.data.synthetic_sales import generate_sales_notes
+from lora_lab.data.splits import Split, stratified_split
+from lora_lab.errors import DataError
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -85,6 +84,15 @@ class Source(ABC):
     def files(self) -> list[Path]:
         """Files the rows come from (their size and mtime key the tokenized-data cache)."""
         return []
+
+    def check_files(self) -> None:
+        """Fail before any heavy work if a file this source reads is missing (config validation calls it)."""
+        for path in self.files():
+            if not path.is_file():
+                raise DataError(
+                    f"dataset={self.name}: {path}: no such file (resolved to {path.resolve()}); fix the path "
+                    "(dataset.path / dataset.test_path for your own files, LORA_LAB_DATA_DIR for the public sets)"
+                )
 
     def identity(self) -> dict:
         """Everything that determines the rows: the class, its settings, its files' and its code's stamps."""
@@ -194,18 +202,3 @@ def _check_labels(splits: dict[str, Split], name: str) -> None:
                 f"dataset {name}: {split_name} labels never seen in training: {unseen}. "
                 "Add training rows for them or drop those rows."
             )
-
-
-class SyntheticSalesNotes(Source):
-    """Synthetic B2B sales notes with five intents, generated deterministically (no files)."""
-
-    def __init__(self, n_per_class: int = 400, noise: float = 0.3, generator_seed: int = 0, **split_args):
-        super().__init__(**split_args)
-        self.n_per_class, self.noise, self.generator_seed = n_per_class, noise, generator_seed
-
-    def files(self) -> list[Path]:
-        return [Path(synthetic_sales.__file__)]
-
-    def read(self) -> dict[str, Split]:
-        rows = generate_sales_notes(self.n_per_class, seed=self.generator_seed, noise=self.noise)
-        return {"train": Split([r["text"] for r in rows], [r["label"] for r in rows])}

@@ -6,9 +6,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-
-class DataError(ValueError):
-    """Data that cannot be trained on; the message names the file/label/column and the fix."""
+from lora_lab.errors import DataError
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lora_lab.config import CONF_DIR, ConfigError, validate
+from lora_lab.config import CONF_DIR, validate
+from lora_lab.errors import ConfigError
 from lora_lab.domains.evaluation import OVERALL, evaluate
 from lora_lab.domains.jobs import plan, resolve_domains, run_jobs
 from lora_lab.domains.report import REPORT_NAME, write_report

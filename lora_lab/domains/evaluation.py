@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from lora_lab.artifacts import read_json
-from lora_lab.config import ConfigError
+from lora_lab.errors import ConfigError
 from lora_lab.domains.jobs import ALL, Job
 from lora_lab.domains.scoring import DomainRows, domain_test_rows, predict, scores, switch_ms
-from lora_lab.eval import load_job_classifier
+from lora_lab.build import load_trained
 from lora_lab.models.multi_adapter import MultiAdapterClassifier
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig, jobs: list[Job], domains: list[str]) -> dict:
     logit_diff: dict[str, dict[str, float]] = {"own": {}, ALL: {}}
     for job in adapters:
         column = "own" if job.role == "own" else ALL
-        standalone, _, _ = load_job_classifier(job.run_dir, job.cfg, "adapter")
+        standalone, _ = load_trained(job.run_dir, job.cfg, instantiate(job.cfg.regime), "adapter")
         for domain in [job.name] if job.role == "own" else domains:
             model.use(job.name)
             logits.setdefault(column, {})[domain] = predict(model, rows[domain], *batch)
@@ -50,7 +50,7 @@ def evaluate(cfg: DictConfig, jobs: list[Job], domains: list[str]) -> dict:
     # Each column's label map: its predictions are read in it.
     columns = {"own": model.id2label, ALL: model.id2label}
     for job in (j for j in jobs if j.role == "baseline"):
-        classifier, _, _ = load_job_classifier(job.run_dir, job.cfg, "auto")
+        classifier, _ = load_trained(job.run_dir, job.cfg, instantiate(job.cfg.regime), "auto")
         logits[job.name] = {d: predict(classifier, rows[d], *batch) for d in domains}
         columns[job.name] = classifier.id2label
     return {

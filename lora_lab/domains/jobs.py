@@ -22,9 +22,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lora_lab.artifacts import write_text
-from lora_lab.config import CONF_DIR, ConfigError
+from lora_lab.config import CONF_DIR
+from lora_lab.errors import ConfigError
 from lora_lab.job import STATUS_FILE
-from lora_lab.strategies.base import PeftStrategy
+from lora_lab.regimes.peft_regime import PeftRegime
 from lora_lab.train import train
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def names(value: str | list, key: str) -> list[str]:
 
 def plan(cfg: DictConfig, out_dir: Path, domains: list[str]) -> list[Job]:
     """Every job of the comparison, in training order: domains, all, baselines."""
-    if not isinstance(instantiate(cfg.regime), PeftStrategy):
+    if not isinstance(instantiate(cfg.regime), PeftRegime):
         raise ConfigError(
             f"regime={cfg.regime.name}: per-domain adapters are switched with PEFT's set_adapter, so the "
             "regime must be a PEFT one (lora, dora, ia3, loha, lokr, vera, adalora); put head-only "

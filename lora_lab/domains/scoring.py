@@ -12,7 +12,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, TokenizedSplit
-from lora_lab.data.splits import DataError
+from lora_lab.errors import DataError
 from lora_lab.models.metrics import summary_metrics
 from lora_lab.models.multi_adapter import MultiAdapterClassifier
 

@@ -121,7 +121,7 @@ def synthetic_bpe_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    from lora_lab.data.synthetic_sales import generate_sales_notes
+    from lora_lab.data.synthetic.sales_notes import generate_sales_notes
 
     texts = [row["text"] for row in generate_sales_notes(n_per_class=200, seed=1234, noise=0.3)]
     tok = Tokenizer(models.BPE())

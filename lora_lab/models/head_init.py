@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.embedding import embed_split, require_embeddings, write_head
-from lora_lab.strategies.fitted_heads import logistic_regression_head, prototype_head
+from lora_lab.models.embedding import embed_split, require_embeddings, write_head
+from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
 
 if TYPE_CHECKING:
     from lora_lab.data.datamodule import TextClassificationDataModule
@@ -27,7 +28,7 @@ def check_head_init(classifier: Classifier, method: str | None) -> None:
     if method is None:
         return
     if method not in HEAD_INITS:
-        raise ValueError(f"module.head_init={method!r}: use null (random head) or one of {HEAD_INITS}")
+        raise ConfigError(f"module.head_init={method!r}: use null (a random head) or one of {', '.join(HEAD_INITS)}")
     require_embeddings(classifier, f"<any> with module.head_init={method}")
 
 

@@ -1,8 +1,9 @@
-"""The LightningModule: a Classifier (already shaped by its Strategy), loss, metrics, optimizer."""
+"""The LightningModule: a Classifier (already shaped by its Regime), loss, metrics, optimizer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import lightning.pytorch as pl
 import torch
@@ -10,20 +11,28 @@ import torch.nn.functional as F
 from torchmetrics import MaxMetric
 from transformers import get_scheduler
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.head_init import check_head_init, init_head
 from lora_lab.models.metrics import detail_metrics, summary_metrics
-from lora_lab.strategies.base import Strategy
+
+
+class FitHooks(Protocol):
+    """What a regime may do while it trains (lora_lab.regimes.base.Regime has both; most do nothing)."""
+
+    def on_fit_start(self, classifier: Classifier, total_steps: int) -> None: ...
+
+    def after_optimizer_step(self, classifier: Classifier, global_step: int) -> None: ...
 
 
 class ClassifierModule(pl.LightningModule):
-    """Trains whatever parameters the strategy left trainable; knows nothing about the regime."""
+    """Trains whatever parameters the regime left trainable; knows nothing about the regime."""
 
     def __init__(
         self,
         classifier: Classifier,
         learning_rate: float,
-        strategy: Strategy | None = None,
+        hooks: FitHooks | None = None,
         head_learning_rate: float | None = None,
         weight_decay: float = 0.01,
         scheduler: str = "linear",
@@ -34,19 +43,19 @@ class ClassifierModule(pl.LightningModule):
         compile: bool = False,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["classifier", "strategy"])
+        self.save_hyperparameters(ignore=["classifier", "hooks"])
         # The regime's training-time hooks (most regimes have none; AdaLoRA reallocates ranks).
-        self.strategy = strategy
+        self.hooks = hooks
         self._steps_seen = 0
         # from_pretrained returns eval mode and Lightning keeps the mode it finds: switch dropout on.
         self.classifier = classifier.train()
         num_labels = len(classifier.id2label)
         if isinstance(class_weights, str) and class_weights != "inverse_frequency":
-            raise ValueError(f"module.class_weights={class_weights!r}: use null, inverse_frequency or a list of floats")
+            raise ConfigError(f"module.class_weights={class_weights!r}: use null, inverse_frequency or a list of floats")
         if isinstance(class_weights, Sequence) and not isinstance(class_weights, str) and len(class_weights) != num_labels:
-            raise ValueError(f"module.class_weights has {len(class_weights)} weights for {num_labels} labels")
+            raise ConfigError(f"module.class_weights has {len(class_weights)} weights for {num_labels} labels")
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"module.label_smoothing={label_smoothing}: must be in [0, 1)")
+            raise ConfigError(f"module.label_smoothing={label_smoothing}: must be in [0, 1)")
         check_head_init(classifier, head_init)
         self.register_buffer("loss_weights", None, persistent=False)
         # torch.compile (inductor) fuses the elementwise ops around the matmuls; dynamic=True so
@@ -75,16 +84,16 @@ class ClassifierModule(pl.LightningModule):
             if (datamodule := self.trainer.datamodule) is None:
                 raise RuntimeError(f"module.head_init={self.hparams.head_init} fits on a datamodule's tokenized training rows; fit with datamodule=")
             init_head(self.classifier, datamodule, self.hparams.head_init, seed=datamodule.seed)
-        if self.strategy is not None:
-            self.strategy.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
+        if self.hooks is not None:
+            self.hooks.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
 
     def on_train_batch_end(self, outputs: object, batch: object, batch_idx: int) -> None:
         # After the optimizer step, gradients still in place (Lightning zeroes them just before
         # the next backward, so on_before_zero_grad would run between a forward and its backward).
         # global_step counts optimizer steps: it moves only when this batch completed one.
-        if self.strategy is not None and self.global_step != self._steps_seen:
+        if self.hooks is not None and self.global_step != self._steps_seen:
             self._steps_seen = self.global_step
-            self.strategy.after_optimizer_step(self.classifier, self.global_step - 1)
+            self.hooks.after_optimizer_step(self.classifier, self.global_step - 1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self._forward(input_ids, attention_mask)

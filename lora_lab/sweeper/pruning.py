@@ -10,7 +10,6 @@ import logging
 from typing import Any
 
 import lightning.pytorch as pl
-from omegaconf import DictConfig
 
 from lora_lab.sweeper.storage import PRUNED_AT_ATTR, attach_trial
 
@@ -26,6 +25,7 @@ class OptunaPruning(pl.Callback):
     """
 
     def __init__(self, storage: str, study_name: str, number: int, monitor: str):
+        # Set by the sweeper as callbacks.optuna_pruning.* overrides of the trial's job (sweeper.py).
         self.storage, self.study_name, self.number, self.monitor = storage, study_name, number, monitor
         self.results: dict[str, Any] = {"trial/number": number, "trial/pruned_at": None}
         self._step = 0
@@ -58,10 +58,3 @@ class OptunaPruning(pl.Callback):
         log.info("Optuna trial %d pruned after validation step %d: stopping training.", self.number, step)
         self._trial.set_user_attr(PRUNED_AT_ATTR, step)
         return True
-
-
-def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    """The pruning callback for a job of an Optuna sweep (cfg.trial set by the sweeper), else none."""
-    if cfg.get("trial") is None:
-        return []
-    return [OptunaPruning(cfg.trial.storage, cfg.trial.study_name, cfg.trial.number, monitor=cfg.optimized_metric)]

@@ -44,6 +44,8 @@ from lora_lab.sweeper.storage import (
 
 log = logging.getLogger(__name__)
 BEST_FILE = "best_trial.json"
+# Each trial's job reports its validation metric through this callback, and stops when pruned.
+PRUNING_CALLBACK = "lora_lab.sweeper.pruning.OptunaPruning"
 
 
 class SweepFailedError(RuntimeError):
@@ -220,13 +222,16 @@ class OptunaSweeper(Sweeper):
             time.sleep(self.heartbeat_interval)
 
     def _job_overrides(self, space: SearchSpace, trial: optuna.Trial) -> list[str]:
-        """The job's command line: the search's fixed overrides, this trial's params, and the trial's
-        identity (cfg.trial: logged as config, read by the pruning callback); its dir is its number."""
+        """The job's command line: the search's fixed overrides, this trial's params, the trial's
+        identity (cfg.trial, logged as config) and the callback that reports to it (the job learns of
+        its sweep through its config, never an import); its dir is its number."""
+        identity = {"number": trial.number, "study_name": self.study_name, "storage": self.url}
         return [
             *space.overrides(trial.params),
-            f"++trial.number={trial.number}",
-            f"++trial.study_name={override_value(self.study_name)}",
-            f"++trial.storage={override_value(self.url)}",
+            *(f"++trial.{key}={override_value(value)}" for key, value in identity.items()),
+            f"++callbacks.optuna_pruning._target_={PRUNING_CALLBACK}",
+            *(f"++callbacks.optuna_pruning.{key}={override_value(value)}" for key, value in identity.items()),
+            f"++callbacks.optuna_pruning.monitor={override_value(self.optimized_metric)}",
             f"hydra.sweep.subdir={trial.number}",
         ]
 

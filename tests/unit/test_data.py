@@ -11,8 +11,9 @@ import pytest
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
 from lora_lab.data.datamodule import TextClassificationDataModule
 from lora_lab.data.files import TableFile
-from lora_lab.data.sources import SyntheticSalesNotes
-from lora_lab.data.splits import DataError, Split, stratified_split
+from lora_lab.data.splits import Split, stratified_split
+from lora_lab.data.synthetic.sales_notes import SyntheticSalesNotes
+from lora_lab.errors import DataError
 from lora_lab.models.backbones import Backbone
 
 

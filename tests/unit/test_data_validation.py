@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from lora_lab.data.files import TableFile
 from lora_lab.data.hub import HubDataset
-from lora_lab.data.splits import DataError
+from lora_lab.errors import DataError
 from tests.unit.test_data import _rows, _write_csv
 
 ROOT = Path(__file__).resolve().parents[2]

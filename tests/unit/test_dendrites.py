@@ -17,38 +17,34 @@ from lora_lab.artifacts import read_json
 from lora_lab.eval import evaluate
 from lora_lab.models.classifier import load_classifier
 from lora_lab.outputs import write_job_outputs
-from lora_lab.strategies.dendrite_switching import DendriteSwitching
-from lora_lab.strategies.dendrites import Dendrites, DendriteMergeError, matching_modules
-from lora_lab.strategies.perforated import contributing, dendrite_sets, pai_call, settle, wrapped_modules
+from lora_lab.regimes.dendrite_switching import DendriteSwitching
+from lora_lab.regimes.dendrites import Dendrites, DendriteMergeError, matching_modules
+from lora_lab.regimes.perforated import contributing, dendrite_sets, pai_call, settle, wrapped_modules
 from lora_lab.train import train
 from tests.conftest import TINY, compose_train
-from tests.unit.test_strategies import _logits, _train_steps
+from tests.unit.test_regimes import _logits, _train_steps
 from tests.unit.test_train import _save_hydra_config
 
 LABELS = {0: "a", 1: "b", 2: "c"}
 
 
-def _build(tiny_cfg, *overrides: str):
-    cfg = tiny_cfg("regime=dendrites", *overrides)
-    backbone = instantiate(cfg.backbone)
-    classifier = backbone.build_classifier(LABELS, seed=0)
-    strategy = instantiate(cfg.regime)
-    strategy.apply(classifier)
-    return classifier, strategy, backbone
+def _build(tiny_job, *overrides: str):
+    job = tiny_job("regime=dendrites", *overrides)
+    return job.classifier, job.regime, job.backbone
 
 
-def _add_dendrite_set(classifier, strategy) -> None:
+def _add_dendrite_set(classifier, regime) -> None:
     """One validation score into PerforatedAI in every-epoch mode: it adds a dendrite set."""
-    strategy.pai_tracker.set_optimizer_instance(torch.optim.AdamW(classifier.parameters()))
-    with pai_call(strategy.work_dir):
-        net, restructured, complete = strategy.pai_tracker.add_validation_score(0.5, classifier)
+    regime.pai_tracker.set_optimizer_instance(torch.optim.AdamW(classifier.parameters()))
+    with pai_call(regime.work_dir):
+        net, restructured, complete = regime.pai_tracker.add_validation_score(0.5, classifier)
     settle(classifier)
     assert net is classifier and restructured and not complete
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_apply_wraps_every_target_the_loss_reaches_and_trains_only_the_base_regimes_weights(tiny_cfg, pooling):
-    classifier, strategy, _ = _build(tiny_cfg, f"backbone.pooling={pooling}")
+def test_apply_wraps_every_target_the_loss_reaches_and_trains_only_the_base_regimes_weights(tiny_job, pooling):
+    classifier, regime, _ = _build(tiny_job, f"backbone.pooling={pooling}")
     wrapped = wrapped_modules(classifier)
     targets = set(matching_modules(classifier, ["query", "key", "value", "dense"]))
     # BERT's pooler feeds the CLS head only; mean pooling never reaches it.
@@ -60,11 +56,11 @@ def test_apply_wraps_every_target_the_loss_reaches_and_trains_only_the_base_regi
     assert not any("parent_module" in n for n in trainable), "PerforatedAI's template copies must stay frozen"
 
 
-def test_a_restructure_adds_dendrites_that_train_and_the_adapter_reproduces(tiny_cfg, tmp_path: Path):
-    classifier, strategy, backbone = _build(tiny_cfg, "regime.switch_mode=every_epoch")
+def test_a_restructure_adds_dendrites_that_train_and_the_adapter_reproduces(tiny_job, tmp_path: Path):
+    classifier, regime, backbone = _build(tiny_job, "regime.switch_mode=every_epoch")
     _train_steps(classifier, steps=1)  # the first backward sizes each module's dendrites
     before = _logits(classifier)
-    _add_dendrite_set(classifier, strategy)
+    _add_dendrite_set(classifier, regime)
     assert set(dendrite_sets(classifier).values()) == {1}
     # PerforatedAI reloaded its best model (this epoch) and added sets that weigh 0: same function.
     torch.testing.assert_close(_logits(classifier), before, atol=1e-5, rtol=1e-5)
@@ -79,38 +75,38 @@ def test_a_restructure_adds_dendrites_that_train_and_the_adapter_reproduces(tiny
     assert contributing(classifier)
     trained = _logits(classifier)
 
-    strategy.save_adapter(classifier, tmp_path / "adapter")
-    fresh = backbone.build_classifier(LABELS, seed=0)
-    strategy.load_adapter(fresh, tmp_path / "adapter")
+    regime.save_adapter(classifier, tmp_path / "adapter")
+    fresh = backbone.build_classifier(classifier.id2label, seed=42)
+    regime.load_adapter(fresh, tmp_path / "adapter")
     assert set(dendrite_sets(fresh).values()) == {1}
     torch.testing.assert_close(_logits(fresh), trained)
     with pytest.raises(DendriteMergeError, match="no merged form; deploy adapter/"):
-        strategy.merge(classifier)
+        regime.merge(classifier)
     # The job's outputs: adapter/ only, and no merged size to report.
     out = tmp_path / "job"
     out.mkdir()
-    metrics = write_job_outputs(out, classifier, strategy, backbone.tokenizer,
+    metrics = write_job_outputs(out, classifier, regime, backbone.tokenizer,
                                 {"test/acc": 1.0, "test/confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
     assert (out / "adapter" / "dendrites.safetensors").is_file() and not (out / "merged").exists()
     assert metrics["artifact/merged_bytes"] is None and metrics["artifact/adapter_bytes"] > 0
     assert read_json(out / "metrics.json")["artifact/merged_bytes"] is None
 
 
-def test_merge_is_exact_while_no_dendrite_contributes(tiny_cfg, tmp_path: Path):
-    classifier, strategy, backbone = _build(tiny_cfg, "regime.switch_mode=every_epoch")
+def test_merge_is_exact_while_no_dendrite_contributes(tiny_job, tmp_path: Path):
+    classifier, regime, backbone = _build(tiny_job, "regime.switch_mode=every_epoch")
     _train_steps(classifier, steps=1)
-    _add_dendrite_set(classifier, strategy)
+    _add_dendrite_set(classifier, regime)
     expected = _logits(classifier)
-    assert strategy.can_merge(classifier)
-    strategy.merge(classifier)
+    assert regime.can_merge(classifier)
+    regime.merge(classifier)
     assert not wrapped_modules(classifier) and not any("lora_" in n for n, _ in classifier.named_parameters())
     classifier.save_merged(tmp_path / "merged", backbone.tokenizer)
     torch.testing.assert_close(_logits(load_classifier(tmp_path / "merged")), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_full_base_and_bad_settings(tiny_cfg):
-    classifier, strategy, _ = _build(tiny_cfg, "regime@regime.base=full")
-    assert strategy.learning_rate == 1e-4  # the base regime's step size
+def test_full_base_and_bad_settings(tiny_job, tiny_cfg):
+    classifier, regime, _ = _build(tiny_job, "regime@regime.base=full")
+    assert regime.learning_rate == 1e-4  # the base regime's step size
     assert all(isinstance(m.main_module, torch.nn.Linear) for m in wrapped_modules(classifier).values())
     assert all(p.requires_grad for n, p in classifier.named_parameters() if "parent_module" not in n)
     with pytest.raises(InstantiationException, match=r"regime.base='head': dendrites grow on \('lora', 'full'\)"):

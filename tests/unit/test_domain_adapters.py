@@ -17,13 +17,13 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lora_lab.artifacts import read_json
-from lora_lab.config import ConfigError
+from lora_lab.errors import ConfigError
 from lora_lab.data.files import TableFile
-from lora_lab.data.splits import DataError
+from lora_lab.errors import DataError
 from lora_lab.domains.__main__ import run
 from lora_lab.domains.evaluation import OVERALL
 from lora_lab.domains.scoring import domain_test_rows, predict
-from lora_lab.eval import load_job_classifier
+from lora_lab.build import load_trained
 from lora_lab.models.multi_adapter import MultiAdapterClassifier
 from tests.conftest import compose_train
 
@@ -142,7 +142,8 @@ def test_switching_adapters_matches_each_standalone_adapter_and_changes_predicti
         model.use(name)
         served[name], _ = predict(model, rows, *batch)
         job_dir = out / "adapters" / name
-        standalone, _, _ = load_job_classifier(job_dir, OmegaConf.load(job_dir / ".hydra" / "config.yaml"), "adapter")
+        job_cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+        standalone, _ = load_trained(job_dir, job_cfg, instantiate(job_cfg.regime), "adapter")
         expected, _ = predict(standalone, rows, *batch)
         torch.testing.assert_close(served[name], expected, atol=1e-5, rtol=0)
     # Each adapter (and its head) is its own: switching changes the logits on the same rows.

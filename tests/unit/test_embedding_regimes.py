@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from lora_lab.data.batching import PadCollator
+from lora_lab.errors import ConfigError
 from lora_lab.eval import evaluate
-from lora_lab.strategies.contrastive_objectives import CosinePairs, PairSampler, SupervisedInfoNCE, Triplets
-from lora_lab.strategies.embedding import embed_split, embed_texts, head_linear
-from lora_lab.strategies.fitted_heads import logistic_regression_head, prototype_head
+from lora_lab.regimes.contrastive_objectives import CosinePairs, PairSampler, SupervisedInfoNCE, Triplets
+from lora_lab.models.embedding import embed_split, embed_texts, head_linear
+from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
 from lora_lab.train import fit_and_test
 from tests.unit.test_train import _save_hydra_config
 
@@ -23,16 +24,10 @@ HIDDEN, LABELS = 32, 5  # tiny_bert's hidden size; the sales notes' intents
 SHOTS = ("shots_per_class=4",)  # 20 training rows: seconds, even for the contrastive loop
 
 
-def _prepared(tiny_cfg, *overrides: str):
-    """(classifier, strategy, datamodule) after apply(); prepare() is the test's to call."""
-    cfg = tiny_cfg(*overrides)
-    backbone = instantiate(cfg.backbone)
-    datamodule = instantiate(cfg.data, tokenizer=backbone.tokenizer)
-    datamodule.setup("fit")
-    classifier = backbone.build_classifier(datamodule.id2label, seed=cfg.seed)
-    strategy = instantiate(cfg.regime)
-    strategy.apply(classifier)
-    return classifier, strategy, datamodule
+def _prepared(tiny_job, *overrides: str):
+    """(classifier, regime, datamodule) after apply(); prepare() is the test's to call."""
+    job = tiny_job(*overrides)
+    return job.classifier, job.regime, job.datamodule
 
 
 def _snapshot(classifier) -> dict[str, torch.Tensor]:
@@ -79,14 +74,14 @@ def test_a_job_fits_without_gradient_epochs_and_reevaluates_to_its_test_accuracy
         assert again["test/f1_macro"] == pytest.approx(metrics["test/f1_macro"], abs=1e-6), load
 
 
-def test_zeroshot_writes_only_the_head_and_predicts_by_cosine_to_the_label_descriptions(tiny_cfg):
-    classifier, strategy, dm = _prepared(tiny_cfg, "regime=zeroshot", "regime.template='note: {}'", "regime.scale=10")
+def test_zeroshot_writes_only_the_head_and_predicts_by_cosine_to_the_label_descriptions(tiny_job):
+    classifier, regime, dm = _prepared(tiny_job, "regime=zeroshot", "regime.template='note: {}'", "regime.scale=10")
     assert not any(p.requires_grad for p in classifier.parameters())
     before = _snapshot(classifier)
-    strategy.prepare(classifier, dm)
+    regime.prepare(classifier, dm)
     assert _changed(classifier, before) == {"classifier_head.1.weight", "classifier_head.1.bias"}  # the head alone
     assert torch.equal(head_linear(classifier).bias, torch.zeros(LABELS))
-    prompts = strategy.prompts(dm)
+    prompts = regime.prompts(dm)
     assert prompts[dm.labels.index("Urgent Need")].startswith("note: The customer needs products urgently")
 
     labels = embed_texts(classifier, dm, prompts)
@@ -101,17 +96,17 @@ def test_zeroshot_writes_only_the_head_and_predicts_by_cosine_to_the_label_descr
     assert torch.equal(logits.argmax(1), cosine.argmax(1))
 
 
-def test_zeroshot_refuses_descriptions_of_labels_the_data_lacks(tiny_cfg):
-    classifier, strategy, dm = _prepared(tiny_cfg, "regime=zeroshot", "+dataset.label_descriptions.Refund=money back")
+def test_zeroshot_refuses_descriptions_of_labels_the_data_lacks(tiny_job):
+    classifier, regime, dm = _prepared(tiny_job, "regime=zeroshot", "+dataset.label_descriptions.Refund=money back")
     with pytest.raises(ValueError, match=r"describes \['Refund'\], which are not labels"):
-        strategy.prepare(classifier, dm)
+        regime.prepare(classifier, dm)
 
 
 @pytest.mark.parametrize("regime", ["zeroshot", "fewshot", "contrastive"])
 def test_a_stock_head_backbone_is_refused_in_apply_naming_the_fix(tiny_cfg, regime: str):
     cfg = tiny_cfg(f"regime={regime}", "backbone.pooling=cls")
     classifier = instantiate(cfg.backbone).build_classifier({0: "a", 1: "b"})
-    with pytest.raises(TypeError, match=f"regime={regime} .* set backbone.pooling=mean"):
+    with pytest.raises(ConfigError, match=f"regime={regime} .* set backbone.pooling=mean"):
         instantiate(cfg.regime).apply(classifier)
 
 
@@ -153,29 +148,29 @@ def test_logistic_regression_head_reproduces_scikit_learns_probabilities(num_lab
 
 
 @pytest.mark.parametrize("method", ["prototype", "logistic_regression"])
-def test_fewshot_fits_the_head_on_the_kept_shots_and_moves_nothing_else(tiny_cfg, method: str):
-    classifier, strategy, dm = _prepared(tiny_cfg, "regime=fewshot", f"regime.method={method}", "shots_per_class=3")
+def test_fewshot_fits_the_head_on_the_kept_shots_and_moves_nothing_else(tiny_job, method: str):
+    classifier, regime, dm = _prepared(tiny_job, "regime=fewshot", f"regime.method={method}", "shots_per_class=3")
     assert {n for n, p in classifier.named_parameters() if p.requires_grad} == {"classifier_head.1.weight", "classifier_head.1.bias"}
     before = _snapshot(classifier)
-    strategy.prepare(classifier, dm)
+    regime.prepare(classifier, dm)
     assert _changed(classifier, before) == {"classifier_head.1.weight", "classifier_head.1.bias"}
     x, y = embed_split(classifier, dm, "train")
     assert len(y) == 3 * LABELS and torch.equal(torch.bincount(y), torch.full((LABELS,), 3))
-    weight, bias = strategy.fit_head(x, y, LABELS)
+    weight, bias = regime.fit_head(x, y, LABELS)
     torch.testing.assert_close(head_linear(classifier).weight, weight)
     torch.testing.assert_close(head_linear(classifier).bias, bias)
 
 
 @pytest.mark.parametrize("body", ["full", "lora"])
-def test_contrastive_trains_the_body_it_claims_and_fits_the_head(tiny_cfg, body: str):
-    classifier, strategy, dm = _prepared(
-        tiny_cfg, "regime=contrastive", f"regime.body={body}", "regime.loss=triplet", "regime.num_iterations=2",
+def test_contrastive_trains_the_body_it_claims_and_fits_the_head(tiny_job, body: str):
+    classifier, regime, dm = _prepared(
+        tiny_job, "regime=contrastive", f"regime.body={body}", "regime.loss=triplet", "regime.num_iterations=2",
         "regime.learning_rate=1e-3", *SHOTS,
     )
     trainable = {n for n, p in classifier.named_parameters() if p.requires_grad}
     head = {"classifier_head.1.weight", "classifier_head.1.bias"}
     before = _snapshot(classifier)
-    strategy.prepare(classifier, dm)
+    regime.prepare(classifier, dm)
     changed = _changed(classifier, before)
     assert head <= changed
     if body == "full":
@@ -185,7 +180,7 @@ def test_contrastive_trains_the_body_it_claims_and_fits_the_head(tiny_cfg, body:
         assert trainable - head and all("lora_" in n for n in trainable - head)
         assert changed - head and changed - head <= trainable  # base weights never move under LoRA
         assert any("lora_B" in n for n in changed)  # B starts at zero: moving it is what changes the encoder
-    assert len(strategy.loss_history) == 1 and torch.isfinite(torch.tensor(strategy.loss_history)).all()
+    assert len(regime.loss_history) == 1 and torch.isfinite(torch.tensor(regime.loss_history)).all()
 
 
 def test_pair_sampler_draws_positives_within_and_negatives_across_labels_reproducibly():

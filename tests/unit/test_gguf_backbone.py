@@ -20,18 +20,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 import lora_lab.config as config_module
 import lora_lab.models.gguf as gguf_module
-from lora_lab.config import ConfigError, embedded_smollm2_path
+from lora_lab.config import embedded_smollm2_path
+from lora_lab.errors import ConfigError
 from lora_lab.models.backbones import Backbone, synthetic_bpe_tokenizer
 from lora_lab.models.gguf import converted_gguf_dir, gguf_cache_key
-from lora_lab.strategies import Strategy
-from lora_lab.strategies.base import PeftStrategy
+from lora_lab.regimes import REGIMES, regime_class
+from lora_lab.regimes.peft_regime import PeftRegime
 from tests.conftest import CONF_DIR, compose_train
 
 LAYERS, HEADS, KV_HEADS = 2, 2, 1  # grouped-query attention, as SmolLM2's 9 query / 3 key-value heads
 TEXTS = ["client wants a discount on the renewal", "demo booked for next week, budget approved"]
 PEFT_REGIMES = sorted(
-    name for name, cls in Strategy.registry.items()
-    if issubclass(cls, PeftStrategy) and Path(CONF_DIR, "regime", f"{name}.yaml").is_file()
+    name for name in REGIMES
+    if issubclass(regime_class(name), PeftRegime) and Path(CONF_DIR, "regime", f"{name}.yaml").is_file()
 )
 
 
@@ -231,9 +232,9 @@ def test_every_peft_regime_trains_on_the_smollm2_config(tmp_path: Path, tiny_ggu
                                    f"backbone.cache_dir={converted.parent}", f"regime={regime}", "rank=4"])
     backbone = instantiate(cfg.backbone)
     classifier = backbone.build_classifier({0: "a", 1: "b", 2: "c"}, seed=0)
-    strategy = instantiate(cfg.regime)
-    strategy.apply(classifier)
-    strategy.on_fit_start(classifier, total_steps=10)
+    regime = instantiate(cfg.regime)
+    regime.apply(classifier)
+    regime.on_fit_start(classifier, total_steps=10)
     if regime in ("lora", "dora"):  # these adapt exactly the backbone's list: each name matches a module
         adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in classifier.named_parameters() if ".lora_A" in n}
         assert adapted == set(cfg.backbone.target_modules)

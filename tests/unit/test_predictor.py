@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lora_lab.data.sources import SyntheticSalesNotes
+from lora_lab.data.synthetic.sales_notes import SyntheticSalesNotes
 from lora_lab.models.classifier import load_classifier
 from lora_lab.models.predictor import Predictor
 from lora_lab.train import train

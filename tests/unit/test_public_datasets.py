@@ -12,7 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from lora_lab.config import validate
 from lora_lab.data.public import Banking77, FinancialPhraseBank, MultiDomainSentiment
-from lora_lab.data.splits import DataError, Split
+from lora_lab.data.splits import Split
+from lora_lab.errors import DataError
 from tests.conftest import compose_train
 
 # Each source is read once per module: the files are read-only, the Sources do not cache.

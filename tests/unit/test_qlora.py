@@ -1,6 +1,6 @@
 """QLoRA: what is quantized and how, what trains, what stays bit-identical, and what a job leaves behind.
 
-test_strategies.py runs qlora through the checks every regime passes (trains what it claims,
+test_regimes.py runs qlora through the checks every regime passes (trains what it claims,
 adapter round trip, merged logits); this file checks what is specific to a quantized base.
 """
 
@@ -19,9 +19,9 @@ from lora_lab.artifacts import read_json
 from lora_lab.eval import evaluate
 from lora_lab.models.classifier import load_classifier
 from lora_lab.outputs import parameter_counts
-from lora_lab.strategies.qlora import QLoRA
+from lora_lab.regimes.qlora import QLoRA
 from tests.conftest import TINY, compose_train
-from tests.unit.test_strategies import _logits, _train_steps
+from tests.unit.test_regimes import _logits, _train_steps
 
 bnb = pytest.importorskip("bitsandbytes", reason="lora_lab installs bitsandbytes on Linux only")
 LABELS = {0: "a", 1: "b", 2: "c"}
@@ -38,8 +38,8 @@ def _build(tiny_cfg, backbone: str, pooling: str, *overrides: str):
     cfg = tiny_cfg("regime=qlora", f"backbone={backbone}", f"backbone.pooling={pooling}", "rank=4", *WIDE, *overrides)
     bb = instantiate(cfg.backbone)
     classifier = bb.build_classifier(LABELS, seed=0)
-    strategy = instantiate(cfg.regime)
-    return classifier, strategy, bb
+    regime = instantiate(cfg.regime)
+    return classifier, regime, bb
 
 
 def _quantized(classifier) -> dict[str, torch.nn.Module]:
@@ -53,9 +53,9 @@ def _quantized_state(classifier) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_params_total_counts_the_weights_a_quantized_layer_stands_for(tiny_cfg, bits: int):
-    classifier, strategy, _ = _build(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
+    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
     before = parameter_counts(classifier)["params/total"]
-    strategy.quantize(classifier)
+    regime.quantize(classifier)
     assert parameter_counts(classifier)["params/total"] == before  # 4-bit: not half, though packed two per byte
 
 
@@ -63,11 +63,11 @@ def test_params_total_counts_the_weights_a_quantized_layer_stands_for(tiny_cfg, 
 def test_4bit_base_holds_packed_nf4_blocks_close_to_the_fp32_weights_and_the_head_stays_fp32(
     tiny_cfg, backbone: str, pooling: str
 ):
-    classifier, strategy, _ = _build(tiny_cfg, backbone, pooling)
+    classifier, regime, _ = _build(tiny_cfg, backbone, pooling)
     linears = classifier.transformer.named_modules()
     fp32 = {n: m.weight.detach().clone() for n, m in linears if type(m) is torch.nn.Linear}
     head = {n for n, m in classifier.head().named_modules() if isinstance(m, torch.nn.Linear)}
-    replaced = strategy.quantize(classifier)
+    replaced = regime.quantize(classifier)
 
     assert set(replaced) == {n for n in fp32 if n.split(".")[0] not in classifier.head()}, "every linear but the head"
     for name in replaced:
@@ -93,12 +93,12 @@ def test_4bit_refuses_rows_the_cpu_kernel_would_dequantize_wrongly_but_8bit_take
     cfg = tiny_cfg("regime=qlora")  # tiny_bert as configured: 32-wide linears
     for bits in (4, 8):
         classifier = instantiate(cfg.backbone).build_classifier(LABELS, seed=0)
-        strategy = instantiate(cfg.regime, bits=bits)
+        regime = instantiate(cfg.regime, bits=bits)
         if bits == 4:
             with pytest.raises(ValueError, match="in_features=32.*multiple of its blocksize \\(64\\).*regime.bits=8"):
-                strategy.quantize(classifier)
+                regime.quantize(classifier)
         else:
-            assert strategy.quantize(classifier)
+            assert regime.quantize(classifier)
 
 
 @pytest.mark.parametrize(
@@ -107,8 +107,8 @@ def test_4bit_refuses_rows_the_cpu_kernel_would_dequantize_wrongly_but_8bit_take
 def test_lora_and_head_train_while_the_quantized_base_stays_bit_identical(
     tiny_cfg, backbone: str, pooling: str, bits: int, base_dtype: torch.dtype
 ):
-    classifier, strategy, _ = _build(tiny_cfg, backbone, pooling, f"regime.bits={bits}")
-    strategy.apply(classifier)
+    classifier, regime, _ = _build(tiny_cfg, backbone, pooling, f"regime.bits={bits}")
+    regime.apply(classifier)
     base_types = {type(m.get_base_layer()) for m in classifier.modules() if hasattr(m, "lora_A")}
     assert base_types == {bnb.nn.Linear4bit if bits == 4 else bnb.nn.Linear8bitLt}, "LoRA sits on quantized layers"
     assert all(m.weight.dtype == base_dtype for m in _quantized(classifier).values())
@@ -127,11 +127,11 @@ def test_lora_and_head_train_while_the_quantized_base_stays_bit_identical(
 
 @pytest.mark.parametrize("backbone,pooling", SETUPS)
 def test_8bit_merges_into_a_plain_fp32_model_up_to_llm_int8_activation_rounding(tiny_cfg, backbone, pooling):
-    classifier, strategy, _ = _build(tiny_cfg, backbone, pooling, "regime.bits=8")
-    strategy.apply(classifier)
+    classifier, regime, _ = _build(tiny_cfg, backbone, pooling, "regime.bits=8")
+    regime.apply(classifier)
     _train_steps(classifier, steps=2)
     quantized = _logits(classifier)
-    strategy.merge(classifier)
+    regime.merge(classifier)
     assert not _quantized(classifier) and not any("lora_" in n for n, _ in classifier.named_parameters())
     assert all(p.dtype == torch.float32 for p in classifier.parameters())
     # The fp32 fold dequant(W_int8) + scale * B @ A is exact; the int8 model's eval forward also rounds
@@ -143,8 +143,8 @@ def test_cpu_bf16_repacking_is_off_so_validation_leaves_the_training_layout_alon
     # Linear4bit reads has_avx512bf16() at construction: pretend this CPU has AVX-512 BF16, where an
     # eval-mode forward would repack every weight for the inference kernel.
     monkeypatch.setattr(bnb.nn.modules, "has_avx512bf16", lambda: True)
-    classifier, strategy, _ = _build(tiny_cfg, "tiny_bert", "mean")
-    strategy.apply(classifier)
+    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean")
+    regime.apply(classifier)
     base = _quantized_state(classifier)
     _logits(classifier)
     states = [m.weight.quant_state for m in _quantized(classifier).values()]
@@ -156,8 +156,8 @@ def test_cpu_bf16_repacking_is_off_so_validation_leaves_the_training_layout_alon
 @pytest.mark.parametrize("bits", [4, 8])
 def test_a_checkpoint_restores_the_quantization_statistics_too(tiny_cfg, bits: int):
     """Lightning restores the best epoch with a strict load_state_dict before testing."""
-    classifier, strategy, _ = _build(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
-    strategy.apply(classifier)
+    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
+    regime.apply(classifier)
     _train_steps(classifier, steps=1)  # 8-bit: the first forward moves the row scales off the weight
     checkpoint = {k: v.clone() for k, v in classifier.state_dict().items()}
     expected = _logits(classifier)
@@ -172,8 +172,8 @@ def test_a_checkpoint_restores_the_quantization_statistics_too(tiny_cfg, bits: i
 
 
 def test_gradient_checkpointing_trains_the_adapter(tiny_cfg):
-    classifier, strategy, _ = _build(tiny_cfg, "tiny_bert", "mean", "regime.gradient_checkpointing=true")
-    strategy.apply(classifier)
+    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean", "regime.gradient_checkpointing=true")
+    regime.apply(classifier)
     assert classifier.transformer.base_model.model.is_gradient_checkpointing
     first = next(p for n, p in classifier.named_parameters() if "layer.0." in n and ".lora_B." in n)
     before = first.detach().clone()
@@ -199,9 +199,9 @@ def test_a_device_bitsandbytes_cannot_quantize_on_is_a_clear_error(tiny_cfg, mon
         raise NotImplementedError("Could not run 'bitsandbytes::quantize_4bit' with arguments from the 'CPU' backend")
 
     monkeypatch.setattr(bnb.functional, "quantize_4bit", unsupported)
-    classifier, strategy, _ = _build(tiny_cfg, "tiny_bert", "mean")
+    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean")
     with pytest.raises(RuntimeError, match="cannot quantize on cpu.*CUDA GPU.*pip install"):
-        strategy.apply(classifier)
+        regime.apply(classifier)
 
 
 # --- one real job: Lightning fit (validation between epochs, best-epoch restore), test, artifacts ---

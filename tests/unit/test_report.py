@@ -294,9 +294,9 @@ def _snapshot(sweep: Path) -> dict[str, tuple[int, int]]:
 def test_a_variant_names_what_changes_the_result_not_how_the_job_ran_or_logged(tmp_path: Path):
     jobs = [
         Job("0", tmp_path, "complete", dataset="d", backbone="b",
-            overrides=["regime=lora", "trainer.enable_progress_bar=false", "logger=wandb", "regime.alpha=32"]),
+            overrides=["regime=lora", "trainer.enable_progress_bar=false", "logger=wandb", "regime.lora_alpha=32"]),
         Job("1", tmp_path, "complete", dataset="d", backbone="b",
-            overrides=["regime=lora", "++trial.number=1", "hydra.sweep.subdir=1", "paths.cache_dir=/c", "regime.alpha=8"]),
+            overrides=["regime=lora", "++trial.number=1", "hydra.sweep.subdir=1", "paths.cache_dir=/c", "regime.lora_alpha=8"]),
     ]
     _set_variants(jobs)
-    assert [job.variant for job in jobs] == ["regime.alpha=32", "regime.alpha=8"]
+    assert [job.variant for job in jobs] == ["regime.lora_alpha=32", "regime.lora_alpha=8"]

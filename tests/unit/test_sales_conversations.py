@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_lab.data.sales_conversations import (
+from lora_lab.data.synthetic.sales_conversations import (
     CONTEXT_FIELDS,
     LABELS,
     SalesConversations,
@@ -59,7 +59,7 @@ def test_same_arguments_give_identical_rows_and_a_smaller_n_is_a_prefix(rows):
 def test_output_is_identical_in_another_process_with_another_hash_seed(rows):
     code = (
         "import hashlib, json\n"
-        "from lora_lab.data.sales_conversations import generate_sales_conversations\n"
+        "from lora_lab.data.synthetic.sales_conversations import generate_sales_conversations\n"
         "rows = generate_sales_conversations(200, seed=0, noise=0.2)\n"
         "print(hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest())\n"
     )
@@ -269,3 +269,12 @@ def test_the_hydra_config_composes_and_loads(tmp_path: Path):
     assert {name: len(s) for name, s in splits.items()} == {"train": 1400, "validation": 300, "test": 300}
     assert splits["train"].texts[0].startswith("[company_size: ")
     assert set(splits["test"].extra) == set(CONTEXT_FIELDS)
+
+
+def test_the_source_identity_stamps_every_generator_module_and_the_phrase_tables():
+    # An edit of any of them is a new dataset: the tokenized-data cache must not serve the old rows.
+    from lora_lab.data.synthetic import conversation_dialogue, conversation_outcome, sales_conversations, tables
+
+    stamped = {path for path, _, _ in SalesConversations(n=10, name="s").identity()["files"]}
+    modules = (sales_conversations, conversation_outcome, conversation_dialogue)
+    assert stamped == {*(module.__file__ for module in modules), str(tables.table_path("sales_conversations"))}

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lora_lab.data import synthetic_sales
-from lora_lab.data.synthetic_sales import LABELS, generate_sales_notes
+from lora_lab.data.synthetic import sales_notes
+from lora_lab.data.synthetic.sales_notes import LABELS, SyntheticSalesNotes, generate_sales_notes
+from lora_lab.data.synthetic.tables import table_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = re.compile(r"[a-z0-9']+")
@@ -54,7 +55,7 @@ def test_a_different_seed_gives_different_texts(corpora):
 def test_output_is_identical_in_another_process_with_another_hash_seed(corpora, hash_seed: str):
     code = (
         "import hashlib, json\n"
-        "from lora_lab.data.synthetic_sales import generate_sales_notes\n"
+        "from lora_lab.data.synthetic.sales_notes import generate_sales_notes\n"
         "rows = generate_sales_notes(400, seed=0, noise=0.3)\n"
         "print(hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest())\n"
     )
@@ -140,7 +141,7 @@ def test_notes_are_varied(corpora):
     # Many phrasings per class, not a handful of templates: at least 12 core sentences per
     # class, and each of them actually shows up in the default-size data set.
     for label in LABELS:
-        cores = synthetic_sales._CORES[label]
+        cores = sales_notes.PHRASES.cores[label]
         assert len(cores) >= 12, label
         texts = [r["text"] for r in corpora[0.0] if r["label"] == label]
         for core in cores:
@@ -208,3 +209,32 @@ def test_noise_must_be_between_0_and_1(bad):
 @pytest.mark.parametrize("noise", [0, 1, 0.0, 1.0])
 def test_noise_bounds_are_inclusive(noise):
     assert len(generate_sales_notes(2, seed=0, noise=noise)) == 10
+
+
+@pytest.mark.parametrize("bad", ["0", 1.5, None, True])
+def test_seed_must_be_an_integer(bad):
+    with pytest.raises(ValueError, match=r"seed=.*must be an integer; pass e\.g\. seed=0"):
+        generate_sales_notes(5, seed=bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"n_per_class": 0},
+            r"dataset\.n_per_class=0: must be an integer >= 1 \(notes per intent\); "
+            r"pass e\.g\. dataset\.n_per_class=400",
+        ),
+        ({"noise": 1.5}, r"dataset\.noise=1\.5: must be a number in \[0, 1\].*dataset\.noise=0\.3"),
+        ({"generator_seed": "1"}, r"dataset\.generator_seed='1': must be an integer"),
+    ],
+)
+def test_invalid_source_arguments_fail_at_construction_with_the_config_key(kwargs: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        SyntheticSalesNotes(name="b2b_sales_notes", **kwargs)
+
+
+def test_the_source_identity_stamps_the_generator_and_its_phrase_tables():
+    # An edit of either is a new dataset: the tokenized-data cache must not serve the old rows.
+    stamped = {path for path, _, _ in SyntheticSalesNotes(name="b2b_sales_notes").identity()["files"]}
+    assert stamped == {sales_notes.__file__, str(table_path("sales_notes"))}

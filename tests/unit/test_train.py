@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from lora_lab.artifacts import read_json
-from lora_lab.config import ConfigError
+from lora_lab.errors import ConfigError, DataError, UserError
 from lora_lab.eval import evaluate
 from lora_lab.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
 from lora_lab.job import JobRecord, fingerprint
@@ -67,13 +67,15 @@ def test_training_learns_the_synthetic_task_beyond_chance(tiny_cfg):
     assert train(cfg) > 0.45  # 5 classes: chance is 0.2
 
 
-def test_a_failing_job_records_its_error_and_leaves_no_metrics(tiny_cfg):
-    cfg = tiny_cfg("dataset=csv", "dataset.path=/nonexistent/tickets.csv")
-    with pytest.raises(Exception, match="no such file"):
+def test_a_failing_job_records_its_error_and_leaves_no_metrics(tiny_cfg, tmp_path: Path):
+    table = tmp_path / "tickets.csv"
+    table.write_text("body,label\nhello,a\n")  # no `text` column: found only when the rows are read
+    cfg = tiny_cfg("dataset=csv", f"dataset.path={table}")
+    with pytest.raises(DataError, match="text"):
         train(cfg)
     run_dir = Path(cfg.paths.output_dir)
     status = read_json(run_dir / "status.json")
-    assert status["state"] == "failed" and "no such file" in status["error"]
+    assert status["state"] == "failed" and status["error"].startswith("DataError")
     assert not (run_dir / "metrics.json").exists()
 
 
@@ -86,15 +88,30 @@ def test_a_failing_job_records_its_error_and_leaves_no_metrics(tiny_cfg):
         ("trainer=gpu", "no CUDA GPU"),
         ("trainer.precision=16-mixed", "fp16 autocast is a GPU feature"),
         ("module.label_smoothing=1.0", r"module.label_smoothing=1.0: must lie in \[0, 1\)"),
-        ("module.head_init=kmeans", "module.head_init='kmeans': use null"),
-        ("backbone.pooling=cls module.head_init=prototype", "set backbone.pooling=mean"),
+        ("dataset=csv dataset.path=/nonexistent/tickets.csv", "/nonexistent/tickets.csv: no such file"),
     ],
 )
 def test_bad_configs_fail_fast_naming_the_key(tiny_cfg, override: str, message: str):
     cfg = tiny_cfg(*override.split())
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         train(cfg)
     assert not Path(cfg.paths.output_dir).exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("module.head_init=kmeans", "module.head_init='kmeans': use null"),
+        ("backbone.pooling=cls module.head_init=prototype", "set backbone.pooling=mean"),
+    ],
+)
+def test_config_errors_found_while_building_fail_the_job_with_the_message(tiny_cfg, override: str, message: str):
+    # Settings only the model can judge are checked as it is built: the job records them as its failure.
+    cfg = tiny_cfg(*override.split())
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert read_json(run_dir / "status.json")["state"] == "failed" and not (run_dir / "metrics.json").exists()
 
 
 def test_finished_dirs_are_never_reused(tmp_path: Path):
@@ -201,8 +218,8 @@ def test_head_init_starts_training_from_the_fitted_probe(tiny_cfg, method: str):
     from hydra.utils import instantiate
 
     from lora_lab.models.module import ClassifierModule
-    from lora_lab.strategies.embedding import embed_split, head_linear
-    from lora_lab.strategies.fitted_heads import logistic_regression_head, prototype_head
+    from lora_lab.models.embedding import embed_split, head_linear
+    from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
 
     cfg = tiny_cfg("dataset.n_per_class=40")
     backbone = instantiate(cfg.backbone)

@@ -37,9 +37,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import Strategy
-from lora_lab.strategies.dendrite_switching import DendriteSwitching
-from lora_lab.strategies.perforated import (
+from lora_lab.regimes.base import Regime
+from lora_lab.regimes.dendrite_switching import DendriteSwitching
+from lora_lab.regimes.perforated import (
     DendriteFactory,
     SwitchPolicy,
     contributing,
@@ -65,14 +65,13 @@ class DendriteMergeError(NotImplementedError):
     """The model's dendrites change its output: there is no plain transformers form of it."""
 
 
-class Dendrites(Strategy):
-    name = "dendrites"
+class Dendrites(Regime):
 
     def __init__(
         self,
         name: str,
         learning_rate: float,
-        base: Strategy,
+        base: Regime,
         target_modules: list[str],
         dendrite_rank: int | None = None,
         switch_mode: str = "fixed",
@@ -84,7 +83,7 @@ class Dendrites(Strategy):
         head_learning_rate: float | None = None,
     ):
         super().__init__(name, learning_rate, head_learning_rate)
-        if not isinstance(base, Strategy) or base.name not in BASES:
+        if not isinstance(base, Regime) or base.name not in BASES:
             raise ValueError(
                 f"regime.base={getattr(base, 'name', base)!r}: dendrites grow on {BASES} "
                 "(choose with regime@regime.base=lora|full)"
@@ -120,7 +119,7 @@ class Dendrites(Strategy):
 
     def _perforate(self, classifier: Classifier) -> None:
         # PerforatedAI's own files (its best model, reloaded at each restructure) go to scratch,
-        # deleted with this strategy.
+        # deleted with this regime.
         self.work_dir = Path(tempfile.mkdtemp(prefix="lora_lab_dendrites_"))
         weakref.finalize(self, shutil.rmtree, self.work_dir, ignore_errors=True)
         self.pai_tracker = perforate(classifier, self.modules, self.factory, self.policy, self.work_dir)

@@ -14,7 +14,7 @@ perforatedai 3.2.9, file: function):
   process, and a DendriteSwitching callback refuses to drive a tracker that is not its model's;
 - it reads and writes files relative to the working directory (`<save_name>/best_model.pt`,
   reloaded when it restructures; `<save_name>/<save_name>_config.json`, read back at start):
-  pai_call() runs every library call inside the strategy's own scratch dir;
+  pai_call() runs every library call inside the regime's own scratch dir;
 - it stops at `pdb.set_trace()` on bad input (utils: convert_network, load_net_from_dict;
   modules: set_mode, forward) and calls `sys.exit` (even `sys.exit(0)` in filter_backward on an
   output-shape mismatch): pai_call() turns both into a PerforatedAIError;
@@ -44,7 +44,7 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
-# PerforatedAI's folder for its own files, inside the strategy's scratch dir ("/" is refused).
+# PerforatedAI's folder for its own files, inside the regime's scratch dir ("/" is refused).
 SAVE_NAME = "pai"
 SWITCH_MODES = ("history", "fixed", "every_epoch")
 

@@ -22,11 +22,12 @@ from transformers import get_scheduler
 
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import Strategy
-from lora_lab.strategies.contrastive_objectives import Example, Objective, make_objective
-from lora_lab.strategies.embedding import embed_split, require_embeddings, write_head
-from lora_lab.strategies.fitted_heads import logistic_regression_head
-from lora_lab.strategies.lora import LoRA
+from lora_lab.errors import ConfigError
+from lora_lab.regimes.base import Regime
+from lora_lab.regimes.contrastive_objectives import Example, Objective, make_objective
+from lora_lab.models.embedding import embed_split, require_embeddings, write_head
+from lora_lab.models.fitted_heads import logistic_regression_head
+from lora_lab.regimes.lora import LoRA
 
 if TYPE_CHECKING:
     from lora_lab.data.batching import TokenizedSplit
@@ -39,8 +40,7 @@ BODIES = ("full", "lora")
 WEIGHT_DECAY, MAX_GRAD_NORM, WARMUP_RATIO = 0.01, 1.0, 0.1
 
 
-class Contrastive(Strategy):
-    name = "contrastive"
+class Contrastive(Regime):
     trains_by_gradient = False
 
     def __init__(
@@ -65,17 +65,17 @@ class Contrastive(Strategy):
     ):
         super().__init__(name, learning_rate, head_learning_rate)
         if body not in BODIES:
-            raise ValueError(f"regime.body={body!r}: choose one of {BODIES}")
+            raise ConfigError(f"regime.body={body!r}: choose one of {BODIES}")
         for key, value in (("num_iterations", num_iterations), ("epochs", epochs), ("batch_size", batch_size)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"regime.{key}={value!r}: must be a positive integer")
+                raise ConfigError(f"regime.{key}={value!r}: must be a positive integer")
         self.objective: Objective = make_objective(loss, temperature, margin)
         self.loss, self.body = loss, body
         self.num_iterations, self.epochs, self.batch_size = num_iterations, epochs, batch_size
         self.C, self.max_iter, self.seed = C, max_iter, seed
         # body=lora: the lora regime's PEFT config, save, load and merge, as they are.
         self.lora = (
-            LoRA("lora", learning_rate, r=r, target_modules=target_modules, alpha=alpha, dropout=lora_dropout)
+            LoRA("lora", learning_rate, r=r, target_modules=target_modules, lora_alpha=alpha, lora_dropout=lora_dropout)
             if body == "lora"
             else None
         )

@@ -13,16 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.embedding import embed_texts, require_embeddings, write_head
-from lora_lab.strategies.fitted_heads import cosine_head
-from lora_lab.strategies.head import HeadOnly
+from lora_lab.models.embedding import embed_texts, require_embeddings, write_head
+from lora_lab.models.fitted_heads import cosine_head
+from lora_lab.regimes.head import HeadOnly
 
 if TYPE_CHECKING:
     from lora_lab.data.datamodule import TextClassificationDataModule
 
 
 class ZeroShot(HeadOnly):
-    name = "zeroshot"
     trains_by_gradient = False
 
     def __init__(

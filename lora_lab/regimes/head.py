@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import Strategy
+from lora_lab.regimes.base import Regime
 
 
-class HeadOnly(Strategy):
-    name = "head"
+class HeadOnly(Regime):
 
     def apply(self, classifier: Classifier) -> None:
         classifier.requires_grad_(False)

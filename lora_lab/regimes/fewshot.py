@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.embedding import embed_split, require_embeddings, write_head
-from lora_lab.strategies.fitted_heads import PROTOTYPE_METRICS, logistic_regression_head, prototype_head
-from lora_lab.strategies.head import HeadOnly
+from lora_lab.models.embedding import embed_split, require_embeddings, write_head
+from lora_lab.models.fitted_heads import PROTOTYPE_METRICS, logistic_regression_head, prototype_head
+from lora_lab.regimes.head import HeadOnly
 
 if TYPE_CHECKING:
     from lora_lab.data.datamodule import TextClassificationDataModule
@@ -22,7 +22,6 @@ METHODS = ("prototype", "logistic_regression")
 
 
 class FewShot(HeadOnly):
-    name = "fewshot"
     trains_by_gradient = False
 
     def __init__(

@@ -15,47 +15,31 @@ here (BERT in transformers 5) take no past_key_values, and PEFT routes prefix tu
 
 from __future__ import annotations
 
+from typing import Any
+
 from peft import PromptTuningConfig, PromptTuningInit
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier, StockHeadClassifier
-from lora_lab.strategies.base import PeftStrategy
+from lora_lab.regimes.peft_regime import PeftRegime
 
-INITS = {init.value.lower(): init for init in PromptTuningInit}
+# TEXT needs a tokenizer and a text to start from; the two offered start from embeddings' scale or N(0, 1).
+INITS = (PromptTuningInit.SAMPLE_VOCAB.value, PromptTuningInit.RANDOM.value)
 
 
-class PromptTuning(PeftStrategy):
-    name = "prompt"
+class PromptTuning(PeftRegime):
+    config_class = PromptTuningConfig
 
-    def __init__(
-        self,
-        name: str,
-        learning_rate: float,
-        num_virtual_tokens: int = 20,
-        init: str = "sample_vocab",
-        head_learning_rate: float | None = None,
-    ):
-        super().__init__(name, learning_rate, head_learning_rate)
-        if init not in INITS or init == "text":
-            raise ValueError(
-                f"regime.init={init!r}: choose sample_vocab (rows drawn from the vocabulary's embeddings) or "
-                "random (PEFT's N(0, 1), far off the scale of trained embeddings)"
+    def __init__(self, name: str, learning_rate: float, head_learning_rate: float | None = None, **settings: Any):
+        init = settings.get("prompt_tuning_init", PromptTuningInit.RANDOM.value)
+        if init not in INITS:
+            raise ConfigError(
+                f"regime.prompt_tuning_init={init!r}: choose SAMPLE_VOCAB (rows drawn from the vocabulary's "
+                "embeddings) or RANDOM (PEFT's N(0, 1), far off the scale of trained embeddings)"
             )
-        if num_virtual_tokens < 1:
-            raise ValueError(f"regime.num_virtual_tokens={num_virtual_tokens}: needs at least 1 virtual token")
-        self.num_virtual_tokens, self.init = num_virtual_tokens, INITS[init]
-
-    def shared_config(self, classifier: Classifier) -> dict:
-        # Prompt learning has no target modules: it feeds the embeddings, not the layers.
-        config = super().shared_config(classifier)
-        del config["target_modules"]
-        return config
-
-    def peft_config(self, classifier: Classifier) -> PromptTuningConfig:
-        return PromptTuningConfig(
-            **self.shared_config(classifier),
-            num_virtual_tokens=self.num_virtual_tokens,
-            prompt_tuning_init=self.init,
-        )
+        if settings.get("num_virtual_tokens", 0) < 1:
+            raise ConfigError(f"regime.num_virtual_tokens={settings.get('num_virtual_tokens')}: needs at least 1 virtual token")
+        super().__init__(name, learning_rate, head_learning_rate, **settings)
 
     def apply(self, classifier: Classifier) -> None:
         if isinstance(classifier, StockHeadClassifier) and "score" in classifier.head_names:

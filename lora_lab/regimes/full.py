@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import Strategy
+from lora_lab.regimes.base import Regime
 
 
-class FullFineTune(Strategy):
-    name = "full"
+class FullFineTune(Regime):
     has_adapter = False
 
     def apply(self, classifier: Classifier) -> None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lora_lab.data.batching import PadCollator
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 def require_embeddings(classifier: Classifier, regime: str) -> None:
     """Fail in apply(), before any work, where the classifier has no pooled embedding to fit on."""
     if type(classifier).embed is Classifier.embed:
-        raise TypeError(
+        raise ConfigError(
             f"regime={regime} fits its head on pooled text embeddings, but this {type(classifier).__name__} "
             "is HF's stock head (backbone.pooling=cls) and exposes none; set backbone.pooling=mean "
             "(encoders; right for sentence-embedding models such as MiniLM) or backbone.pooling=last (decoders)"

@@ -24,8 +24,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lora_lab.config import ConfigError
-from lora_lab.strategies.perforated import PerforatedAIError, dendrite_sets, pai_call, settle, tracker
+from lora_lab.errors import ConfigError
+from lora_lab.regimes.perforated import PerforatedAIError, dendrite_sets, pai_call, settle, tracker
 
 log = logging.getLogger(__name__)
 

@@ -15,33 +15,21 @@ needs both lists set in conf/regime/ia3.yaml (or on the command line).
 
 from __future__ import annotations
 
+from typing import Any
+
 from peft import IA3Config
 
-from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import PeftStrategy, listed
+from lora_lab.errors import ConfigError
+from lora_lab.regimes.peft_regime import PeftRegime
 
 
-class IA3(PeftStrategy):
-    name = "ia3"
+class IA3(PeftRegime):
+    config_class = IA3Config
 
-    def __init__(
-        self,
-        name: str,
-        learning_rate: float,
-        target_modules: list[str] | str | None = None,
-        feedforward_modules: list[str] | str | None = None,
-        head_learning_rate: float | None = None,
-    ):
-        super().__init__(name, learning_rate, head_learning_rate)
-        if (target_modules is None) != (feedforward_modules is None):
-            raise ValueError(
-                "regime=ia3: set both target_modules and feedforward_modules (feedforward being a subset of "
-                "target), or neither for PEFT's per-architecture default"
+    def __init__(self, name: str, learning_rate: float, head_learning_rate: float | None = None, **settings: Any):
+        if (settings.get("target_modules") is None) != (settings.get("feedforward_modules") is None):
+            raise ConfigError(
+                "regime=ia3: set both regime.target_modules and regime.feedforward_modules (feedforward being a "
+                "subset of target), or neither for PEFT's per-architecture default"
             )
-        self.target_modules, self.feedforward_modules = target_modules, feedforward_modules
-
-    def peft_config(self, classifier: Classifier) -> IA3Config:
-        return IA3Config(
-            **self.shared_config(classifier),
-            feedforward_modules=listed(self.feedforward_modules),
-        )
+        super().__init__(name, learning_rate, head_learning_rate, **settings)

@@ -23,13 +23,15 @@ import logging
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import AdaLoraConfig
 from peft.tuners.adalora import AdaLoraModel
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.base import PeftStrategy
+from lora_lab.regimes.peft_regime import PeftRegime
 
 log = logging.getLogger(__name__)
 
@@ -37,45 +39,33 @@ log = logging.getLogger(__name__)
 _UNKNOWN_TOTAL_STEP = 10_000
 
 
-class AdaLoRA(PeftStrategy):
-    name = "adalora"
+class AdaLoRA(PeftRegime):
+    config_class = AdaLoraConfig
 
-    def __init__(
-        self,
-        name: str,
-        learning_rate: float,
-        target_r: int,
-        target_modules: list[str] | str,
-        init_r: int | None = None,
-        alpha: float | None = None,
-        dropout: float = 0.0,
-        tinit: int | float = 0.1,
-        tfinal: int | float = 0.2,
-        deltaT: int = 1,
-        beta1: float = 0.85,
-        beta2: float = 0.85,
-        total_step: int | None = None,
-        head_learning_rate: float | None = None,
-    ):
-        super().__init__(name, learning_rate, head_learning_rate)
-        self.target_r, self.target_modules, self.dropout = target_r, target_modules, dropout
+    def __init__(self, name: str, learning_rate: float, head_learning_rate: float | None = None, **settings: Any):
+        target_r = settings["target_r"]
         # init_r = 1.5 * target_r by default (PEFT's 12 -> 8): a third of the triplets to prune.
-        self.init_r = init_r if init_r is not None else math.ceil(1.5 * target_r)
-        if self.init_r <= target_r:
-            raise ValueError(
-                f"regime=adalora: init_r={self.init_r} must exceed target_r={target_r}, or nothing is reallocated"
+        if settings.get("init_r") is None:
+            settings["init_r"] = math.ceil(1.5 * target_r)
+        if settings["init_r"] <= target_r:
+            raise ConfigError(
+                f"regime=adalora: init_r={settings['init_r']} must exceed target_r={target_r}, or nothing is reallocated"
             )
         # PEFT scales by alpha / ranknum (= init_r): alpha = 2 * init_r keeps LoRA's scale of 2.
-        self.alpha = alpha if alpha is not None else 2 * self.init_r
-        for key, value in (("tinit", tinit), ("tfinal", tfinal)):
+        if settings.get("lora_alpha") is None:
+            settings["lora_alpha"] = 2 * settings["init_r"]
+        for key in ("tinit", "tfinal"):
+            value = settings.get(key, 0)
             if isinstance(value, float) and not 0.0 <= value < 1.0:
-                raise ValueError(
+                raise ConfigError(
                     f"regime.{key}={value}: a float is a share of the fit's steps, in [0, 1); an int is a step count"
                 )
-        if deltaT < 1:
-            raise ValueError(f"regime.deltaT={deltaT}: must be >= 1")
-        self.tinit, self.tfinal, self.deltaT, self.beta1, self.beta2 = tinit, tfinal, deltaT, beta1, beta2
-        self.total_step = total_step
+        if settings.get("deltaT", 1) < 1:
+            raise ConfigError(f"regime.deltaT={settings['deltaT']}: must be >= 1")
+        super().__init__(name, learning_rate, head_learning_rate, **settings)
+        # tinit / tfinal may be shares of the fit, and total_step null: steps are set by schedule().
+        self.tinit, self.tfinal = self.settings.pop("tinit", 0.1), self.settings.pop("tfinal", 0.2)
+        self.total_step = self.settings.pop("total_step", None)
 
     def schedule(self, total_steps: int) -> tuple[int, int, int]:
         """(total_step, tinit, tfinal) in steps for a fit of `total_steps` optimizer steps.
@@ -103,17 +93,7 @@ class AdaLoRA(PeftStrategy):
     def peft_config(self, classifier: Classifier) -> AdaLoraConfig:
         total, tinit, tfinal = self.schedule(_UNKNOWN_TOTAL_STEP)
         return AdaLoraConfig(
-            **self.shared_config(classifier),
-            init_r=self.init_r,
-            target_r=self.target_r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            tinit=tinit,
-            tfinal=tfinal,
-            deltaT=self.deltaT,
-            beta1=self.beta1,
-            beta2=self.beta2,
-            total_step=total,
+            **self.settings, **self.classifier_settings(classifier), tinit=tinit, tfinal=tfinal, total_step=total
         )
 
     def on_fit_start(self, classifier: Classifier, total_steps: int) -> None:

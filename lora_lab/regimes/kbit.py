@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+import lora_lab
+
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The flags transformers' bitsandbytes quantizers set on a model; PEFT reads them to wrap
 # bnb.nn.Linear4bit / Linear8bitLt with its bnb-aware LoRA layers (peft/tuners/lora/model.py) and
@@ -28,6 +30,7 @@ def bitsandbytes():  # noqa: ANN201  (the module, imported on first use: only QL
             "regime=qlora needs bitsandbytes (lora_lab installs it on Linux only): "
             ".venv/bin/pip install -c constraints.txt 'bitsandbytes>=0.45'"
         ) from err
+    lora_lab.bitsandbytes_kernel_message.release()  # a quantizing regime runs: its CPU-kernel notice matters now
     return bnb
 
 

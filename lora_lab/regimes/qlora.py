@@ -15,19 +15,17 @@ from peft import prepare_model_for_kbit_training
 from peft.tuners.lora import LoraLayer
 
 from lora_lab.models.classifier import Classifier
-from lora_lab.strategies.kbit import Quantization, dequantize_linears, dequantized_linear, quantize_linears
-from lora_lab.strategies.lora import LoRA
+from lora_lab.regimes.kbit import Quantization, dequantize_linears, dequantized_linear, quantize_linears
+from lora_lab.regimes.lora import LoRA
 
 
 class QLoRA(LoRA):
-    name = "qlora"
 
     def __init__(
         self,
         name: str,
         learning_rate: float,
-        r: int,
-        target_modules: list[str] | str,
+        head_learning_rate: float | None = None,
         bits: int = 4,
         quant_type: str = "nf4",
         double_quant: bool = True,
@@ -36,7 +34,8 @@ class QLoRA(LoRA):
         gradient_checkpointing: bool = False,
         **lora: Any,
     ):
-        super().__init__(name, learning_rate, r, target_modules, **lora)
+        """The quantization settings, then LoRA's (lora.yaml's keys, LoraConfig fields)."""
+        super().__init__(name, learning_rate, head_learning_rate, **lora)
         self.quantization = Quantization(bits, quant_type, double_quant, compute_dtype, int8_threshold)
         self.gradient_checkpointing = gradient_checkpointing
 

@@ -1,0 +1,146 @@
+"""One job's objects, built from its config: what train.py fits and tests, eval.py re-tests, and the tests use.
+
+    backbone (cfg.backbone) -> datamodule (cfg.data) -> classifier -> regime.apply (cfg.regime)
+    -> module (cfg.module) -> callbacks (cfg.callbacks + the regime's) -> loggers -> trainer
+
+Every group of the config maps onto one `_target_`, so this module is instantiate() calls in
+order. A callback that contributes to metrics.json exposes a `results` dict (ResourceMonitor,
+an Optuna sweep's pruning callback); a sweep adds its callback through the config, not an import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from lora_lab.artifacts import read_json
+from lora_lab.data.datamodule import TextClassificationDataModule
+from lora_lab.errors import ConfigError
+from lora_lab.models.backbones import Backbone
+from lora_lab.models.classifier import Classifier, load_classifier
+from lora_lab.models.module import ClassifierModule
+from lora_lab.outputs import parameter_counts
+from lora_lab.regimes.base import Regime
+
+
+@dataclass
+class Job:
+    """The built job. `params` counts parameters after the regime shaped the model."""
+
+    cfg: DictConfig
+    backbone: Backbone
+    datamodule: TextClassificationDataModule
+    classifier: Classifier
+    tokenizer: PreTrainedTokenizerBase
+    regime: Regime
+    module: ClassifierModule
+    callbacks: list[pl.Callback]
+    loggers: list[Logger]
+    trainer: pl.Trainer
+    params: dict[str, float]
+
+    @property
+    def selects_best_epoch(self) -> bool:
+        """Whether a ModelCheckpoint keeps the best validation epoch for the test (else: the last epoch)."""
+        return self.regime.trains_by_gradient and getattr(self.trainer.checkpoint_callback, "monitor", None) is not None
+
+    def callback_results(self) -> dict[str, Any]:
+        """What the callbacks measured (time, memory, the trial's pruning step), for metrics.json."""
+        return {k: v for c in self.callbacks for k, v in getattr(c, "results", {}).items()}
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[None]:
+        """Loggers see the whole config first and are closed with the job's outcome, whatever it is."""
+        hparams = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                   for k, v in self.cfg.items() if k != "hydra"}
+        for logger in self.loggers:
+            logger.log_hyperparams(hparams)
+        status = "failed"
+        try:
+            yield
+            status = "success"
+        finally:
+            for logger in self.loggers:
+                logger.finalize(status)
+            # End the W&B run, so the next job of an in-process multirun starts its own.
+            if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+                sys.modules["wandb"].finish()
+
+    def log_summary(self, metrics: dict[str, Any]) -> None:
+        """What Lightning did not log (sizes, counts, times) goes to every logger too: W&B and MLflow
+        runs then hold the whole comparison, not just the curves."""
+        summary = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and k not in self.trainer.logged_metrics}
+        for logger in self.loggers:
+            logger.log_metrics(summary, step=self.trainer.global_step)
+
+    def drop_checkpoints(self) -> None:
+        """Checkpoints only restore the best epoch before the test; adapter/ and merged/ are the artifacts."""
+        if not self.cfg.get("keep_checkpoints", False) and self.trainer.checkpoint_callback is not None:
+            shutil.rmtree(self.trainer.checkpoint_callback.dirpath, ignore_errors=True)
+
+
+def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") -> Job:
+    """Build a fresh job from cfg, or (trained=<job dir>) the model that job saved, for re-testing."""
+    pl.seed_everything(cfg.seed, workers=True)
+    regime = instantiate(cfg.regime)
+    backbone = instantiate(cfg.backbone)  # a description: weights and tokenizer load on first use
+    if trained is None:
+        tokenizer = backbone.tokenizer
+        datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+        datamodule.setup("fit")
+        classifier = backbone.build_classifier(datamodule.id2label, seed=cfg.seed)
+        regime.apply(classifier)
+    else:
+        classifier, tokenizer = load_trained(trained, cfg, regime, load, backbone)
+        labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
+        datamodule = instantiate(cfg.data, tokenizer=tokenizer, labels=labels)
+    params = parameter_counts(classifier)
+    module = instantiate(cfg.module)(classifier=classifier, hooks=regime)
+    # `callbacks.model_checkpoint=null` removes one: Hydra keeps the key with a None value.
+    callbacks = [instantiate(c) for c in cfg.get("callbacks", {}).values() if c is not None]
+    if trained is None:
+        callbacks += regime.callbacks()
+    loggers = [instantiate(c) for c in cfg.get("logger", {}).values() if c is not None]
+    # Without a ModelCheckpoint of ours Lightning would add its own, which writes the weights every
+    # epoch and selects nothing: none at all then, and the test runs on the last epoch.
+    checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing)
+    return Job(cfg, backbone, datamodule, classifier, tokenizer, regime, module, callbacks, loggers, trainer, params)
+
+
+def load_trained(
+    run_dir: Path, cfg: DictConfig, regime: Regime, load: str = "auto", backbone: Backbone | None = None
+) -> tuple[Classifier, PreTrainedTokenizerBase]:
+    """A finished job's classifier and tokenizer: merged/ (a plain model), or the base backbone + adapter/."""
+    load = resolve_load(run_dir, load)
+    if load == "merged":
+        return load_classifier(run_dir / "merged"), AutoTokenizer.from_pretrained(str(run_dir / "merged"))
+    if not regime.has_adapter or not (run_dir / "adapter").is_dir():
+        raise ConfigError(f"{run_dir} has no adapter/ (regime {regime.name}); use load=merged")
+    backbone = backbone or instantiate(cfg.backbone)
+    id2label = {int(k): v for k, v in read_json(run_dir / "labels.json")["id2label"].items()}
+    classifier = backbone.build_classifier(id2label, seed=cfg.seed)
+    regime.load_adapter(classifier, run_dir / "adapter")
+    return classifier, backbone.tokenizer
+
+
+def resolve_load(run_dir: Path, load: str) -> str:
+    """merged or adapter: what `load` (auto | merged | adapter) reads from this job dir."""
+    if load not in ("auto", "merged", "adapter"):
+        raise ConfigError(f"load={load!r}: use auto, merged or adapter")
+    if load == "auto":
+        return "merged" if (run_dir / "merged").is_dir() else "adapter"
+    return load
