@@ -36,7 +36,7 @@ data: install ## Show what a job would train on (sizes, labels, token lengths, p
 test: install ## Run the test suite (unit + integration; what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: install ## Run only the fast unit tests
+test-fast: install ## Run only tests/unit (the tests not marked slow: tiny random backbones)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 sweep: install ## Run or resume an Optuna search: NAME=lora_lr_rank [ARGS="hydra.sweeper.n_trials=6"]

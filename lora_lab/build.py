@@ -11,6 +11,7 @@ an Optuna sweep's pruning callback); a sweep adds its callback through the confi
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import sys
 from collections.abc import Iterator
@@ -94,6 +95,7 @@ class Job:
 
 def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") -> Job:
     """Build a fresh job from cfg, or (trained=<job dir>) the model that job saved, for re-testing."""
+    _print_lightning_once()
     pl.seed_everything(cfg.seed, workers=True)
     regime = instantiate(cfg.regime)
     backbone = instantiate(cfg.backbone)  # a description: weights and tokenizer load on first use
@@ -144,3 +146,11 @@ def resolve_load(run_dir: Path, load: str) -> str:
     if load == "auto":
         return "merged" if (run_dir / "merged").is_dir() else "adapter"
     return load
+
+
+def _print_lightning_once() -> None:
+    """lightning/__init__.py gives the `lightning` logger a console handler of its own. Where logging is
+    configured already (Hydra's console and train.log handlers on the root), Lightning's messages
+    propagate there too and every one would print twice: leave them to the root's handlers."""
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()

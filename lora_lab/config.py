@@ -56,14 +56,21 @@ def embedded_smollm2_path() -> str:
     return str(path)
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def native_bf16(cpuinfo: str) -> bool:
+    """Whether /proc/cpuinfo's text lists a native bf16 unit (AVX-512 BF16 or AMX) among its flags."""
+    return any(flag in line.split() for line in cpuinfo.splitlines() if line.startswith("flags") for flag in BF16_FLAGS)
+
+
 @lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32."""
+    """True where the CPU computes bf16 natively; emulated bf16 is slower than fp32. No /proc: False."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return native_bf16(Path("/proc/cpuinfo").read_text())
     except OSError:
         return False
-    return any(f" {flag}" in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def cpu_precision() -> str:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from lora_lab.cli import report_user_errors, sweep_dir
 from lora_lab.config import CONF_DIR, validate
+from lora_lab.errors import UserError
 from lora_lab.job import JobRecord
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,14 @@ log = logging.getLogger(__name__)
 
 def train(cfg: DictConfig) -> float | None:
     """Run one job in its Hydra output dir; return cfg.optimized_metric for sweepers."""
-    validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
     record = JobRecord(run_dir, cfg, sweep_dir=sweep_dir())
+    try:
+        validate(cfg)
+    except UserError as err:
+        if record.sweep_dir is not None:  # a sweep goes on: its report shows why this job never ran
+            record.fail(err)
+        raise
     if (original := record.find_original()) is not None:
         return record.answer_from(original, cfg.optimized_metric)
     record.start()

@@ -42,6 +42,20 @@ def compose_train(output_dir: Path, overrides: list[str] = (), config_name: str 
     return cfg
 
 
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The split is the marker: every test in tests/integration is `slow`, none in tests/unit is.
+    `make test-fast` (-m "not slow") therefore runs exactly tests/unit."""
+    for item in items:
+        in_integration = INTEGRATION in Path(item.fspath).parents
+        if in_integration:
+            item.add_marker(pytest.mark.slow)
+        elif item.get_closest_marker("slow"):
+            raise pytest.UsageError(f"{item.nodeid} is marked slow: move it to tests/integration (the marker follows the dir)")
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path: Path):
     """Factory: tiny_cfg(*overrides) -> a composed tiny job config writing into tmp_path/job."""

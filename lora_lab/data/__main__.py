@@ -7,15 +7,19 @@ of each class, and every problem loading found or repaired.
 from __future__ import annotations
 
 import json
-import sys
+from typing import TYPE_CHECKING
 
 import hydra
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from lora_lab.cli import report_user_errors
 from lora_lab.config import CONF_DIR  # also registers the resolvers
-from lora_lab.data.datamodule import TextClassificationDataModule
+from lora_lab.errors import ConfigError
+
+if TYPE_CHECKING:  # instantiate() imports it (and Lightning) when the data is read, not for --help
+    from lora_lab.data.datamodule import TextClassificationDataModule
 
 
 def summarize(dm: TextClassificationDataModule, examples_per_class: int) -> dict:
@@ -51,9 +55,10 @@ def render(summary: dict) -> str:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="inspect")
+@report_user_errors
 def main(cfg: DictConfig) -> None:
     if cfg.format not in ("text", "json"):
-        sys.exit(f"format={cfg.format!r}: use text or json")
+        raise ConfigError(f"format={cfg.format!r}: use text or json")
     backbone = instantiate(cfg.backbone)
     dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
     dm.setup("fit")

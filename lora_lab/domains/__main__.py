@@ -11,11 +11,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from lora_lab.cli import report_user_errors
 from lora_lab.config import CONF_DIR, validate
 from lora_lab.errors import ConfigError
-from lora_lab.domains.evaluation import OVERALL, evaluate
-from lora_lab.domains.jobs import plan, resolve_domains, run_jobs
-from lora_lab.domains.report import REPORT_NAME, write_report
 
 
 class SwitchingError(RuntimeError):
@@ -25,6 +23,12 @@ class SwitchingError(RuntimeError):
 def run(cfg: DictConfig) -> dict:
     """The whole comparison in cfg.paths.output_dir; returns the report's data."""
     validate(cfg)
+    # Here, not at the top: the jobs and their scoring load torch, lightning and peft (seconds),
+    # which --help and a config error do not need.
+    from lora_lab.domains.evaluation import OVERALL, evaluate
+    from lora_lab.domains.jobs import plan, resolve_domains, run_jobs
+    from lora_lab.domains.report import REPORT_NAME, write_report
+
     if cfg.switch_repeats < 1 or cfg.logit_tolerance <= 0:
         raise ConfigError(f"switch_repeats={cfg.switch_repeats}, logit_tolerance={cfg.logit_tolerance}: both must be > 0")
     out_dir = Path(cfg.paths.output_dir)
@@ -45,7 +49,10 @@ def run(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="domains")
+@report_user_errors
 def main(cfg: DictConfig) -> float:
+    from lora_lab.domains.evaluation import OVERALL
+
     return run(cfg)["scores"][OVERALL]["own"]["acc"]
 
 

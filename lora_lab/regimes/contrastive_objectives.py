@@ -16,6 +16,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from lora_lab.errors import ConfigError
+
 Example = tuple[int, ...]
 
 
@@ -48,12 +50,12 @@ class PairSampler:
             self.rows_of[label].append(row)
         single = sorted(label for label, rows in self.rows_of.items() if len(rows) < 2)
         if single:
-            raise ValueError(
+            raise ConfigError(
                 f"regime=contrastive builds positive pairs within a label, but label id(s) {single} have a single "
                 "training row; use shots_per_class >= 2 (or add rows), or regime=fewshot for one-shot data"
             )
         if len(self.rows_of) < 2:
-            raise ValueError("regime=contrastive needs at least two labels to draw negative pairs from")
+            raise ConfigError("regime=contrastive needs at least two labels to draw negative pairs from")
 
     def positive(self, row: int) -> int:
         """A different row with the same label (uniform)."""
@@ -93,7 +95,7 @@ class SupervisedInfoNCE(Objective):
 
     def __init__(self, temperature: float):
         if temperature <= 0:
-            raise ValueError(f"regime.temperature={temperature}: must be positive")
+            raise ConfigError(f"regime.temperature={temperature}: must be positive")
         self.temperature = temperature
 
     def examples_of(self, row: int, sampler: PairSampler) -> list[Example]:
@@ -118,7 +120,7 @@ class Triplets(Objective):
 
     def __init__(self, margin: float):
         if margin <= 0:
-            raise ValueError(f"regime.margin={margin}: must be positive")
+            raise ConfigError(f"regime.margin={margin}: must be positive")
         self.margin = margin
 
     def examples_of(self, row: int, sampler: PairSampler) -> list[Example]:
@@ -142,4 +144,4 @@ def make_objective(loss: str, temperature: float, margin: float) -> Objective:
         return SupervisedInfoNCE(temperature)
     if loss == "triplet":
         return Triplets(margin)
-    raise ValueError(f"regime.loss={loss!r}: choose one of {LOSSES}")
+    raise ConfigError(f"regime.loss={loss!r}: choose one of {LOSSES}")

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 from lora_lab.regimes.base import Regime
 from lora_lab.regimes.dendrite_switching import DendriteSwitching
@@ -84,14 +85,14 @@ class Dendrites(Regime):
     ):
         super().__init__(name, learning_rate, head_learning_rate)
         if not isinstance(base, Regime) or base.name not in BASES:
-            raise ValueError(
+            raise ConfigError(
                 f"regime.base={getattr(base, 'name', base)!r}: dendrites grow on {BASES} "
                 "(choose with regime@regime.base=lora|full)"
             )
         if isinstance(target_modules, str):
-            raise ValueError(f"regime.target_modules={target_modules!r}: list the module names, e.g. [query, value]")
+            raise ConfigError(f"regime.target_modules={target_modules!r}: list the module names, e.g. [query, value]")
         if dendrite_rank is not None and dendrite_rank < 1:
-            raise ValueError(f"regime.dendrite_rank={dendrite_rank}: a positive rank, or null for full-width dendrites")
+            raise ConfigError(f"regime.dendrite_rank={dendrite_rank}: a positive rank, or null for full-width dendrites")
         self.base, self.target_modules, self.monitor = base, list(target_modules), monitor
         self.factory = DendriteFactory(dendrite_rank)
         self.policy = SwitchPolicy(switch_mode, n_epochs_to_switch, fixed_switch_num, max_dendrites, max_dendrite_tries)
@@ -104,10 +105,10 @@ class Dendrites(Regime):
         self.base.apply(classifier)
         matched = matching_modules(classifier, self.target_modules)
         if not matched:
-            raise ValueError(f"regime.target_modules={self.target_modules}: no module of the classifier has such a name")
+            raise ConfigError(f"regime.target_modules={self.target_modules}: no module of the classifier has such a name")
         self.modules = reached_modules(classifier, matched)
         if not self.modules:
-            raise ValueError(
+            raise ConfigError(
                 f"regime=dendrites: the loss reaches none of {self.target_modules} under base={self.base.name} "
                 "(PerforatedAI sizes dendrites from the gradient at a module's output)"
             )
@@ -207,7 +208,7 @@ def reached_modules(classifier: Classifier, names: list[str]) -> dict[str, int]:
             hook.remove()
         classifier.train(was_training)
     if not logits.requires_grad:
-        raise ValueError("regime=dendrites: nothing in the classifier trains under the base regime")
+        raise ConfigError("regime=dendrites: nothing in the classifier trains under the base regime")
     candidates = {n: o for n, o in outputs.items() if isinstance(o, torch.Tensor) and o.requires_grad}
     grads = torch.autograd.grad(logits.sum(), list(candidates.values()), allow_unused=True) if candidates else ()
     return {n: o.ndim for (n, o), g in zip(candidates.items(), grads) if g is not None}

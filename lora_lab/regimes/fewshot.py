@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.embedding import embed_split, require_embeddings, write_head
 from lora_lab.models.fitted_heads import PROTOTYPE_METRICS, logistic_regression_head, prototype_head
@@ -38,9 +39,9 @@ class FewShot(HeadOnly):
     ):
         super().__init__(name, learning_rate, head_learning_rate)
         if method not in METHODS:
-            raise ValueError(f"regime.method={method!r}: choose one of {METHODS}")
+            raise ConfigError(f"regime.method={method!r}: choose one of {METHODS}")
         if metric not in PROTOTYPE_METRICS:
-            raise ValueError(f"regime.metric={metric!r}: choose one of {PROTOTYPE_METRICS}")
+            raise ConfigError(f"regime.metric={metric!r}: choose one of {PROTOTYPE_METRICS}")
         self.method, self.metric, self.scale = method, metric, scale
         self.C, self.max_iter, self.seed = C, max_iter, seed
 

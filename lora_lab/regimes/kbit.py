@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import lora_lab
+from lora_lab.errors import ConfigError
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The flags transformers' bitsandbytes quantizers set on a model; PEFT reads them to wrap
@@ -46,13 +47,13 @@ class Quantization:
 
     def __post_init__(self) -> None:
         if self.bits not in LOADED_FLAG:
-            raise ValueError(
+            raise ConfigError(
                 f"regime.bits={self.bits}: bitsandbytes stores 4 (NF4/FP4) or 8 (LLM.int8) bits; set regime.bits=4 or 8"
             )
         if self.quant_type not in ("nf4", "fp4"):
-            raise ValueError(f"regime.quant_type={self.quant_type!r}: the 4-bit data types are nf4 (QLoRA's) and fp4")
+            raise ConfigError(f"regime.quant_type={self.quant_type!r}: the 4-bit data types are nf4 (QLoRA's) and fp4")
         if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"regime.compute_dtype={self.compute_dtype!r}: choose one of {sorted(COMPUTE_DTYPES)}")
+            raise ConfigError(f"regime.compute_dtype={self.compute_dtype!r}: choose one of {sorted(COMPUTE_DTYPES)}")
 
     def quantized(self, linear: nn.Linear) -> nn.Module:
         """A frozen bitsandbytes copy of `linear`, quantized on the device its weights are on."""

@@ -44,6 +44,8 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
+from lora_lab.errors import ConfigError
+
 # PerforatedAI's folder for its own files, inside the regime's scratch dir ("/" is refused).
 SAVE_NAME = "pai"
 SWITCH_MODES = ("history", "fixed", "every_epoch")
@@ -105,10 +107,10 @@ class SwitchPolicy:
 
     def __post_init__(self) -> None:
         if self.mode not in SWITCH_MODES:
-            raise ValueError(f"regime.switch_mode={self.mode!r}: choose one of {SWITCH_MODES}")
+            raise ConfigError(f"regime.switch_mode={self.mode!r}: choose one of {SWITCH_MODES}")
         for key in ("n_epochs_to_switch", "fixed_switch_num", "max_dendrites", "max_dendrite_tries"):
             if getattr(self, key) < 1:
-                raise ValueError(f"regime.{key}={getattr(self, key)}: must be >= 1")
+                raise ConfigError(f"regime.{key}={getattr(self, key)}: must be >= 1")
 
 
 def configure(policy: SwitchPolicy, module_names: list[str]) -> None:

@@ -46,7 +46,7 @@ class PromptTuning(PeftRegime):
             # HF's decoder heads (`score`) read the last non-pad token, found from input_ids; PEFT
             # passes inputs_embeds instead, so they would read the last position, a pad token in a
             # right-padded batch.
-            raise ValueError(
+            raise ConfigError(
                 "regime=prompt on a decoder with HF's stock head (backbone.pooling=cls): the head would read "
                 "padding. Use backbone.pooling=last (lora_lab's pooled head finds the last real token)"
             )

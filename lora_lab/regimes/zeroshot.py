@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.embedding import embed_texts, require_embeddings, write_head
 from lora_lab.models.fitted_heads import cosine_head
@@ -34,9 +35,9 @@ class ZeroShot(HeadOnly):
     ):
         super().__init__(name, learning_rate, head_learning_rate)
         if template.count("{}") != 1:
-            raise ValueError(f"regime.template={template!r}: needs exactly one {{}} where the label description goes")
+            raise ConfigError(f"regime.template={template!r}: needs exactly one {{}} where the label description goes")
         if scale <= 0:
-            raise ValueError(f"regime.scale={scale}: the cosine logit scale must be positive")
+            raise ConfigError(f"regime.scale={scale}: the cosine logit scale must be positive")
         self.template, self.scale = template, scale
 
     def apply(self, classifier: Classifier) -> None:

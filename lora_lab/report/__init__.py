@@ -5,3 +5,5 @@ opens the sweep's Optuna study, plots.py draws the figures, document.py lays out
 that markdown.py and html.py render, publish.py swaps it into place, wandb_log.py mirrors it
 to W&B, build.py runs that story and __main__.py is the command line.
 """
+
+REPORT_DIR = "report"  # the default output: <sweep dir>/report/

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lora_lab.report.build import REPORT_DIR, build_report
+from lora_lab.report import REPORT_DIR
 from lora_lab.report.errors import ReportError
 
 
@@ -25,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from lora_lab.report.build import build_report  # matplotlib, optuna: loaded to build, not for --help
+
     try:
         out = build_report(args.sweep_dir, args.out, args.wandb)
     except ReportError as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lora_lab.report import REPORT_DIR
 from lora_lab.report.collect import collect_jobs
 from lora_lab.report.contents import compose
 from lora_lab.report.html import write_html
@@ -11,8 +12,6 @@ from lora_lab.report.markdown import write_markdown
 from lora_lab.report.publish import staged_report_dir
 from lora_lab.report.study import attach_trials, load_study
 from lora_lab.report.wandb_log import log_to_wandb
-
-REPORT_DIR = "report"  # the default output: <sweep dir>/report/
 
 
 def build_report(sweep_dir: Path, out: Path | None = None, wandb_mode: str | None = None) -> Path:

@@ -225,13 +225,9 @@ class OptunaSweeper(Sweeper):
         """The job's command line: the search's fixed overrides, this trial's params, the trial's
         identity (cfg.trial, logged as config) and the callback that reports to it (the job learns of
         its sweep through its config, never an import); its dir is its number."""
-        identity = {"number": trial.number, "study_name": self.study_name, "storage": self.url}
         return [
             *space.overrides(trial.params),
-            *(f"++trial.{key}={override_value(value)}" for key, value in identity.items()),
-            f"++callbacks.optuna_pruning._target_={PRUNING_CALLBACK}",
-            *(f"++callbacks.optuna_pruning.{key}={override_value(value)}" for key, value in identity.items()),
-            f"++callbacks.optuna_pruning.monitor={override_value(self.optimized_metric)}",
+            *trial_overrides(trial.number, self.study_name, self.url, self.optimized_metric),
             f"hydra.sweep.subdir={trial.number}",
         ]
 
@@ -308,6 +304,18 @@ class OptunaSweeper(Sweeper):
             "Best of %s: trial %d, %s=%.4f, params %s (%s)",
             counts, best.number, self.optimized_metric, best.value, best.params, best.user_attrs.get(JOB_DIR_ATTR),
         )
+
+
+def trial_overrides(number: int, study_name: str, storage: str, monitor: str) -> list[str]:
+    """What makes a job a trial's: its identity (cfg.trial, logged with the config) and the pruning
+    callback that reports `monitor` to it, both as overrides of the job's own config."""
+    identity = {"number": number, "study_name": study_name, "storage": storage}
+    return [
+        *(f"++trial.{key}={override_value(value)}" for key, value in identity.items()),
+        f"++callbacks.optuna_pruning._target_={PRUNING_CALLBACK}",
+        *(f"++callbacks.optuna_pruning.{key}={override_value(value)}" for key, value in identity.items()),
+        f"++callbacks.optuna_pruning.monitor={override_value(monitor)}",
+    ]
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:

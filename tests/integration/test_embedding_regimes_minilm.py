@@ -20,7 +20,6 @@ def _accuracy(metrics: dict) -> float:
     return (metrics["val/acc_best"] + metrics["test/acc"]) / 2
 
 
-@pytest.mark.slow
 def test_minilm_zeroshot_beats_chance_and_eight_shots_beat_zeroshot(tmp_path: Path):
     def run(name: str, *overrides: str) -> dict:
         cfg = compose_train(tmp_path / name, [*SMALL, *overrides])

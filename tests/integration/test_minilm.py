@@ -11,7 +11,6 @@ from lora_lab.train import train
 from tests.conftest import compose_train
 
 
-@pytest.mark.slow
 def test_embedded_minilm_lora_learns_the_sales_notes(tmp_path: Path):
     cfg = compose_train(
         tmp_path / "job",

@@ -20,7 +20,6 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
 def test_design_card_multirun_trains_each_distinct_job_once(tmp_path: Path):
     sweep = tmp_path / "sweep"
     proc = _run(

@@ -16,7 +16,6 @@ from optuna.trial import TrialState
 
 from lora_lab.artifacts import read_json
 from lora_lab.sweeper.storage import RETRY_OF_ATTR
-from tests.unit.test_sweeper_configs import hparams_search_override
 
 ROOT = Path(__file__).resolve().parents[2]
 # Seconds per job: a tiny random BERT, two training batches, one validation and one test batch.
@@ -57,7 +56,6 @@ def _assert_each_job_dir_is_its_trial(sweep: Path) -> None:
         assert OmegaConf.load(job_dir / ".hydra" / "config.yaml").trial.number == number
 
 
-@pytest.mark.slow
 def test_a_killed_sweep_resumes_without_rerunning_a_finished_trial(tmp_path: Path):
     sweep = tmp_path / "sweep"
     command = _command(sweep, *SEARCH, "trainer.max_epochs=1", "hydra.sweeper.n_trials=3")
@@ -99,13 +97,12 @@ def test_a_killed_sweep_resumes_without_rerunning_a_finished_trial(tmp_path: Pat
     assert best["params"] == trials[best["number"]].params and set(best["params"]) == {"regime.learning_rate", "rank"}
 
 
-@pytest.mark.slow
 def test_the_pruner_stops_a_trial_early_and_the_study_records_it_pruned(tmp_path: Path):
     sweep = tmp_path / "sweep"
     # The real LoRA search, shrunk; a tiny random model never reaches 0.99 accuracy, so the
     # threshold pruner stops the trial at its first chance: after validation step 1 (epoch 2 of 3).
     _run(_command(
-        sweep, hparams_search_override("lora_lr_rank"), "trainer.max_epochs=3", "hydra.sweeper.n_trials=1",
+        sweep, "hparams_search=lora_lr_rank", "trainer.max_epochs=3", "hydra.sweeper.n_trials=1",
         "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=0.99", "hydra.sweeper.pruner.n_warmup_steps=1",
     ))
     (trial,) = _study(sweep).trials
@@ -118,7 +115,6 @@ def test_the_pruner_stops_a_trial_early_and_the_study_records_it_pruned(tmp_path
     assert not (sweep / "best_trial.json").exists()  # no COMPLETE trial, no best
 
 
-@pytest.mark.slow
 def test_two_workers_share_one_study_without_sharing_a_trial_or_a_dir(tmp_path: Path):
     sweep = tmp_path / "sweep"
     # Two processes, same sweep dir (so the same SQLite study), distinct sampler seeds (so their
@@ -152,7 +148,6 @@ def test_two_workers_share_one_study_without_sharing_a_trial_or_a_dir(tmp_path: 
     assert seeds == {"hydra.sweeper.sampler.seed=1", "hydra.sweeper.sampler.seed=2"}
 
 
-@pytest.mark.slow
 def test_a_trial_repeating_a_running_trials_params_takes_its_outcome_instead_of_training(tmp_path: Path):
     # One possible config, two trials per launcher batch: the second repeats the first while it is
     # (for a parallel launcher) still running. It must wait for it, not race it with a second job.
@@ -165,7 +160,6 @@ def test_a_trial_repeating_a_running_trials_params_takes_its_outcome_instead_of_
     assert sorted(_job_dirs(sweep)) == [first.number]
 
 
-@pytest.mark.slow
 def test_failed_trials_are_recorded_and_the_sweep_stops_past_the_failure_rate(tmp_path: Path):
     # learning_rate=-1 fails in the job's config check, before any model loads; 1e-3 trains. The
     # random sampler's seed 42 draws -1, 1e-3, 1e-3, -1.

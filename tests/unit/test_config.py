@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from lora_lab.config import cpu_has_native_bf16, cpu_precision, embedded_minilm_path
+from lora_lab.config import cpu_precision, embedded_minilm_path, native_bf16
 from tests.conftest import CONF_DIR, compose_train
 
 GROUPS = ["dataset", "backbone", "regime", "trainer", "logger", "callbacks", "experiment"]
@@ -33,8 +33,21 @@ def test_the_embedded_backbone_resolves_to_weights_on_disk(tmp_path: Path):
     assert (Path(embedded_minilm_path()) / "model.safetensors").is_file()
 
 
-def test_cpu_precision_follows_the_processor():
-    assert cpu_precision() == ("bf16-mixed" if cpu_has_native_bf16() else "32-true")
+CPUINFO = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f {extra}\n\n"
+
+
+@pytest.mark.parametrize("extra,native", [("", False), ("avx512_bf16", True), ("amx_bf16 amx_tile", True),
+                                          ("avx512_bf16x", False)])
+def test_native_bf16_is_read_from_the_flags_line(extra: str, native: bool):
+    assert native_bf16(CPUINFO.format(extra=extra)) is native
+    assert not native_bf16("model name\t: Intel avx512_bf16 edition\n")  # only the flags line counts
+
+
+def test_cpu_precision_is_bf16_autocast_only_on_native_bf16(monkeypatch):
+    monkeypatch.setattr("lora_lab.config.cpu_has_native_bf16", lambda: True)
+    assert cpu_precision() == "bf16-mixed"
+    monkeypatch.setattr("lora_lab.config.cpu_has_native_bf16", lambda: False)
+    assert cpu_precision() == "32-true"
 
 
 def test_all_jobs_of_a_multirun_share_the_sweep_as_wandb_group(tmp_path: Path):

@@ -15,6 +15,7 @@ from lora_lab.data.splits import Split, stratified_split
 from lora_lab.data.synthetic.sales_notes import SyntheticSalesNotes
 from lora_lab.errors import DataError
 from lora_lab.models.backbones import Backbone
+from tests.helpers import ticket_rows, write_csv
 
 
 def _split(counts: dict[str, int]) -> Split:
@@ -48,24 +49,10 @@ def test_synthetic_source_yields_three_disjoint_stratified_splits():
         assert len(set(split.labels)) == 5
 
 
-def _write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
-    import csv
-
-    with open(path, "w", newline="", encoding=encoding) as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def _rows(n: int = 60) -> list[dict]:
-    return [{"body": f"ticket number {i} about {'billing' if i % 2 else 'login'}", "intent": "billing" if i % 2 else "login"} for i in range(n)]
-
-
 def test_csv_and_jsonl_sources_read_the_configured_columns(tmp_path: Path):
-    csv_path = _write_csv(tmp_path / "t.csv", _rows())
+    csv_path = write_csv(tmp_path / "t.csv", ticket_rows())
     jsonl_path = tmp_path / "t.jsonl"
-    jsonl_path.write_text("\n".join(json.dumps(r) for r in _rows()) + "\n")
+    jsonl_path.write_text("\n".join(json.dumps(r) for r in ticket_rows()) + "\n")
     for path, fmt in ((csv_path, "csv"), (jsonl_path, "jsonl")):
         splits = TableFile(str(path), format=fmt, text_column="body", label_column="intent", name=fmt).load()
         assert sum(len(s) for s in splits.values()) == 60
@@ -73,7 +60,7 @@ def test_csv_and_jsonl_sources_read_the_configured_columns(tmp_path: Path):
 
 
 def test_missing_column_error_lists_the_columns_found(tmp_path: Path):
-    path = _write_csv(tmp_path / "t.csv", _rows())
+    path = write_csv(tmp_path / "t.csv", ticket_rows())
     with pytest.raises(DataError, match=r"no column 'text'.*\['body', 'intent'\]"):
         TableFile(str(path), name="csv").load()
 
@@ -84,16 +71,16 @@ def test_missing_file_error_names_the_path(tmp_path: Path):
 
 
 def test_undecodable_bytes_name_the_encoding_setting(tmp_path: Path):
-    path = _write_csv(tmp_path / "t.csv", [{"text": "caf\u00e9 order", "label": "x"}] * 5, encoding="latin-1")
+    path = write_csv(tmp_path / "t.csv", [{"text": "caf\u00e9 order", "label": "x"}] * 5, encoding="latin-1")
     with pytest.raises(DataError, match="not valid utf-8.*dataset.encoding"):
         TableFile(str(path), name="csv").load()
 
 
 def test_empty_texts_are_dropped_and_counted_or_rejected_when_too_many(tmp_path: Path):
-    rows = _rows(100)
+    rows = ticket_rows(100)
     rows[3]["body"] = "   "
     rows[5]["intent"] = ""
-    path = _write_csv(tmp_path / "t.csv", rows)
+    path = write_csv(tmp_path / "t.csv", rows)
     source = TableFile(str(path), text_column="body", label_column="intent", name="csv")
     splits = source.load()
     assert sum(len(s) for s in splits.values()) == 98
@@ -101,13 +88,13 @@ def test_empty_texts_are_dropped_and_counted_or_rejected_when_too_many(tmp_path:
     assert "dropped 2 row(s)" in source.report.problems[0]
     for row in rows[:20]:
         row["body"] = ""
-    path = _write_csv(tmp_path / "t.csv", rows)
+    path = write_csv(tmp_path / "t.csv", rows)
     with pytest.raises(DataError, match="20 of 100 rows have an empty text"):
         TableFile(str(path), text_column="body", label_column="intent", name="csv").load()
 
 
 def test_a_single_class_is_an_error(tmp_path: Path):
-    path = _write_csv(tmp_path / "t.csv", [{"text": f"row {i}", "label": "only"} for i in range(20)])
+    path = write_csv(tmp_path / "t.csv", [{"text": f"row {i}", "label": "only"} for i in range(20)])
     with pytest.raises(DataError, match="single label"):
         TableFile(str(path), name="csv").load()
 

@@ -13,17 +13,17 @@ from hydra.utils import instantiate
 from lora_lab.data.files import TableFile
 from lora_lab.data.hub import HubDataset
 from lora_lab.errors import DataError
-from tests.unit.test_data import _rows, _write_csv
+from tests.helpers import ticket_rows, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _table(tmp_path: Path, rows: list[dict], **kwargs) -> TableFile:
-    return TableFile(str(_write_csv(tmp_path / "t.csv", rows)), text_column="body", label_column="intent", name="csv", **kwargs)
+    return TableFile(str(write_csv(tmp_path / "t.csv", rows)), text_column="body", label_column="intent", name="csv", **kwargs)
 
 
 def test_exact_duplicates_are_dropped_before_the_split_and_counted(tmp_path: Path):
-    rows = _rows(60) + _rows(60)[:10]  # 10 rows twice
+    rows = ticket_rows(60) + ticket_rows(60)[:10]  # 10 rows twice
     source = _table(tmp_path, rows)
     splits = source.load()
     assert sum(len(s) for s in splits.values()) == 60
@@ -33,7 +33,7 @@ def test_exact_duplicates_are_dropped_before_the_split_and_counted(tmp_path: Pat
 
 
 def test_a_text_with_two_labels_is_reported(tmp_path: Path):
-    rows = _rows(60)
+    rows = ticket_rows(60)
     rows.append({"body": rows[0]["body"], "intent": "refund"})
     rows += [{"body": f"refund please {i}", "intent": "refund"} for i in range(10)]
     source = _table(tmp_path, rows, leakage="allow")
@@ -42,12 +42,12 @@ def test_a_text_with_two_labels_is_reported(tmp_path: Path):
 
 
 def _with_test_file(tmp_path: Path, test_rows: list[dict], **kwargs) -> TableFile:
-    test_path = _write_csv(tmp_path / "test.csv", test_rows)
-    return _table(tmp_path, _rows(60), test_path=str(test_path), test_fraction=0.0, **kwargs)
+    test_path = write_csv(tmp_path / "test.csv", test_rows)
+    return _table(tmp_path, ticket_rows(60), test_path=str(test_path), test_fraction=0.0, **kwargs)
 
 
 def test_train_test_leakage_is_an_error_unless_dropped_or_allowed(tmp_path: Path):
-    test_rows = _rows(60)[:5] + [{"body": f"new ticket {i} about login", "intent": "login"} for i in range(10)]
+    test_rows = ticket_rows(60)[:5] + [{"body": f"new ticket {i} about login", "intent": "login"} for i in range(10)]
     with pytest.raises(DataError, match="5 test text.*also appear in train.*dataset.leakage=drop"):
         _with_test_file(tmp_path, test_rows).load()
     dropped = _with_test_file(tmp_path, test_rows, leakage="drop")
@@ -63,7 +63,7 @@ def test_a_test_label_never_seen_in_training_is_an_error(tmp_path: Path):
 
 
 def test_split_column_assigns_rows_and_rejects_unknown_values(tmp_path: Path):
-    rows = [dict(r, part="test" if i % 5 == 0 else "train") for i, r in enumerate(_rows(100))]
+    rows = [dict(r, part="test" if i % 5 == 0 else "train") for i, r in enumerate(ticket_rows(100))]
     source = _table(tmp_path, rows, split_column="part", val_fraction=0.1)
     splits = source.load()
     assert len(splits["test"]) == 20 and len(splits["train"]) + len(splits["validation"]) == 80
@@ -84,7 +84,7 @@ def test_parquet_and_jsonl_read_the_same_rows(tmp_path: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = _rows(40)
+    rows = ticket_rows(40)
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
     (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     read = [
@@ -101,8 +101,8 @@ def test_hub_source_maps_columns_and_class_names(tmp_path: Path):
     """Offline, `datasets.load_dataset` reads a local folder the way it reads a hub id."""
     folder = tmp_path / "my_dataset"
     folder.mkdir()
-    _write_csv(folder / "train.csv", _rows(60))
-    _write_csv(folder / "test.csv", [{"body": f"fresh {i} billing", "intent": "billing"} for i in range(6)])
+    write_csv(folder / "train.csv", ticket_rows(60))
+    write_csv(folder / "test.csv", [{"body": f"fresh {i} billing", "intent": "billing"} for i in range(6)])
     splits = HubDataset(str(folder), text_column="body", label_column="intent", name="hub").load()
     assert len(splits["test"]) == 6 and set(splits["train"].labels) == {"billing", "login"}
     with pytest.raises(DataError, match="no column 'text'.*columns found"):
@@ -166,15 +166,15 @@ def test_the_cache_key_follows_the_file(tmp_path: Path):
     from lora_lab.data.cache import cache_key
     from lora_lab.models.backbones import synthetic_bpe_tokenizer
 
-    path = _write_csv(tmp_path / "t.csv", _rows(30))
+    path = write_csv(tmp_path / "t.csv", ticket_rows(30))
     tok = synthetic_bpe_tokenizer(512)
     before = cache_key(TableFile(str(path), name="csv").identity(), tok, 64)
-    _write_csv(path, _rows(31))
+    write_csv(path, ticket_rows(31))
     assert cache_key(TableFile(str(path), name="csv").identity(), tok, 64) != before
 
 
 def test_data_command_prints_the_json_summary(tmp_path: Path):
-    path = _write_csv(tmp_path / "t.csv", _rows(80) + _rows(80)[:3])
+    path = write_csv(tmp_path / "t.csv", ticket_rows(80) + ticket_rows(80)[:3])
     proc = subprocess.run(
         [sys.executable, "-m", "lora_lab.data", "dataset=csv", f"dataset.path={path}", "dataset.text_column=body",
          "dataset.label_column=intent", "backbone=tiny_bert", "format=json"],

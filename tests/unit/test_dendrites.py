@@ -22,8 +22,7 @@ from lora_lab.regimes.dendrites import Dendrites, DendriteMergeError, matching_m
 from lora_lab.regimes.perforated import contributing, dendrite_sets, pai_call, settle, wrapped_modules
 from lora_lab.train import train
 from tests.conftest import TINY, compose_train
-from tests.unit.test_regimes import _logits, _train_steps
-from tests.unit.test_train import _save_hydra_config
+from tests.helpers import logits, save_hydra_config, train_steps
 
 LABELS = {0: "a", 1: "b", 2: "c"}
 
@@ -58,28 +57,28 @@ def test_apply_wraps_every_target_the_loss_reaches_and_trains_only_the_base_regi
 
 def test_a_restructure_adds_dendrites_that_train_and_the_adapter_reproduces(tiny_job, tmp_path: Path):
     classifier, regime, backbone = _build(tiny_job, "regime.switch_mode=every_epoch")
-    _train_steps(classifier, steps=1)  # the first backward sizes each module's dendrites
-    before = _logits(classifier)
+    train_steps(classifier, steps=1)  # the first backward sizes each module's dendrites
+    before = logits(classifier)
     _add_dendrite_set(classifier, regime)
     assert set(dendrite_sets(classifier).values()) == {1}
     # PerforatedAI reloaded its best model (this epoch) and added sets that weigh 0: same function.
-    torch.testing.assert_close(_logits(classifier), before, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits(classifier), before, atol=1e-5, rtol=1e-5)
     assert not contributing(classifier)
 
     frozen = {n: p.detach().clone() for n, p in classifier.named_parameters() if not p.requires_grad}
     dendrites = {n: p.detach().clone() for n, p in classifier.named_parameters() if ".dendrite_module.layers." in n}
     assert dendrites and all(classifier.get_parameter(n).requires_grad for n in dendrites)
-    _train_steps(classifier, steps=3)  # step 1 moves the weights into the neurons off 0, then the dendrites learn
+    train_steps(classifier, steps=3)  # step 1 moves the weights into the neurons off 0, then the dendrites learn
     assert all(torch.equal(p, frozen[n]) for n, p in classifier.named_parameters() if n in frozen)
     assert all(not torch.equal(classifier.get_parameter(n), d) for n, d in dendrites.items())
     assert contributing(classifier)
-    trained = _logits(classifier)
+    trained = logits(classifier)
 
     regime.save_adapter(classifier, tmp_path / "adapter")
     fresh = backbone.build_classifier(classifier.id2label, seed=42)
     regime.load_adapter(fresh, tmp_path / "adapter")
     assert set(dendrite_sets(fresh).values()) == {1}
-    torch.testing.assert_close(_logits(fresh), trained)
+    torch.testing.assert_close(logits(fresh), trained)
     with pytest.raises(DendriteMergeError, match="no merged form; deploy adapter/"):
         regime.merge(classifier)
     # The job's outputs: adapter/ only, and no merged size to report.
@@ -94,14 +93,14 @@ def test_a_restructure_adds_dendrites_that_train_and_the_adapter_reproduces(tiny
 
 def test_merge_is_exact_while_no_dendrite_contributes(tiny_job, tmp_path: Path):
     classifier, regime, backbone = _build(tiny_job, "regime.switch_mode=every_epoch")
-    _train_steps(classifier, steps=1)
+    train_steps(classifier, steps=1)
     _add_dendrite_set(classifier, regime)
-    expected = _logits(classifier)
+    expected = logits(classifier)
     assert regime.can_merge(classifier)
     regime.merge(classifier)
     assert not wrapped_modules(classifier) and not any("lora_" in n for n, _ in classifier.named_parameters())
     classifier.save_merged(tmp_path / "merged", backbone.tokenizer)
-    torch.testing.assert_close(_logits(load_classifier(tmp_path / "merged")), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits(load_classifier(tmp_path / "merged")), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_full_base_and_bad_settings(tiny_job, tiny_cfg):
@@ -126,7 +125,7 @@ def dendrite_job(tmp_path_factory) -> Job:
     """A 3-epoch tiny job in which PerforatedAI may add a dendrite set after every epoch."""
     run_dir = tmp_path_factory.mktemp("dendrites") / "job"
     cfg = compose_train(run_dir, [*TINY, "regime=dendrites", "trainer.max_epochs=3", "regime.learning_rate=5e-3"])
-    _save_hydra_config(cfg, run_dir)
+    save_hydra_config(cfg, run_dir)
     seen: list[DendriteSwitching] = []
     make_callbacks = Dendrites.callbacks
 
@@ -141,7 +140,6 @@ def dendrite_job(tmp_path_factory) -> Job:
     return Job(run_dir, seen[0])
 
 
-@pytest.mark.slow
 def test_the_job_restructures_rebuilds_the_optimizer_and_tests_the_best_epoch(dendrite_job: Job):
     history = dendrite_job.switching.history
     assert len(history) == 3 and dendrite_job.switching.restructures >= 1
@@ -154,7 +152,6 @@ def test_the_job_restructures_rebuilds_the_optimizer_and_tests_the_best_epoch(de
     assert any(r.get("dendrites/sets") for r in rows)
 
 
-@pytest.mark.slow
 def test_the_job_writes_metrics_and_eval_rebuilds_its_adapter(dendrite_job: Job, tmp_path: Path):
     metrics = read_json(dendrite_job.run_dir / "metrics.json")
     assert metrics["params/trainable"] > 0 and metrics["time/train_s"] > 0

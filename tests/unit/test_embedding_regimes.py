@@ -18,7 +18,7 @@ from lora_lab.regimes.contrastive_objectives import CosinePairs, PairSampler, Su
 from lora_lab.models.embedding import embed_split, embed_texts, head_linear
 from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
 from lora_lab.train import fit_and_test
-from tests.unit.test_train import _save_hydra_config
+from tests.helpers import save_hydra_config
 
 HIDDEN, LABELS = 32, 5  # tiny_bert's hidden size; the sales notes' intents
 SHOTS = ("shots_per_class=4",)  # 20 training rows: seconds, even for the contrastive loop
@@ -52,7 +52,7 @@ def _changed(classifier, before: dict[str, torch.Tensor]) -> set[str]:
 def test_a_job_fits_without_gradient_epochs_and_reevaluates_to_its_test_accuracy(tiny_cfg, overrides, trainable, adapter_files):
     cfg = tiny_cfg(*overrides)
     run_dir = Path(cfg.paths.output_dir)
-    _save_hydra_config(cfg, run_dir)
+    save_hydra_config(cfg, run_dir)
     metrics = fit_and_test(cfg, run_dir)
     assert metrics["model_selection"] == "no_gradient_epochs" and metrics["epochs"] == 0
     assert metrics["time/train_s"] == metrics["time/prepare_s"] > 0

@@ -17,8 +17,8 @@ MLFLOW = ["logger=mlflow", "logger.mlflow.tags.group=sweep-abc"]
 NEEDS_MLFLOW = "logger=mlflow needs MLflow: pip install 'lora_lab[mlflow]'"
 
 
-@pytest.mark.slow  # MLflow creates its SQLite schema (dozens of migrations) on first use: ~10 s on top of the job
 def test_a_tiny_job_logs_a_run_with_params_metrics_and_tags(tiny_cfg):
+    # MLflow creates its SQLite schema (dozens of migrations) on first use: ~10 s on top of the job
     MlflowClient = pytest.importorskip("mlflow.tracking", reason=NEEDS_MLFLOW).MlflowClient
     cfg = tiny_cfg(*MLFLOW, "regime=lora", "seed=7")
     run_dir = Path(cfg.paths.output_dir)

@@ -17,7 +17,7 @@ from lora_lab.errors import ConfigError
 from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, VeraConfig
 
 from lora_lab.models.classifier import load_classifier
-from tests.unit.test_regimes import _batch, _logits
+from tests.helpers import batch, logits
 
 LABELS = {0: "a", 1: "b", 2: "c"}
 # (backbone, pooling): an encoder with our pooled head, a decoder with HF's stock head (SEQ_CLS).
@@ -144,7 +144,7 @@ def _fit(classifier, regime, steps: int) -> list[int]:
         live.append(sum(int((e != 0).sum()) for e in _adalora_params(classifier, "lora_E").values()))
 
     for step in range(steps):
-        b = _batch(step)
+        b = batch(step)
         loss = torch.nn.functional.cross_entropy(classifier(b["input_ids"], b["attention_mask"]), b["labels"])
         loss.backward()
         opt.step()
@@ -173,18 +173,18 @@ def test_adalora_reallocates_ranks_and_its_adapter_and_merge_reproduce_the_model
     for n, e in classifier.transformer.base_model.model.named_parameters():
         if ".lora_E." in n:
             assert torch.all(e[~torch.tensor(pattern[n])] == 0), "after tfinal the pruned triplets stay masked"
-    trained = _logits(classifier)
+    trained = logits(classifier)
 
     regime.save_adapter(classifier, tmp_path / "adapter")
     fresh = bb.build_classifier(classifier.id2label, seed=42)
     regime.load_adapter(fresh, tmp_path / "adapter")
     loaded = _adalora_params(fresh, "lora_E")
     assert sum(e.numel() for e in loaded.values()) == live[-1], "the adapter ships only the surviving triplets"
-    torch.testing.assert_close(_logits(fresh), trained)
+    torch.testing.assert_close(logits(fresh), trained)
 
     regime.merge(classifier)
     classifier.save_merged(tmp_path / "merged", bb.tokenizer)
-    torch.testing.assert_close(_logits(load_classifier(tmp_path / "merged")), trained, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits(load_classifier(tmp_path / "merged")), trained, atol=1e-4, rtol=1e-4)
 
 
 def test_adalora_prunes_ranks_in_a_real_lightning_job(tiny_cfg):

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+import lora_lab.outputs
 import lora_lab.train
 from lora_lab.artifacts import read_json
 from lora_lab.eval import evaluate
@@ -21,7 +22,7 @@ from lora_lab.models.classifier import load_classifier
 from lora_lab.outputs import parameter_counts
 from lora_lab.regimes.qlora import QLoRA
 from tests.conftest import TINY, compose_train
-from tests.unit.test_regimes import _logits, _train_steps
+from tests.helpers import logits, train_steps
 
 bnb = pytest.importorskip("bitsandbytes", reason="lora_lab installs bitsandbytes on Linux only")
 LABELS = {0: "a", 1: "b", 2: "c"}
@@ -34,7 +35,9 @@ WIDE = ["backbone.random_init.hidden_size=64", "backbone.random_init.intermediat
 BNB_LINEARS = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
 
 
-def _build(tiny_cfg, backbone: str, pooling: str, *overrides: str):
+def _before_apply(tiny_cfg, backbone: str, pooling: str, *overrides: str):
+    """(fp32 classifier, regime, backbone) before regime.apply(): these tests take quantization step by step
+    (the whole job, as train.py builds it, is the `job` fixture below)."""
     cfg = tiny_cfg("regime=qlora", f"backbone={backbone}", f"backbone.pooling={pooling}", "rank=4", *WIDE, *overrides)
     bb = instantiate(cfg.backbone)
     classifier = bb.build_classifier(LABELS, seed=0)
@@ -53,7 +56,7 @@ def _quantized_state(classifier) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_params_total_counts_the_weights_a_quantized_layer_stands_for(tiny_cfg, bits: int):
-    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
+    classifier, regime, _ = _before_apply(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
     before = parameter_counts(classifier)["params/total"]
     regime.quantize(classifier)
     assert parameter_counts(classifier)["params/total"] == before  # 4-bit: not half, though packed two per byte
@@ -63,7 +66,7 @@ def test_params_total_counts_the_weights_a_quantized_layer_stands_for(tiny_cfg, 
 def test_4bit_base_holds_packed_nf4_blocks_close_to_the_fp32_weights_and_the_head_stays_fp32(
     tiny_cfg, backbone: str, pooling: str
 ):
-    classifier, regime, _ = _build(tiny_cfg, backbone, pooling)
+    classifier, regime, _ = _before_apply(tiny_cfg, backbone, pooling)
     linears = classifier.transformer.named_modules()
     fp32 = {n: m.weight.detach().clone() for n, m in linears if type(m) is torch.nn.Linear}
     head = {n for n, m in classifier.head().named_modules() if isinstance(m, torch.nn.Linear)}
@@ -107,7 +110,7 @@ def test_4bit_refuses_rows_the_cpu_kernel_would_dequantize_wrongly_but_8bit_take
 def test_lora_and_head_train_while_the_quantized_base_stays_bit_identical(
     tiny_cfg, backbone: str, pooling: str, bits: int, base_dtype: torch.dtype
 ):
-    classifier, regime, _ = _build(tiny_cfg, backbone, pooling, f"regime.bits={bits}")
+    classifier, regime, _ = _before_apply(tiny_cfg, backbone, pooling, f"regime.bits={bits}")
     regime.apply(classifier)
     base_types = {type(m.get_base_layer()) for m in classifier.modules() if hasattr(m, "lora_A")}
     assert base_types == {bnb.nn.Linear4bit if bits == 4 else bnb.nn.Linear8bitLt}, "LoRA sits on quantized layers"
@@ -115,8 +118,8 @@ def test_lora_and_head_train_while_the_quantized_base_stays_bit_identical(
     base = _quantized_state(classifier)
     before = {n: p.detach().clone() for n, p in classifier.named_parameters() if p.requires_grad}
 
-    _logits(classifier)  # a validation pass between training steps, as between epochs
-    _train_steps(classifier, steps=2)
+    logits(classifier)  # a validation pass between training steps, as between epochs
+    train_steps(classifier, steps=2)
 
     changed = {n for n, p in classifier.named_parameters() if p.requires_grad and not torch.equal(p, before[n])}
     assert any(".lora_A." in n for n in changed) and any(".lora_B." in n for n in changed)
@@ -127,26 +130,26 @@ def test_lora_and_head_train_while_the_quantized_base_stays_bit_identical(
 
 @pytest.mark.parametrize("backbone,pooling", SETUPS)
 def test_8bit_merges_into_a_plain_fp32_model_up_to_llm_int8_activation_rounding(tiny_cfg, backbone, pooling):
-    classifier, regime, _ = _build(tiny_cfg, backbone, pooling, "regime.bits=8")
+    classifier, regime, _ = _before_apply(tiny_cfg, backbone, pooling, "regime.bits=8")
     regime.apply(classifier)
-    _train_steps(classifier, steps=2)
-    quantized = _logits(classifier)
+    train_steps(classifier, steps=2)
+    quantized = logits(classifier)
     regime.merge(classifier)
     assert not _quantized(classifier) and not any("lora_" in n for n, _ in classifier.named_parameters())
     assert all(p.dtype == torch.float32 for p in classifier.parameters())
     # The fp32 fold dequant(W_int8) + scale * B @ A is exact; the int8 model's eval forward also rounds
     # its activations to int8 (LLM.int8), which the merged model does not: measured 2e-4 and 2e-3 here.
-    torch.testing.assert_close(_logits(classifier), quantized, atol=1e-2, rtol=0)
+    torch.testing.assert_close(logits(classifier), quantized, atol=1e-2, rtol=0)
 
 
 def test_cpu_bf16_repacking_is_off_so_validation_leaves_the_training_layout_alone(tiny_cfg, monkeypatch):
     # Linear4bit reads has_avx512bf16() at construction: pretend this CPU has AVX-512 BF16, where an
     # eval-mode forward would repack every weight for the inference kernel.
     monkeypatch.setattr(bnb.nn.modules, "has_avx512bf16", lambda: True)
-    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean")
+    classifier, regime, _ = _before_apply(tiny_cfg, "tiny_bert", "mean")
     regime.apply(classifier)
     base = _quantized_state(classifier)
-    _logits(classifier)
+    logits(classifier)
     states = [m.weight.quant_state for m in _quantized(classifier).values()]
     assert not any(getattr(s, "packing_format_for_cpu", False) for s in states)
     after = _quantized_state(classifier)
@@ -156,28 +159,28 @@ def test_cpu_bf16_repacking_is_off_so_validation_leaves_the_training_layout_alon
 @pytest.mark.parametrize("bits", [4, 8])
 def test_a_checkpoint_restores_the_quantization_statistics_too(tiny_cfg, bits: int):
     """Lightning restores the best epoch with a strict load_state_dict before testing."""
-    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
+    classifier, regime, _ = _before_apply(tiny_cfg, "tiny_bert", "mean", f"regime.bits={bits}")
     regime.apply(classifier)
-    _train_steps(classifier, steps=1)  # 8-bit: the first forward moves the row scales off the weight
+    train_steps(classifier, steps=1)  # 8-bit: the first forward moves the row scales off the weight
     checkpoint = {k: v.clone() for k, v in classifier.state_dict().items()}
-    expected = _logits(classifier)
+    expected = logits(classifier)
     for module in _quantized(classifier).values():  # wreck the live statistics
         if bits == 4:
             module.weight.quant_state.absmax.zero_()
         else:
             module.state.SCB.mul_(2)
-    assert not torch.allclose(_logits(classifier), expected)
+    assert not torch.allclose(logits(classifier), expected)
     classifier.load_state_dict(checkpoint, strict=True)
-    torch.testing.assert_close(_logits(classifier), expected, rtol=0, atol=0)
+    torch.testing.assert_close(logits(classifier), expected, rtol=0, atol=0)
 
 
 def test_gradient_checkpointing_trains_the_adapter(tiny_cfg):
-    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean", "regime.gradient_checkpointing=true")
+    classifier, regime, _ = _before_apply(tiny_cfg, "tiny_bert", "mean", "regime.gradient_checkpointing=true")
     regime.apply(classifier)
     assert classifier.transformer.base_model.model.is_gradient_checkpointing
     first = next(p for n, p in classifier.named_parameters() if "layer.0." in n and ".lora_B." in n)
     before = first.detach().clone()
-    _train_steps(classifier, steps=1)
+    train_steps(classifier, steps=1)
     assert not torch.equal(first, before), "gradients reach the first layer's LoRA through the recomputed blocks"
 
 
@@ -199,7 +202,7 @@ def test_a_device_bitsandbytes_cannot_quantize_on_is_a_clear_error(tiny_cfg, mon
         raise NotImplementedError("Could not run 'bitsandbytes::quantize_4bit' with arguments from the 'CPU' backend")
 
     monkeypatch.setattr(bnb.functional, "quantize_4bit", unsupported)
-    classifier, regime, _ = _build(tiny_cfg, "tiny_bert", "mean")
+    classifier, regime, _ = _before_apply(tiny_cfg, "tiny_bert", "mean")
     with pytest.raises(RuntimeError, match="cannot quantize on cpu.*CUDA GPU.*pip install"):
         regime.apply(classifier)
 
@@ -217,7 +220,7 @@ def job(tmp_path_factory):
     (run_dir / ".hydra").mkdir(parents=True)  # what Hydra saves before a job (eval reads it)
     OmegaConf.save({k: v for k, v in cfg.items() if k != "hydra"}, run_dir / ".hydra" / "config.yaml")
     seen: dict = {}
-    apply, write = QLoRA.apply, lora_lab.train.write_job_outputs
+    apply, write = QLoRA.apply, lora_lab.outputs.write_job_outputs
 
     def spy_apply(self, classifier) -> None:  # noqa: ANN001
         apply(self, classifier)
@@ -225,13 +228,13 @@ def job(tmp_path_factory):
                     lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n})
 
     def spy_write(run_dir, classifier, *args):  # noqa: ANN001, ANN202
-        seen.update(trained_base=_quantized_state(classifier), logits=_logits(classifier),
+        seen.update(trained_base=_quantized_state(classifier), logits=logits(classifier),
                     trained_lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n})
         return write(run_dir, classifier, *args)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(QLoRA, "apply", spy_apply)
-        mp.setattr(lora_lab.train, "write_job_outputs", spy_write)
+        mp.setattr(lora_lab.outputs, "write_job_outputs", spy_write)  # train.py imports it when a job runs
         metrics = lora_lab.train.fit_and_test(cfg, run_dir)
     return run_dir, metrics, seen
 
@@ -272,4 +275,4 @@ def test_merged_is_a_plain_fp32_model_computing_what_the_quantized_model_compute
     merged = load_classifier(run_dir / "merged")
     assert not any(isinstance(m, BNB_LINEARS) for m in merged.modules())
     # dequant(W_q) + scale * B @ A in fp32 is the quantized model's own function: no second rounding.
-    torch.testing.assert_close(_logits(merged), seen["logits"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits(merged), seen["logits"], atol=1e-5, rtol=1e-5)

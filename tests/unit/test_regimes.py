@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from lora_lab.errors import ConfigError
 from lora_lab.regimes import REGIMES as REGISTRY
 from lora_lab.regimes import build, regime_class
+from tests.helpers import batch, logits, train_steps
 
 # Regimes trained by gradient steps; the embedding regimes (zeroshot, fewshot, contrastive) fit
 # their heads in prepare() and are tested in test_embedding_regimes.py.
@@ -47,33 +48,6 @@ def _build(tiny_job, name: str, *overrides: str):
     return job.classifier, job.regime, job.backbone
 
 
-def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, 1000, (6, 12), generator=g)
-    mask = torch.ones_like(ids)
-    mask[3:, 8:] = 0  # some right padding
-    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 2, 0, 1, 2])}
-
-
-def _train_steps(classifier, steps: int = 3) -> None:
-    classifier.train()
-    params = [p for p in classifier.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-2)
-    for step in range(steps):
-        batch = _batch(step)
-        loss = torch.nn.functional.cross_entropy(classifier(batch["input_ids"], batch["attention_mask"]), batch["labels"])
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-
-
-def _logits(classifier) -> torch.Tensor:
-    classifier.eval()
-    with torch.no_grad():
-        b = _batch(99)
-        return classifier(b["input_ids"], b["attention_mask"])
-
-
 @pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_phi"])
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 @pytest.mark.parametrize("name", REGIMES)
@@ -83,7 +57,7 @@ def test_regime_trains_what_it_claims_and_freezes_the_rest(tiny_job, name: str, 
     classifier, _, _ = _build(tiny_job, name, f"backbone={backbone}", f"backbone.pooling={pooling}")
     before = {n: p.detach().clone() for n, p in classifier.named_parameters()}
     trainable = {n for n, p in classifier.named_parameters() if p.requires_grad}
-    _train_steps(classifier)
+    train_steps(classifier)
     changed = {n for n, p in classifier.named_parameters() if not torch.equal(p, before[n])}
     assert changed, "training changed nothing"
     assert changed <= trainable, f"frozen weights moved: {sorted(changed - trainable)[:5]}"
@@ -106,15 +80,15 @@ def test_regime_trains_what_it_claims_and_freezes_the_rest(tiny_job, name: str, 
 @pytest.mark.parametrize("name", REGIMES)
 def test_adapter_round_trip_and_merged_model_reproduce_the_logits(tiny_job, tmp_path: Path, name, backbone, pooling):
     classifier, regime, bb = _build(tiny_job, name, f"backbone={backbone}", f"backbone.pooling={pooling}")
-    _train_steps(classifier)
-    trained = _logits(classifier)
+    train_steps(classifier)
+    trained = logits(classifier)
 
     if regime.has_adapter:
         regime.save_adapter(classifier, tmp_path / "adapter")
         assert not list((tmp_path / "adapter").glob("*.bin")), "safetensors only"
         fresh = bb.build_classifier(classifier.id2label, seed=42)
         regime.load_adapter(fresh, tmp_path / "adapter")
-        torch.testing.assert_close(_logits(fresh), trained)
+        torch.testing.assert_close(logits(fresh), trained)
     if not regime.can_merge(classifier):
         assert name == "prompt" and regime.has_adapter  # virtual tokens are inputs: nothing to fold in
         return
@@ -122,11 +96,11 @@ def test_adapter_round_trip_and_merged_model_reproduce_the_logits(tiny_job, tmp_
     regime.merge(classifier)
     assert not any("lora_" in n for n, _ in classifier.named_parameters())
     classifier.save_merged(tmp_path / "merged", bb.tokenizer)
-    torch.testing.assert_close(_logits(load_classifier(tmp_path / "merged")), trained, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits(load_classifier(tmp_path / "merged")), trained, atol=1e-4, rtol=1e-4)
     if isinstance(classifier, StockHeadClassifier):
         # A stock head merges into a plain transformers model: no lora_lab, no PEFT needed.
         plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "merged")).eval()
-        b = _batch(99)
+        b = batch(99)
         with torch.no_grad():
             torch.testing.assert_close(plain(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, trained, atol=1e-4, rtol=1e-4)
 
@@ -159,7 +133,7 @@ def test_prompt_tokens_are_pooled_with_the_text(tiny_job):
     """Mean pooling over the virtual tokens and the real ones; padding stays out."""
     classifier, regime, _ = _build(tiny_job, "prompt", "backbone=tiny_bert", "backbone.pooling=mean",
                                      "regime.num_virtual_tokens=4")
-    b = _batch(5)
+    b = batch(5)
     classifier.eval()
     with torch.no_grad():
         hidden = classifier.transformer(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state

@@ -175,8 +175,8 @@ def test_missing_empty_and_single_job_dirs_give_clear_errors(sweep: Path, tmp_pa
     assert not (tmp_path / "empty" / "report").exists()
 
 
-@pytest.mark.slow  # W&B starts its service process: several seconds on top of the report
 def test_wandb_offline_logs_the_tables_and_plots_in_the_sweeps_group(sweep: Path, tmp_path: Path):
+    # W&B starts its service process: several seconds on top of the report
     copy = _light_copy(sweep, tmp_path / "sweep")
     assert main([str(copy), "--wandb"]) == 0
     run = next((copy / "wandb").glob("offline-run-*"))

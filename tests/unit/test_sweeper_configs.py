@@ -18,13 +18,6 @@ from tests.conftest import CONF_DIR, TINY, compose_train
 SEARCHES = sorted(p.stem for p in Path(CONF_DIR, "hparams_search").glob("*.yaml"))
 
 
-def hparams_search_override(name: str) -> str:
-    """`hparams_search=<name>` once conf/train.yaml lists the group in its defaults (as
-    `- optional hparams_search: null`, like experiment); until then the group is appended with `+`."""
-    declared = any("hparams_search" in str(entry) for entry in OmegaConf.load(Path(CONF_DIR, "train.yaml")).defaults)
-    return f"hparams_search={name}" if declared else f"+hparams_search={name}"
-
-
 def test_hydra_discovers_the_sweeper_plugin_from_any_working_dir(tmp_path: Path):
     code = (
         "from hydra.core.plugins import Plugins; from hydra.plugins.sweeper import Sweeper; "
@@ -37,7 +30,7 @@ def test_hydra_discovers_the_sweeper_plugin_from_any_working_dir(tmp_path: Path)
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 @pytest.mark.parametrize("name", SEARCHES)
 def test_each_hparams_search_composes_into_a_search_space(tmp_path: Path, name: str):
-    cfg = compose_train(tmp_path, [hparams_search_override(name)])
+    cfg = compose_train(tmp_path, [f"hparams_search={name}"])
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_ == SWEEPER_TARGET and sweeper.study_name == name
     space = parse_search_space(OmegaConf.to_container(sweeper.params), [])
@@ -51,7 +44,7 @@ def test_each_hparams_search_composes_into_a_search_space(tmp_path: Path, name: 
 
 
 def test_the_searches_compose_with_tiny_overrides_as_the_tests_run_them(tmp_path: Path):
-    cfg = compose_train(tmp_path, [hparams_search_override("lora_lr_rank"), *TINY, "dataset=b2b_sales_notes"])
+    cfg = compose_train(tmp_path, ["hparams_search=lora_lr_rank", *TINY, "dataset=b2b_sales_notes"])
     assert (cfg.backbone.name, cfg.dataset.name, cfg.trainer.max_epochs) == ("tiny_bert", "b2b_sales_notes", 1)
 
 

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from lora_lab.artifacts import read_json
 from lora_lab.job import fingerprint
 from lora_lab.sweeper.storage import PRUNED_AT_ATTR, PRUNER_ATTR, open_storage
+from lora_lab.sweeper.sweeper import trial_overrides
 from lora_lab.train import train
 
 # One training and one validation batch per epoch: the pruning decision is what is under test.
@@ -31,7 +32,8 @@ def _study_with_history(tmp_path: Path, history_value: float) -> tuple[str, optu
 
 
 def _job(tiny_cfg, url: str):
-    return tiny_cfg(*SHORT, "++trial.number=1", "++trial.study_name=s", f"++trial.storage={url}")
+    """Trial 1's job, with the overrides the sweeper gives it."""
+    return tiny_cfg(*SHORT, *trial_overrides(1, "s", url, "val/acc_best"))
 
 
 @pytest.mark.parametrize("history_value,pruned", [(0.99, True), (0.0, False)])

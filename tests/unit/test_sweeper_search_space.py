@@ -16,13 +16,13 @@ from lora_lab.sweeper.search_space import SearchSpaceError, override_value, pars
         ("regime=choice(lora,dora,ia3)", CategoricalDistribution(["lora", "dora", "ia3"])),
         # A plain list on the command line is the same categorical dimension, not a grid.
         ("rank=8,16", CategoricalDistribution([8, 16])),
-        ("regime.dropout=interval(0,0.2)", FloatDistribution(0.0, 0.2)),
+        ("regime.lora_dropout=interval(0,0.2)", FloatDistribution(0.0, 0.2)),
         ("regime.learning_rate=tag(log, interval(1e-5,1e-2))", FloatDistribution(1e-5, 1e-2, log=True)),
-        ("regime.alpha=tag(int, interval(4,64))", IntDistribution(4, 64)),
-        ("regime.alpha=tag(int, log, interval(4,64))", IntDistribution(4, 64, log=True)),
+        ("regime.lora_alpha=tag(int, interval(4,64))", IntDistribution(4, 64)),
+        ("regime.lora_alpha=tag(int, log, interval(4,64))", IntDistribution(4, 64, log=True)),
         # Python's range: stop excluded, so 33 ends the values at 32.
         ("rank=range(4,33,4)", IntDistribution(4, 32, step=4)),
-        ("regime.dropout=range(0,0.3,0.1)", FloatDistribution(0.0, 0.2, step=0.1)),
+        ("regime.lora_dropout=range(0,0.3,0.1)", FloatDistribution(0.0, 0.2, step=0.1)),
     ],
 )
 def test_each_sweep_form_becomes_its_optuna_distribution(override: str, expected):
@@ -55,7 +55,7 @@ def test_config_params_and_command_line_merge_and_the_command_line_wins():
         ("rank=tag(log, choice(4,8))", "applies to interval"),
         ("rank=shuffle(4,8)", "shuffle"),
         ("rank=tag(sqrt, interval(1,2))", "unknown tag"),
-        ("regime.alpha=tag(int, interval(1.5,4))", "whole-number"),
+        ("regime.lora_alpha=tag(int, interval(1.5,4))", "whole-number"),
         ("data.sizes=choice([1,2],[3])", "scalars"),
         ("dataset=glob(*)", "not an Optuna dimension"),
         ("rank=range(8,4)", "empty"),

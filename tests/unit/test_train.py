@@ -5,15 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
+import torch
 from omegaconf import OmegaConf, open_dict
+from safetensors.torch import load_file
 
 from lora_lab.artifacts import read_json
 from lora_lab.errors import ConfigError, DataError, UserError
 from lora_lab.eval import evaluate
+from lora_lab.data.batching import PadCollator
 from lora_lab.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
 from lora_lab.job import JobRecord, fingerprint
+from lora_lab.models.embedding import embed_split, head_linear
+from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
+from lora_lab.models.module import ClassifierModule
 from lora_lab.train import train
+from lora_lab.weight_averaging import EMA
+from tests.helpers import save_hydra_config
 
 REQUIRED_METRICS = [
     "test/acc", "test/f1_macro", "test/precision_macro", "test/recall_macro", "val/acc_best",
@@ -22,17 +31,11 @@ REQUIRED_METRICS = [
 ]
 
 
-def _save_hydra_config(cfg, run_dir: Path) -> None:
-    """What Hydra does before a job runs (compose API jobs have no launcher to do it)."""
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save({k: v for k, v in cfg.items() if k != "hydra"}, run_dir / ".hydra" / "config.yaml")
-
-
 @pytest.mark.parametrize("regime", ["head", "lora", "full"])
 def test_a_job_leaves_metrics_labels_adapter_and_merged_model(tiny_cfg, regime: str):
     cfg = tiny_cfg(f"regime={regime}", "regime.learning_rate=5e-3")
     run_dir = Path(cfg.paths.output_dir)
-    _save_hydra_config(cfg, run_dir)
+    save_hydra_config(cfg, run_dir)
     value = train(cfg)
     metrics = read_json(run_dir / "metrics.json")
     assert value == metrics["val/acc_best"]
@@ -160,12 +163,7 @@ def test_wandb_logs_offline_with_group_and_tags(tiny_cfg, monkeypatch):
         assert expected in record, expected
 
 
-def test_class_weights_inverse_frequency_and_given(tiny_cfg, tmp_path: Path):
-    import torch
-    from hydra.utils import instantiate
-
-    from lora_lab.models.module import ClassifierModule
-
+def test_class_weights_inverse_frequency_and_given(tiny_cfg, tiny_job, tmp_path: Path):
     path = tmp_path / "imbalanced.csv"
     rows = ["text,label"] + [f"refund request {i},refund" for i in range(90)] + [f"login trouble {i},login" for i in range(30)]
     path.write_text("\n".join(rows) + "\n")
@@ -175,32 +173,22 @@ def test_class_weights_inverse_frequency_and_given(tiny_cfg, tmp_path: Path):
     assert read_json(run_dir / "status.json")["state"] == "complete"
 
     # The weights themselves: n / (k * count) on the training split.
-    backbone = instantiate(cfg.backbone)
-    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
-    dm.setup("fit")
-    module = ClassifierModule(backbone.build_classifier(dm.id2label), learning_rate=1e-3, class_weights="inverse_frequency")
+    job = tiny_job("dataset=csv", f"dataset.path={path}", "module.class_weights=inverse_frequency", "regime=head")
+    dm, module = job.datamodule, job.module
     module.trainer = type("T", (), {"datamodule": dm})()  # what Lightning attaches before setup()
     module.setup("fit")
     counts = torch.bincount(torch.tensor(dm.tokenized["train"].labels))
     expected = counts.sum() / (2 * counts.float())
     torch.testing.assert_close(module.loss_weights, expected)
     assert module.loss_weights[dm.labels.index("login")] > 1 > module.loss_weights[dm.labels.index("refund")]
-    with pytest.raises(ValueError, match="3 weights for 2 labels"):
-        ClassifierModule(backbone.build_classifier(dm.id2label), learning_rate=1e-3, class_weights=[1.0, 2.0, 3.0])
+    with pytest.raises(ConfigError, match="3 weights for 2 labels"):
+        ClassifierModule(job.classifier, learning_rate=1e-3, class_weights=[1.0, 2.0, 3.0])
 
 
-def test_label_smoothing_shapes_the_training_loss_only(tiny_cfg):
-    import torch
-    from hydra.utils import instantiate
-
-    from lora_lab.models.module import ClassifierModule
-
-    cfg = tiny_cfg()
-    backbone = instantiate(cfg.backbone)
-    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
-    dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    classifier = backbone.build_classifier(dm.id2label, seed=0).eval()  # no dropout: same logits twice
+def test_label_smoothing_shapes_the_training_loss_only(tiny_job):
+    job = tiny_job("regime=full")
+    batch = next(iter(job.datamodule.train_dataloader()))
+    classifier = job.classifier.eval()  # no dropout: same logits twice
     plain, smoothed = (ClassifierModule(classifier, learning_rate=1e-3, label_smoothing=eps) for eps in (0.0, 0.2))
     plain.classifier.eval()
     loss, logits = plain._loss_and_logits(batch)
@@ -213,21 +201,10 @@ def test_label_smoothing_shapes_the_training_loss_only(tiny_cfg):
 
 
 @pytest.mark.parametrize("method", ["logistic_regression", "prototype"])
-def test_head_init_starts_training_from_the_fitted_probe(tiny_cfg, method: str):
-    import torch
-    from hydra.utils import instantiate
-
-    from lora_lab.models.module import ClassifierModule
-    from lora_lab.models.embedding import embed_split, head_linear
-    from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
-
-    cfg = tiny_cfg("dataset.n_per_class=40")
-    backbone = instantiate(cfg.backbone)
-    dm = instantiate(cfg.data, tokenizer=backbone.tokenizer)
-    dm.setup("fit")
-    classifier = backbone.build_classifier(dm.id2label, seed=0)
-    module = ClassifierModule(classifier, learning_rate=1e-3, head_init=method)
-    module.trainer = type("T", (), {"datamodule": dm})()  # what Lightning attaches before on_fit_start()
+def test_head_init_starts_training_from_the_fitted_probe(tiny_job, method: str):
+    job = tiny_job("dataset.n_per_class=40", "regime=full", f"module.head_init={method}")
+    dm, classifier, module = job.datamodule, job.classifier, job.module
+    module.trainer = type("T", (), {"datamodule": dm, "estimated_stepping_batches": 10})()  # what on_fit_start() reads
     x, y = embed_split(classifier, dm)
     random_acc = (classifier.eval()(*_train_tensors(dm)).argmax(-1) == y).float().mean()
     module.on_fit_start()
@@ -243,7 +220,6 @@ def test_head_init_starts_training_from_the_fitted_probe(tiny_cfg, method: str):
 
 def _train_tensors(dm):
     """(input_ids, attention_mask) of the whole training split, padded to its longest row."""
-    from lora_lab.data.batching import PadCollator
 
     batch = PadCollator(dm.tokenizer.pad_token_id)([(ids, 0) for ids in dm.tokenized["train"].input_ids])
     return batch["input_ids"], batch["attention_mask"]
@@ -268,9 +244,6 @@ def test_no_checkpoint_callback_tests_the_last_epoch(tiny_cfg):
 
 
 def test_callbacks_ema_validates_tests_and_ships_the_averaged_weights(tiny_cfg, tmp_path: Path):
-    import torch
-    from safetensors.torch import load_file
-
     def trained(name: str, *overrides: str) -> Path:
         cfg = tiny_cfg("regime=head", "trainer.max_epochs=2", "keep_checkpoints=true", *overrides)
         cfg.paths.output_dir = str(tmp_path / name)
@@ -293,11 +266,6 @@ def test_callbacks_ema_validates_tests_and_ships_the_averaged_weights(tiny_cfg, 
 
 
 def test_ema_update_is_decay_times_average_plus_the_rest_times_weights():
-    import lightning.pytorch as pl
-    import torch
-
-    from lora_lab.weight_averaging import EMA
-
     class Tiny(pl.LightningModule):
         def __init__(self) -> None:
             super().__init__()

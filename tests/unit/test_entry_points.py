@@ -1,0 +1,76 @@
+"""Start-up as a user meets it: --help and config errors come before any heavy import, one line, exit 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lora_lab
+
+HEAVY = ("torch", "lightning", "transformers", "peft", "optuna", "bitsandbytes", "sklearn")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def _run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env or ENV, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "module", ["lora_lab.train", "lora_lab.eval", "lora_lab.data.__main__", "lora_lab.report.__main__", "lora_lab.domains.__main__"]
+)
+def test_importing_an_entry_point_loads_no_heavy_library(module: str):
+    code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    assert _run("-c", code).stdout.strip() == ""
+
+
+def test_help_lists_the_config_groups_without_loading_a_model():
+    out = _run("-m", "lora_lab.train", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "regime: adalora, contrastive" in out.stdout and "gemm_4bit" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["rank=0"], "rank=0: the LoRA rank must be a positive integer"),
+        (["trainer=gpu"], "no CUDA GPU is visible"),
+        (["dataset=csv", "dataset.path=/nonexistent/t.csv"], "/nonexistent/t.csv: no such file"),
+    ],
+)
+def test_a_config_error_is_one_line_and_exit_code_2_and_leaves_no_job(tmp_path: Path, overrides: list[str], message: str):
+    run_dir = tmp_path / "job"
+    out = _run("-m", "lora_lab.train", *overrides, f"hydra.run.dir={run_dir}")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: ") and message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (run_dir / "status.json").exists()
+
+
+def test_lora_lab_debug_shows_the_traceback(tmp_path: Path):
+    out = _run("-m", "lora_lab.train", "rank=0", f"hydra.run.dir={tmp_path / 'job'}", env={**ENV, "LORA_LAB_DEBUG": "1"})
+    assert out.returncode != 0 and "Traceback" in out.stderr and "ConfigError: rank=0" in out.stderr
+
+
+def test_bitsandbytes_cpu_kernel_notice_is_held_until_a_quantizing_regime_runs():
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    held = lora_lab.bitsandbytes_kernel_message.held
+    already = list(held)  # bitsandbytes' own notice, if peft imported it on a CPU with AVX-512 BF16
+    try:
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s", "no kernels")
+        logger.warning("another bitsandbytes warning")
+        assert seen == ["another bitsandbytes warning"]  # only that one notice is held
+        assert held[len(already):][0].getMessage().endswith("no kernels")
+        lora_lab.bitsandbytes_kernel_message.release()  # what regimes/kbit.py does when it quantizes
+        assert seen[1:] == [r.getMessage() for r in already] + [
+            "Failed to load CPU gemm_4bit_forward from kernels-community: no kernels"] and not held
+    finally:
+        logger.removeHandler(handler)
