@@ -54,7 +54,10 @@ bench: install ## Benchmark lora_lab vs a plain Trainer + PEFT script on Banking
 bench-quick: install ## Smoke-check the benchmark: 1,001 Banking77 rows, 1 epoch, 1 repeat (minutes)
 	$(PY) scripts/bench_train.py --quick $(ARGS)
 
+bench-startup: install ## Time --help and config errors of the entry points (seconds); ARGS="--against ../other-checkout"
+	$(PY) scripts/bench_startup.py $(ARGS)
+
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast sweep report domains bench bench-quick clean
+.PHONY: help install train data test test-fast sweep report domains bench bench-quick bench-startup clean
