@@ -56,7 +56,7 @@ class Contrastive(Regime):
         margin: float = 0.25,
         r: int = 8,
         target_modules: list[str] | str | None = None,
-        alpha: float | None = None,
+        lora_alpha: float | None = None,
         lora_dropout: float = 0.05,
         C: float = 1.0,
         max_iter: int = 1000,
@@ -75,7 +75,7 @@ class Contrastive(Regime):
         self.C, self.max_iter, self.seed = C, max_iter, seed
         # body=lora: the lora regime's PEFT config, save, load and merge, as they are.
         self.lora = (
-            LoRA("lora", learning_rate, r=r, target_modules=target_modules, lora_alpha=alpha, lora_dropout=lora_dropout)
+            LoRA("lora", learning_rate, r=r, target_modules=target_modules, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
             if body == "lora"
             else None
         )
