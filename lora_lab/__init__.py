@@ -10,6 +10,8 @@ __version__ = "0.1.0"
 # pytree API that torch 2.13 deprecates.
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+# peft asks transformers' is_gradient_checkpointing, deprecated in transformers 5: printed on every adapter load.
+warnings.filterwarnings("ignore", r".*is_gradient_checkpointing.*is deprecated", FutureWarning)
 
 # bitsandbytes logs "Failed to load CPU gemm_4bit_forward from kernels-community" when it is
 # imported, and peft imports it for every regime. Only a quantizing regime runs that kernel, so the

@@ -13,6 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 import lora_lab.config  # noqa: F401  (registers the resolvers)
+from lora_lab.train import train
+from tests.helpers import save_hydra_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -82,3 +84,36 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not found at {path}; set LORA_LAB_DATA_DIR")
     return path
+
+
+# Three support-ticket intents, each a fixed wording: a tiny model learns them in three epochs.
+TICKETS = {
+    "billing": "my invoice shows a double charge on the card",
+    "login": "cannot log in and the password reset link is broken",
+    "refund": "please send my money back for the returned order",
+}
+
+
+def _finished_job(run_dir: Path, *overrides: str) -> Path:
+    """A tiny job trained into run_dir as `python -m lora_lab.train` would (its .hydra/ config saved first)."""
+    base = TINY if not any(o.startswith("dataset=") for o in overrides) else [o for o in TINY if not o.startswith("dataset.")]
+    cfg = compose_train(run_dir, [*base, "regime.learning_rate=5e-3", *overrides])
+    save_hydra_config(cfg, run_dir)
+    train(cfg)
+    GlobalHydra.instance().clear()
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def served_jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three finished tiny jobs: LoRA on the sales notes (5 labels), LoRA on support tickets (3 labels,
+    same base), and a full fine-tune (no adapter form: served from merged/)."""
+    root = tmp_path_factory.mktemp("serve")
+    rows = ["text,label"] + [f"{text} #{i},{label}" for i in range(40) for label, text in TICKETS.items()]
+    (root / "tickets.csv").write_text("\n".join(rows) + "\n")
+    return {
+        "sales": _finished_job(root / "sales", "regime=lora"),
+        "tickets": _finished_job(root / "tickets", "regime=lora", "dataset=csv", f"dataset.path={root / 'tickets.csv'}",
+                                 "trainer.max_epochs=3"),
+        "full": _finished_job(root / "full", "regime=full"),
+    }

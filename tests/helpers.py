@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -57,3 +62,26 @@ def ticket_rows(n: int = 60) -> list[dict]:
     """n support tickets (body, intent) over two intents."""
     return [{"body": f"ticket number {i} about {'billing' if i % 2 else 'login'}", "intent": "billing" if i % 2 else "login"}
             for i in range(n)]
+
+
+@contextlib.contextmanager
+def live_server(app) -> Iterator[str]:  # noqa: ANN001
+    """Run an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -21,7 +21,9 @@ def _run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subpro
 
 
 @pytest.mark.parametrize(
-    "module", ["lora_lab.train", "lora_lab.eval", "lora_lab.data.__main__", "lora_lab.report.__main__", "lora_lab.domains.__main__"]
+    "module",
+    ["lora_lab.train", "lora_lab.eval", "lora_lab.data.__main__", "lora_lab.report.__main__", "lora_lab.domains.__main__",
+     "lora_lab.serve.__main__", "lora_lab.export.__main__"],
 )
 def test_importing_an_entry_point_loads_no_heavy_library(module: str):
     code = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"

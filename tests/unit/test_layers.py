@@ -23,11 +23,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("job", ("lora_lab.config", "lora_lab.callbacks", "lora_lab.weight_averaging", "lora_lab.mlflow_logger",
              "lora_lab.plots", "lora_lab.outputs", "lora_lab.job", "lora_lab.build")),
     ("tools", ("lora_lab.sweeper", "lora_lab.report", "lora_lab.hydra_callbacks", "lora_lab.cli")),
-    ("entry points", ("lora_lab.train", "lora_lab.eval", "lora_lab.domains")),
+    ("entry points", ("lora_lab.train", "lora_lab.eval", "lora_lab.domains", "lora_lab.serve", "lora_lab.export")),
 ]
 # Never imported by data or models, not even inside a function (the wording of the rule).
 ABOVE_MODELS = ("lora_lab.regimes", "lora_lab.sweeper", "lora_lab.report", "lora_lab.train", "lora_lab.eval",
-                "lora_lab.build", "lora_lab.domains", "lora_lab.cli")
+                "lora_lab.build", "lora_lab.domains", "lora_lab.cli", "lora_lab.serve", "lora_lab.export")
 
 
 def module_name(path: Path) -> str:

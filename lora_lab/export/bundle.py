@@ -1,0 +1,259 @@
+"""A finished job -> a self-contained model dir in Hugging Face layout, renamed into place at the end.
+
+    out/
+      README.md              the model card (card.py)
+      lora_lab_export.json   what a server reads: regime, backbone node, base fingerprint, labels, metrics
+      labels.json, tokenizer files
+      merged/                the job's plain model + head, where it could merge
+      adapter/               the job's PEFT save_pretrained dir, naming a portable base
+      onnx/                  model.onnx + check.json (onnx=true, onnx_check.py)
+
+Weights are copied as bytes and JSON is rewritten: nothing is unpickled, and a job holding a
+pickle-format file is refused rather than exported.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import lora_lab.config  # noqa: F401  (registers the resolvers a job's config uses)
+from lora_lab.artifacts import atomic_dir, read_json, write_json, write_text
+from lora_lab.errors import ConfigError
+from lora_lab.export.card import model_card
+
+if TYPE_CHECKING:
+    from lora_lab.data.datamodule import TextClassificationDataModule
+
+FORMAT_VERSION = 1
+EXPORT_FILE = "lora_lab_export.json"
+JOB_FILES = ("metrics.json", "labels.json", ".hydra/config.yaml")
+# Formats torch or transformers would read with pickle; safetensors only ship.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# An embedded backbone is a path inside site-packages, which names nothing on another machine; the
+# resolver its YAML uses (`pretrained: ${embedded_minilm:}`) says which published model it carries.
+EMBEDDED_BASES = {
+    "embedded_minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    # The package's Q4_1 GGUF of this model, dequantized to fp32: the fingerprint tells the two apart.
+    "embedded_smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
+
+
+@dataclass
+class FinishedJob:
+    """What a finished job dir holds; cfg is its config with paths.output_dir pointed at the dir."""
+
+    run_dir: Path
+    cfg: DictConfig
+    metrics: dict[str, Any]
+    labels: list[str]
+
+    @property
+    def has_merged(self) -> bool:
+        return (self.run_dir / "merged").is_dir()
+
+    @property
+    def has_adapter(self) -> bool:
+        return (self.run_dir / "adapter").is_dir()
+
+
+@dataclass
+class Export:
+    """A written export: where, its metadata and (onnx=true) the ONNX check."""
+
+    out: Path
+    meta: dict[str, Any]
+    onnx_check: dict[str, Any] | None
+
+    def summary(self) -> str:
+        meta = self.meta
+        parts = [f"{name}/" for name in ("merged", "adapter", "onnx") if meta[f"has_{name}"]]
+        lines = [f"wrote {self.out}: {', '.join(parts)} + README.md, {EXPORT_FILE}, labels.json, tokenizer",
+                 f"  {meta['backbone']} + {meta['regime']} (rank {meta['rank']}), base {meta['base_model']}, "
+                 f"test acc {meta['metrics']['test/acc']:.4f}, macro-F1 {meta['metrics']['test/f1_macro']:.4f}"]
+        if (check := self.onnx_check) is not None:
+            lines.append(f"  onnx: {check['agreement']:.2%} of {check['rows']} test rows predicted as PyTorch does "
+                         f"(accuracy onnx {check['accuracy_onnx']:.4f}, pytorch {check['accuracy_pytorch']:.4f})")
+        return "\n".join(lines)
+
+
+def export_job(run_dir: Path, out: Path, onnx: bool = False, onnx_tolerance: float = 0.005, onnx_opset: int = 17) -> Export:
+    """Export the finished job in run_dir to out (new or empty); on any error nothing is left at out."""
+    job = read_job(run_dir)
+    check_out(out, run_dir)
+    if onnx:
+        check_onnx_request(job, onnx_tolerance, onnx_opset)
+    from lora_lab.build import load_trained  # torch, transformers, peft: loaded once the input checks out
+
+    regime, backbone = instantiate(job.cfg.regime), instantiate(job.cfg.backbone)
+    # Loading the job (merged/, else base + adapter/) gives the tokenizer and the model ONNX traces,
+    # and proves the export's weights load before anything is written.
+    classifier, tokenizer = load_trained(run_dir, job.cfg, regime, "auto", backbone)
+    datamodule = instantiate(job.cfg.data, tokenizer=tokenizer, labels=job.labels)
+    base = base_model_name(job.cfg)
+    if out.is_dir():
+        out.rmdir()  # empty (check_out refused any other): atomic_dir renames onto a free path
+    with atomic_dir(out) as tmp:
+        copy_weights(job, tmp, base)
+        shutil.copy2(run_dir / "labels.json", tmp / "labels.json")
+        tokenizer.save_pretrained(str(tmp))
+        check = None
+        if onnx:
+            from lora_lab.export.onnx_check import add_onnx  # onnx, onnxruntime: only when asked for
+
+            check = add_onnx(tmp / "onnx", classifier, tokenizer, datamodule, onnx_tolerance, onnx_opset)
+        meta = export_metadata(job, base, backbone.fingerprint(job.cfg.seed), has_onnx=onnx)
+        write_json(tmp / EXPORT_FILE, meta)
+        config = OmegaConf.to_container(job.cfg, resolve=True)
+        write_text(tmp / "README.md", model_card(meta, job.metrics, config, train_label_counts(datamodule)))
+    return Export(out, meta, check)
+
+
+def read_job(run_dir: Path) -> FinishedJob:
+    """The finished job in run_dir, or a ConfigError saying why it is not one."""
+    missing = [name for name in JOB_FILES if not (run_dir / name).is_file()]
+    if missing:
+        reason = f"no {' or '.join(missing)}" if run_dir.is_dir() else "no such directory"
+        raise ConfigError(
+            f"run_dir={run_dir}: {reason}, so not a finished lora_lab job (a job writes "
+            "metrics.json last, once its test ran). Point run_dir at a completed job's dir, "
+            "e.g. outputs/<date>/<time> or multirun/<sweep>/<n>."
+        )
+    if not (run_dir / "merged").is_dir() and not (run_dir / "adapter").is_dir():
+        raise ConfigError(f"run_dir={run_dir}: neither merged/ nor adapter/; there is no model to export")
+    refuse_pickles(run_dir)
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)  # was ${hydra:runtime.output_dir}: the job's own run
+    id2label = read_json(run_dir / "labels.json")["id2label"]
+    return FinishedJob(run_dir, cfg, read_json(run_dir / "metrics.json"), [id2label[str(i)] for i in range(len(id2label))])
+
+
+def refuse_pickles(run_dir: Path) -> None:
+    """A weight file in a pickle format could run code when read: refuse the job instead."""
+    found = sorted(p for name in ("merged", "adapter") for p in (run_dir / name).rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if found:
+        raise ConfigError(
+            f"run_dir={run_dir}: {', '.join(str(p.relative_to(run_dir)) for p in found)} is in a pickle format; "
+            "lora_lab exports safetensors only and never unpickles. Re-save those weights as safetensors "
+            "(save_pretrained(..., safe_serialization=True)) and delete the pickle files."
+        )
+
+
+def check_out(out: Path, run_dir: Path) -> None:
+    """out must be new (or an empty dir) and outside the job: an export never overwrites anything."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(
+            f"out={out} exists and is not empty; an export never overwrites one. Choose a new out=<dir>, "
+            f"or delete {out} first if it is an older export you no longer need."
+        )
+    if out.resolve().is_relative_to(run_dir.resolve()):
+        raise ConfigError(f"out={out} is inside run_dir={run_dir}; lora_lab never writes into a job's dir: choose out elsewhere")
+
+
+def check_onnx_request(job: FinishedJob, tolerance: float, opset: int) -> None:
+    """onnx=true exports merged/; its settings must make sense before anything loads."""
+    if not job.has_merged:
+        raise ConfigError(
+            f"onnx=true: {job.run_dir} has no merged/ (regime {job.cfg.regime.name} ships adapter/ alone), and the "
+            "ONNX export is of the merged model. Drop onnx=true to export the adapter, or train with a regime that merges."
+        )
+    if not 0 <= tolerance < 1:
+        raise ConfigError(f"onnx_tolerance={tolerance}: a share of test rows in [0, 1), e.g. 0.005")
+    if not isinstance(opset, int) or opset < 14:
+        raise ConfigError(f"onnx_opset={opset!r}: use 14 or later (the attention ops need it), e.g. 17")
+
+
+def base_model_name(cfg: DictConfig) -> str:
+    """A name for the base that means the same on any machine (its fingerprint says which weights)."""
+    pretrained = OmegaConf.to_container(cfg.backbone, resolve=False).get("pretrained")
+    resolver = re.fullmatch(r"\$\{(\w+):\}", pretrained or "")
+    if resolver and resolver.group(1) in EMBEDDED_BASES:
+        return EMBEDDED_BASES[resolver.group(1)]
+    if pretrained is None:
+        return f"random_init:{cfg.backbone.name}"  # rebuilt from the backbone node and the seed
+    return str(cfg.backbone.pretrained)  # a hub id, or a local dir / GGUF file as the job named it
+
+
+def portable_backbone(cfg: DictConfig) -> dict[str, Any]:
+    """The backbone node, resolved except where an embedded model's resolver names the weights or the
+    tokenizer (`${embedded_minilm:}`): that resolves to the package's dir on the machine that loads it."""
+    node = OmegaConf.to_container(cfg.backbone, resolve=True)
+    raw = OmegaConf.to_container(cfg.backbone, resolve=False)
+    for key in ("pretrained", "tokenizer"):
+        if re.fullmatch(r"\$\{(\w+):\}", str(raw.get(key) or "")):
+            node[key] = raw[key]
+    return node
+
+
+def hub_id(name: str) -> str | None:
+    """name, when it reads as a Hugging Face hub id rather than a local path or a random model."""
+    return name if HUB_ID.fullmatch(name) and not Path(name).exists() else None
+
+
+def copy_weights(job: FinishedJob, out: Path, base: str) -> None:
+    """merged/ and adapter/ as the job wrote them; adapter_config.json names the portable base."""
+    if job.has_merged:
+        shutil.copytree(job.run_dir / "merged", out / "merged")
+    if job.has_adapter:
+        # PEFT's README.md stub names the machine-local base path and nothing else: the card replaces it.
+        shutil.copytree(job.run_dir / "adapter", out / "adapter", ignore=shutil.ignore_patterns("README.md"))
+        peft_config = out / "adapter" / "adapter_config.json"
+        if peft_config.is_file():  # PEFT regimes; a head-only adapter is head.safetensors + its spec
+            write_json(peft_config, {**read_json(peft_config), "base_model_name_or_path": base})
+
+
+def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: bool) -> dict[str, Any]:
+    """lora_lab_export.json: what a server needs to rebuild the base, attach the adapter and describe it."""
+    cfg, metrics = job.cfg, job.metrics
+    scores = {k: v for k, v in metrics.items() if k.startswith("test/") and k != "test/confusion_matrix"}
+    trained = datetime.fromtimestamp((job.run_dir / "metrics.json").stat().st_mtime, timezone.utc)
+    return {
+        "format": "lora_lab_export",
+        "format_version": FORMAT_VERSION,
+        "regime": cfg.regime.name,
+        "regime_config": OmegaConf.to_container(cfg.regime, resolve=True),
+        # LoRA-family ranks: `r`; AdaLoRA's final average rank: `target_r`; None where the regime has none.
+        "rank": cfg.regime.get("r", cfg.regime.get("target_r")),
+        "backbone": cfg.backbone.name,
+        "backbone_config": portable_backbone(cfg),
+        "base_model": base,
+        "base_hub_id": hub_id(base),
+        "base_fingerprint": fingerprint,
+        "seed": cfg.seed,
+        "dataset": cfg.dataset.name,
+        # The training data's Source config (its paths as on the training machine): the server embeds
+        # these rows for /v1/similar where it can read them, and serves without that index elsewhere.
+        "dataset_config": OmegaConf.to_container(cfg.dataset, resolve=True),
+        "labels": job.labels,
+        "max_length": cfg.data.max_length,  # what the job tokenized to: the server truncates there too
+        "metrics": {**scores, "val/acc_best": metrics.get("val/acc_best")},
+        "params": {k.removeprefix("params/"): v for k, v in metrics.items() if k.startswith("params/")},
+        "trained_at": trained.isoformat(timespec="seconds"),
+        "has_merged": job.has_merged,
+        "has_adapter": job.has_adapter,
+        "has_onnx": has_onnx,
+        "source_run_dir": str(job.run_dir.resolve()),
+    }
+
+
+def train_label_counts(datamodule: TextClassificationDataModule) -> dict[str, int] | None:
+    """Rows per label in the training split, when that is cheap: the data is loaded already (the
+    ONNX check) or sits in the job's tokenized-split cache. None rather than re-reading the source."""
+    from lora_lab.data import cache  # transformers
+
+    if not datamodule.tokenized:
+        key = cache.cache_key(datamodule.source.identity(), datamodule.tokenizer, datamodule.max_length)
+        if datamodule.cache_dir is None or cache.load(datamodule.cache_dir, key) is None:
+            return None
+        datamodule.setup("fit")  # a cache hit; it also applies the job's shots_per_class
+    return dict(sorted(Counter(datamodule.splits["train"].labels).items()))

@@ -1,0 +1,188 @@
+"""The export's README.md: a Hugging Face model card written from what the job recorded.
+
+YAML front matter (model-index results, library, base model, tags) for the hub and tools; a body
+for people: the model, its test results, how it was trained, on what data, and what it is not for.
+Pure text from plain dicts: lora_lab_export.json's metadata, metrics.json and the resolved config.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import yaml
+
+# The languages a backbone's pretraining text was in, where known; others send the reader to the base's card.
+LANGUAGES = {name: "en" for name in ("minilm_l6", "bert_base", "distilbert_base", "roberta_base", "deberta_v3_base",
+                                     "phi_1_5", "phi_2", "smollm2_135m")}
+
+
+def model_card(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any],
+               train_counts: dict[str, int] | None) -> str:
+    """The whole README.md."""
+    name = f"{meta['backbone']}-{meta['regime']}-{meta['dataset']}"
+    sections = [
+        front_matter(name, meta),
+        f"# {name}\n\n{summary(meta, metrics, config)}",
+        model_section(meta),
+        results_section(meta, metrics),
+        training_section(meta, metrics, config),
+        data_section(metrics, train_counts),
+        limits_section(meta, metrics, config),
+        usage_section(meta),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def front_matter(name: str, meta: dict[str, Any]) -> str:
+    scores = meta["metrics"]
+    card: dict[str, Any] = {}
+    if meta["backbone"] in LANGUAGES:
+        card["language"] = [LANGUAGES[meta["backbone"]]]
+    card["library_name"] = "peft" if meta["has_adapter"] else "transformers"
+    if meta["base_hub_id"]:  # a local dir or a random model is no hub reference
+        card["base_model"] = meta["base_hub_id"]
+    card["pipeline_tag"] = "text-classification"
+    card["tags"] = ["lora_lab", "text-classification", meta["regime"], meta["backbone"], meta["dataset"]] + (
+        ["onnx"] if meta["has_onnx"] else [])
+    card["model-index"] = [{"name": name, "results": [{
+        "task": {"type": "text-classification", "name": "Text Classification"},
+        "dataset": {"name": meta["dataset"], "type": meta["dataset"], "split": "test"},
+        "metrics": [
+            {"type": "accuracy", "name": "accuracy", "value": scores["test/acc"]},
+            {"type": "f1", "name": "macro-F1", "value": scores["test/f1_macro"], "args": {"average": "macro"}},
+        ],
+    }]}]
+    return f"---\n{yaml.safe_dump(card, sort_keys=False, allow_unicode=True)}---"
+
+
+def summary(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> str:
+    return (f"A text classifier over {len(meta['labels'])} labels, fine-tuned by lora_lab from {meta['base_model']} "
+            f"with {meta['regime']}{rank_words(meta)} on {metrics['data/train_rows']:,} training rows of "
+            f"`{meta['dataset']}`{' (synthetic, generated text)' if is_synthetic(config) else ''}. "
+            f"Test split: accuracy {meta['metrics']['test/acc']:.4f}, macro-F1 {meta['metrics']['test/f1_macro']:.4f} "
+            f"on {metrics['data/test_rows']:,} rows.")
+
+
+def model_section(meta: dict[str, Any]) -> str:
+    params, pooling = meta["params"], meta["backbone_config"]["pooling"]
+    files = [f"`{name}/`" for name in ("merged", "adapter", "onnx") if meta[f"has_{name}"]]
+    rows = [
+        ("base model", f"{meta['base_model']} (lora_lab backbone `{meta['backbone']}`)"),
+        ("base fingerprint", f"`sha256:{meta['base_fingerprint']}` (seed {meta['seed']})"),
+        ("head", f"{pooling} pooling + linear head" if pooling != "cls" else "the model's own classification head"),
+        ("regime", meta["regime"]),
+        ("rank", meta["rank"] if meta["rank"] is not None else f"none (regime {meta['regime']} has no rank)"),
+        ("trainable params", f"{params['trainable']:,} of {params['total']:,} ({params['trainable_pct']:.2f}%)"),
+        ("trained", meta["trained_at"]),
+        ("files", ", ".join(files)),
+        ("labels", ", ".join(f"`{label}`" for label in meta["labels"])),
+    ]
+    return "## Model\n\n" + table(("", ""), rows)
+
+
+def results_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
+    names = {"test/acc": "accuracy", "test/f1_macro": "macro-F1", "test/precision_macro": "macro precision",
+             "test/recall_macro": "macro recall", "test/loss": "loss", "val/acc_best": "validation accuracy (selected epoch)"}
+    rows = [(label, f"{meta['metrics'][key]:.4f}") for key, label in names.items() if meta["metrics"].get(key) is not None]
+    per_class = metrics.get("test/f1_per_class", {})
+    support = dict(zip(meta["labels"], map(sum, metrics.get("test/confusion_matrix", []))))
+    class_rows = [(label, support.get(label, "?"), f"{f1:.4f}") for label, f1 in per_class.items()]
+    text = f"## Results (test split, {metrics['data/test_rows']:,} rows)\n\n" + table(("metric", "value"), rows)
+    if class_rows:
+        text += "\n\n" + table(("label", "test rows", "F1"), class_rows)
+    return text
+
+
+def training_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> str:
+    regime, data, module, trainer = config["regime"], config["data"], config.get("module", {}), config["trainer"]
+    head_lr = regime.get("head_learning_rate")
+    rows = [
+        ("learning rate", f"{regime['learning_rate']:g}" + (f" (head {head_lr:g})" if head_lr else "")),
+        ("epochs", f"{metrics.get('epochs', '?')} run of max_epochs={trainer.get('max_epochs')}; "
+                   f"model selection: {metrics.get('model_selection', '?')}"),
+        ("batch size", data["batch_size"]),
+        ("max_length", f"{data['max_length']} tokens"),
+        ("weight decay", module.get("weight_decay")),
+        ("schedule", f"{module.get('scheduler')}, warmup ratio {module.get('warmup_ratio')}"),
+        ("precision", trainer.get("precision")),
+        ("seed", meta["seed"]),
+    ]
+    if "time/train_s" in metrics:
+        rows.append(("train time", f"{metrics['time/train_s']:.1f} s on {trainer.get('accelerator')}"))
+    full = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    return ("## Training\n\n" + table(("setting", "value"), rows)
+            + f"\n\n<details>\n<summary>Full resolved config</summary>\n\n```yaml\n{full}```\n\n</details>")
+
+
+def data_section(metrics: dict[str, Any], train_counts: dict[str, int] | None) -> str:
+    splits = [(k.removeprefix("data/").removesuffix("_rows"), f"{v:,}") for k, v in metrics.items()
+              if k.startswith("data/") and k.endswith("_rows")]
+    text = "## Data\n\n" + table(("split", "rows"), splits)
+    if train_counts:
+        text += "\n\nTraining split, rows per label:\n\n" + table(("label", "rows"), list(train_counts.items()))
+    else:
+        text += "\n\nRows per label of the training split: not recorded by the job (its tokenized-data cache is gone)."
+    problems = metrics.get("data/problems") or []
+    text += "\n\nProblems found in the data: " + ("none." if not problems else "\n\n" + "\n".join(f"- {p}" for p in problems))
+    return text
+
+
+def limits_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> str:
+    labels, acc, n_test = len(meta["labels"]), meta["metrics"]["test/acc"], metrics["data/test_rows"]
+    language = LANGUAGES.get(meta["backbone"])
+    # The binomial standard error alone: how far the test split's size lets the accuracy be trusted.
+    margin = 1.96 * math.sqrt(acc * (1 - acc) / max(n_test, 1))
+    lines = [
+        f"- Trained on {metrics['data/train_rows']:,} rows of `{meta['dataset']}`"
+        + (", text generated by a synthetic template generator: real texts will differ" if is_synthetic(config) else "")
+        + f". Test accuracy {acc:.2%} (±{100 * margin:.1f} points at 95% for {n_test:,} rows) is measured on held-out rows "
+        "of the same dataset; expect lower on texts from another source, and measure it on yours.",
+        f"- One training run (seed {meta['seed']}): another seed moves the scores too.",
+        f"- Every text gets one of its {labels} labels; there is no \"none of these\" answer, so out-of-scope "
+        "texts are still labelled. Use the probability as a signal, and route low-confidence texts to a person.",
+        f"- Texts longer than {config['data']['max_length']} tokens are truncated: only their start is read.",
+    ]
+    if language == "en":
+        lines.append("- English only: the base model was pretrained on English text.")
+    elif config["backbone"].get("random_init") is not None:
+        lines.append("- The base is a small randomly initialised model (a test fixture): not a model to use.")
+    else:
+        lines.append(f"- Languages: those of {meta['base_model']}; see its own card.")
+    if (latency := metrics.get("latency/test_ms_per_example")) is not None:
+        lines.append(f"- Latency: {latency:.2f} ms per text measured in batches of {config['data']['eval_batch_size']} "
+                     "during the job's test, on the training machine's CPU; a single text costs more per text.")
+    return "## Intended use and limits\n\n" + "\n".join(lines)
+
+
+def usage_section(meta: dict[str, Any]) -> str:
+    lines = ["## Files and how to load them", ""]
+    if meta["has_merged"]:
+        plain = ("also a plain transformers `AutoModelForSequenceClassification`" if meta["backbone_config"]["pooling"] == "cls"
+                 else "transformers alone reads the encoder, not the pooling and `head.safetensors`")
+        lines.append("- `merged/`: the fine-tuned model as plain weights (any adapter folded in); `lora_lab.models.classifier."
+                     f"load_classifier(\"merged\")` or `lora_lab.models.predictor.Predictor(\"merged\")` ({plain}).")
+    if meta["has_adapter"]:
+        lines.append(f"- `adapter/`: what regime {meta['regime']} trained, to attach to the base `{meta['base_model']}` "
+                     "(check `base_fingerprint` in lora_lab_export.json before attaching).")
+    if meta["has_onnx"]:
+        lines.append("- `onnx/model.onnx`: `input_ids`, `attention_mask` -> `logits` for onnxruntime, with the tokenizer "
+                     f"files here (truncate to {meta['max_length']} tokens); `onnx/check.json` compares its "
+                     "predictions with PyTorch's on the test split.")
+    lines.append("- `labels.json`: label ids to names; `lora_lab_export.json`: the machine-readable metadata.")
+    return "\n".join(lines)
+
+
+def rank_words(meta: dict[str, Any]) -> str:
+    return f" (rank {meta['rank']})" if meta["rank"] is not None else ""
+
+
+def is_synthetic(config: dict[str, Any]) -> bool:
+    return ".synthetic." in str(config["dataset"].get("_target_", ""))
+
+
+def table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    """A Markdown table (a cell's `|` escaped)."""
+    def line(cells: tuple[Any, ...]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    return "\n".join([line(header), line(tuple("---" for _ in header)), *map(line, rows)])

@@ -1,0 +1,277 @@
+"""The HTTP API: FastAPI app, lifespan, routes, error bodies.
+
+Shared state (engine, batcher, similar-text indexes, metrics) lives in one ServerState on
+`app.state`, reached by dependency injection (`Depends(state)`). Start-up (loading the adapters,
+warming them, building their indexes) runs in the lifespan; every model call runs on the
+batcher's worker thread, never on the event loop. Every error a client can cause answers with
+`{"error": {"code", "message"}}`: 422 malformed body, 404 unknown adapter (with the loaded names),
+413 too many / too long texts, 503 + Retry-After while not ready or when the queue is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lora_lab.errors import UserError
+from lora_lab.serve.batcher import Batcher, QueueFull
+from lora_lab.serve.engine import Engine
+from lora_lab.serve.index import SimilarIndex, build_index
+from lora_lab.serve.monitoring import Metrics
+from lora_lab.serve.schemas import (
+    AdapterInfo,
+    ErrorResponse,
+    LabelScore,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    PutAdapter,
+    SimilarExample,
+    SimilarRequest,
+    SimilarResponse,
+)
+from lora_lab.serve.sources import resolve_source
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+RETRY_AFTER_S = 1
+ERRORS = {code: {"model": ErrorResponse} for code in (404, 413, 422, 503)}
+
+
+@dataclass
+class Settings:
+    """conf/serve.yaml, minus where to listen."""
+
+    adapters: dict[str, str] = field(default_factory=dict)
+    max_batch_size: int = 32
+    max_wait_ms: float = 5.0
+    max_text_chars: int = 2000
+    max_texts_per_request: int = 64
+    max_queue: int = 2048
+    quantize: str = "none"
+    threads: int | None = None
+    similar_max_rows: int = 20000
+    log_path: str | None = None
+    log_texts: bool = False
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    engine: Engine
+    batcher: Batcher
+    metrics: Metrics
+    indexes: dict[str, SimilarIndex | None] = field(default_factory=dict)
+    ready: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # configured models that did not load, and why
+    loading: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def load(self, name: str, path: str) -> None:
+        """Validate, load and warm `path` under `name`, build its /similar index; swap it in last."""
+        source = await asyncio.to_thread(resolve_source, path)  # reads small JSON files only
+        async with self.loading:  # one load at a time; requests keep being served meanwhile
+            served = await self.batcher.call(self.engine.load, name, source)
+            await self.batcher.call(self.engine.predict, [(name, ["warm-up"])])
+            self.indexes[name] = await self.batcher.call(build_index, self.engine, served, self.settings.similar_max_rows)
+
+    async def load_all(self, adapters: dict[str, str]) -> None:
+        """The configured models, in order; a model that fails to load is logged and left out."""
+        for name, path in adapters.items():
+            try:
+                await self.load(name, str(path))
+                log.info("serving %s from %s", name, path)
+            except Exception as err:  # noqa: BLE001 - the others still load; /readyz lists what is served
+                self.failed[name] = f"{type(err).__name__}: {err}"
+                log.error("could not load %s from %s: %s", name, path, self.failed[name])
+        self.ready = True
+
+    async def unload(self, name: str) -> None:
+        async with self.loading:
+            await self.batcher.call(self.engine.unload, name)
+            self.indexes.pop(name, None)
+
+
+def state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(quantize=settings.quantize)
+        metrics = Metrics()
+        batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
+                          threads=settings.threads, on_batch=metrics.observe_batch)
+        metrics.queue_depth_of(batcher)
+        server = ServerState(settings, engine, batcher, metrics)
+        app.state.server = server
+        batcher.start()
+        # Loading runs after start-up, so the server listens at once: /healthz answers and /readyz
+        # says 503 until every configured model is loaded and warmed.
+        loading = asyncio.create_task(server.load_all(settings.adapters))
+        yield
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await batcher.stop()
+
+    app = FastAPI(title="lora_lab serve", version="1", lifespan=lifespan,
+                  description="Many adapters on shared base models, micro-batched. Errors: {error: {code, message}}.")
+    _add_error_handlers(app)
+    _add_routes(app)
+    return app
+
+
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=code, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return _error(422, f"malformed request: {problems}")
+
+
+def _served(server: ServerState, name: str) -> Any:
+    if not server.ready:
+        raise HTTPException(503, "the server is still loading its models", headers={"Retry-After": str(RETRY_AFTER_S)})
+    if name not in server.engine.models:
+        raise HTTPException(404, f"no adapter {name!r}; loaded: {sorted(server.engine.models) or 'none'}")
+    return server.engine.models[name]
+
+
+def _check_texts(server: ServerState, texts: list[str]) -> None:
+    limits = server.settings
+    if len(texts) > limits.max_texts_per_request:
+        raise HTTPException(413, f"{len(texts)} texts in one request; the server takes at most max_texts_per_request="
+                                 f"{limits.max_texts_per_request}: split the request")
+    if (longest := max(len(t) for t in texts)) > limits.max_text_chars:
+        raise HTTPException(413, f"a text of {longest} characters; the server takes at most max_text_chars="
+                                 f"{limits.max_text_chars}: shorten it")
+
+
+def _info(server: ServerState, name: str) -> AdapterInfo:
+    served = server.engine.models[name]
+    source, index = served.source, server.indexes.get(name)
+    return AdapterInfo(
+        name=name, labels=[served.id2label[i] for i in range(len(served.id2label))],
+        base=str(source.backbone.get("name")), fingerprint=served.fingerprint, regime=source.regime,
+        rank=source.info.get("rank"), test_acc=source.info.get("test_acc"),
+        test_f1_macro=source.info.get("test_f1_macro"), trained_at=source.info.get("trained_at"),
+        source=source.info.get("source", "job"), path=str(source.path), shares_base=served.adapter_id is not None,
+        similar_index_rows=len(index.labels) if index is not None else 0,
+    )
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/healthz", summary="liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="readiness: every configured model loaded and warmed", responses=ERRORS)
+    async def readyz(server: ServerState = Depends(state)) -> dict[str, Any]:
+        if not server.ready:
+            raise HTTPException(503, "loading models", headers={"Retry-After": str(RETRY_AFTER_S)})
+        return {"status": "ready", "adapters": sorted(server.engine.models), "failed": server.failed}
+
+    @app.get("/metrics", summary="Prometheus text format")
+    async def metrics(server: ServerState = Depends(state)) -> Response:
+        body, content_type = server.metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
+    async def predict(body: PredictRequest, server: ServerState = Depends(state)) -> PredictResponse:
+        start = time.perf_counter()
+        served = _served(server, body.adapter)
+        texts = body.all_texts
+        with server.metrics.track(body.adapter, "predict"):
+            _check_texts(server, texts)
+            try:
+                probs = await server.batcher.predict(body.adapter, texts)
+            except QueueFull as err:
+                raise HTTPException(503, f"busy: {err}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}) from err
+            except KeyError as err:
+                raise HTTPException(404, f"adapter {body.adapter!r} was unloaded while the request waited") from err
+        predictions = [_prediction(row, served.id2label, body.top_k) for row in probs]
+        latency_ms = 1000 * (time.perf_counter() - start)
+        if server.settings.log_path:
+            await asyncio.to_thread(_log_predictions, server.settings, body.adapter, texts, predictions, latency_ms)
+        return PredictResponse(adapter=body.adapter, fingerprint=served.fingerprint, predictions=predictions,
+                               latency_ms=latency_ms)
+
+    @app.post("/v1/similar", response_model=SimilarResponse, responses=ERRORS)
+    async def similar(body: SimilarRequest, server: ServerState = Depends(state)) -> SimilarResponse:
+        served = _served(server, body.adapter)
+        _check_texts(server, [body.text])
+        index = server.indexes.get(body.adapter)
+        if index is None:
+            raise HTTPException(404, f"adapter {body.adapter!r} has no similar-text index: its training data was not "
+                                     "readable when it loaded (see the server log)")
+        with server.metrics.track(body.adapter, "similar"):
+            query = await server.batcher.call(server.engine.embed, served.name, [body.text])
+        return SimilarResponse(adapter=body.adapter, examples=[SimilarExample(**e) for e in index.nearest(query[0], body.k)])
+
+    @app.get("/v1/adapters", response_model=list[AdapterInfo])
+    async def adapters(server: ServerState = Depends(state)) -> list[AdapterInfo]:
+        return [_info(server, name) for name in sorted(server.engine.models)]
+
+    @app.get("/v1/adapters/{name}", response_model=AdapterInfo, responses=ERRORS)
+    async def adapter(name: str, server: ServerState = Depends(state)) -> AdapterInfo:
+        _served(server, name)
+        return _info(server, name)
+
+    @app.put("/v1/adapters/{name}", response_model=AdapterInfo, responses=ERRORS)
+    async def put_adapter(name: str, body: PutAdapter, server: ServerState = Depends(state)) -> AdapterInfo:
+        try:
+            await server.load(name, body.path)
+        except UserError as err:
+            raise HTTPException(422, str(err)) from err
+        except Exception as err:  # noqa: BLE001 - a path the client named failed to load: its problem, not a 500
+            log.exception("PUT /v1/adapters/%s: %s failed to load", name, body.path)
+            raise HTTPException(422, f"{body.path} failed to load: {type(err).__name__}: {err}") from err
+        return _info(server, name)
+
+    @app.delete("/v1/adapters/{name}", responses=ERRORS)
+    async def delete_adapter(name: str, server: ServerState = Depends(state)) -> dict[str, str]:
+        _served(server, name)
+        await server.unload(name)
+        return {"deleted": name}
+
+
+def _prediction(probs: torch.Tensor, id2label: dict[int, str], top_k: int) -> Prediction:
+    values, ids = probs.topk(min(top_k, probs.numel()))
+    ranked = [LabelScore(label=id2label[i], probability=float(v)) for v, i in zip(values.tolist(), ids.tolist())]
+    return Prediction(label=ranked[0].label, score=ranked[0].probability, top_k=ranked)
+
+
+def _log_predictions(settings: Settings, adapter: str, texts: list[str], predictions: list[Prediction],
+                     latency_ms: float) -> None:
+    """The optional prediction log (JSONL); texts only with log_texts=true."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    with open(settings.log_path, "a", encoding="utf-8") as f:
+        for text, p in zip(texts, predictions):
+            record = {"time": now, "adapter": adapter, "label": p.label, "score": p.score, "latency_ms": latency_ms}
+            if settings.log_texts:
+                record["text"] = text
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,250 @@
+"""The served models in memory: one base per distinct backbone, every adapter attached to it.
+
+A pooled classifier (backbone.pooling=mean|last, the default MiniLM) is a transformer + a head
+outside it. Adapters trained on that base attach to ONE PeftModel (`load_adapter`), each with its
+own head and label set, so the tenth adapter costs its adapter bytes, not another base. A mixed
+batch runs the transformer once with PEFT's `adapter_names=` (one name per row; the LoRA family
+supports it) and then each row's own head; `Base.mixable` holds the adapters whose mixed forward
+was checked, on load, to give their own logits. Others run grouped per adapter (`set_adapter`).
+
+Models without an adapter form (full fine-tunes, contrastive body=full, a pooling=cls stock head
+whose head lives inside PEFT) are served alone from merged/.
+
+Not thread-safe by design: the server calls every method from one worker thread (batcher.py),
+so `set_adapter` and a forward never interleave.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from hydra.utils import instantiate
+from peft import PeftModel
+from safetensors.torch import load_file
+from torch import nn
+
+from lora_lab.data.batching import PadCollator
+from lora_lab.errors import ConfigError
+from lora_lab.models.backbones import Backbone
+from lora_lab.models.classifier import HEAD_FILE, Classifier, PooledClassifier, load_classifier, pool
+from lora_lab.models.predictor import quantize_int8
+from lora_lab.serve.sources import ModelSource
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+PROBE_TEXTS = ("a short probe", "a second, somewhat longer probe text for the mixed batch check")
+
+
+@dataclass
+class Base:
+    """A shared base transformer (PEFT-wrapped once an adapter attaches) and its tokenizer."""
+
+    key: str
+    classifier: Classifier
+    tokenizer: PreTrainedTokenizerBase
+    max_length: int
+    heads: dict[str, nn.Module] = field(default_factory=dict)  # PEFT adapter id -> its own head
+    mixable: set[str] = field(default_factory=set)  # adapter ids checked to mix exactly
+
+    @property
+    def peft(self) -> PeftModel | None:
+        return self.classifier.transformer if isinstance(self.classifier.transformer, PeftModel) else None
+
+
+@dataclass
+class Served:
+    """One name the API answers to."""
+
+    name: str
+    source: ModelSource
+    base: Base
+    fingerprint: str
+    adapter_id: str | None  # the PEFT adapter's name inside the base (None: a merged model alone)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return self.source.id2label
+
+
+class Engine:
+    def __init__(self, quantize: str = "none", max_length: int | None = None):
+        if quantize not in ("none", "int8"):
+            raise ConfigError(f"quantize={quantize!r}: use none or int8")
+        self.quantize, self.max_length = quantize, max_length
+        self.bases: dict[str, Base] = {}
+        self.models: dict[str, Served] = {}
+        self._loads = 0  # adapter ids are fresh per load, so a replacement loads beside the old one
+
+    # --- loading -----------------------------------------------------------------------------
+
+    def load(self, name: str, source: ModelSource) -> Served:
+        """Attach `source` under `name` (replacing a model of that name only once the new one loaded)."""
+        backbone: Backbone = instantiate(source.backbone)
+        shares_base = source.adapter_dir is not None and source.pooled and self.quantize == "none"
+        if shares_base:
+            fingerprint = backbone.fingerprint(source.seed)
+            if source.fingerprint is not None and source.fingerprint != fingerprint:
+                raise ConfigError(
+                    f"{source.path}: trained on a base with fingerprint {source.fingerprint[:12]}, but this machine's "
+                    f"{backbone.name} weights give {fingerprint[:12]}; serve its merged/ or install the same base"
+                )
+            base = self.bases.get(fingerprint) or self._new_base(fingerprint, backbone, source)
+            self._loads += 1
+            adapter_id = f"a{self._loads}"
+            self._attach(base, adapter_id, source)
+        else:
+            if source.merged_dir is None:
+                raise ConfigError(
+                    f"{source.path}: regime {source.regime} with backbone.pooling={source.backbone.get('pooling')} "
+                    "has no merged/ to serve alone, and only pooled (mean/last) adapters share a base"
+                )
+            self._loads += 1
+            fingerprint, adapter_id = f"merged:{source.path}", None
+            base = self._merged_base(f"merged:{self._loads}", source)
+        self.bases[base.key] = base
+        old = self.models.get(name)
+        self.models[name] = Served(name, source, base, fingerprint, adapter_id)  # the swap: one assignment
+        if old is not None:
+            self._release(old)
+        return self.models[name]
+
+    def _new_base(self, key: str, backbone: Backbone, source: ModelSource) -> Base:
+        # The label map only sizes a head this base never uses: every adapter brings its own.
+        classifier = backbone.build_classifier(source.id2label, seed=source.seed).eval()
+        return Base(key, classifier, backbone.tokenizer, self.max_length or backbone.max_length)
+
+    def _merged_base(self, key: str, source: ModelSource) -> Base:
+        classifier = load_classifier(source.merged_dir).eval()
+        if self.quantize == "int8":
+            classifier = quantize_int8(classifier)
+        tokenizer = AutoTokenizer.from_pretrained(str(source.merged_dir))
+        return Base(key, classifier, tokenizer, self.max_length or int(source.backbone.get("max_length", 512)))
+
+    def _attach(self, base: Base, adapter_id: str, source: ModelSource) -> None:
+        """Load the adapter into the base's PeftModel and its head beside it; check mixed batches."""
+        hidden = base.classifier.transformer.config.hidden_size
+        head = nn.Linear(hidden, len(source.id2label))
+        state = load_file(str(source.adapter_dir / HEAD_FILE))
+        # PooledClassifier saves head() = {"classifier_head": Sequential(Dropout, Linear)}.
+        head.load_state_dict({"weight": state["classifier_head.1.weight"], "bias": state["classifier_head.1.bias"]})
+        if base.peft is None:
+            base.classifier.transformer = PeftModel.from_pretrained(
+                base.classifier.transformer, str(source.adapter_dir), adapter_name=adapter_id, is_trainable=False
+            )
+        else:
+            base.peft.load_adapter(str(source.adapter_dir), adapter_name=adapter_id, is_trainable=False)
+        base.peft.eval()
+        base.heads[adapter_id] = head.eval()
+        if self._mixes_exactly(base, adapter_id):
+            base.mixable.add(adapter_id)
+
+    def unload(self, name: str) -> None:
+        self._release(self.models.pop(name))
+
+    def _release(self, served: Served) -> None:
+        """Drop a model's adapter and head; free its base once no model uses it."""
+        base = served.base
+        if not any(m.base is base for m in self.models.values()):
+            self.bases.pop(base.key, None)
+            return
+        if served.adapter_id is not None:
+            base.peft.delete_adapter(served.adapter_id)
+            base.heads.pop(served.adapter_id)
+            base.mixable.discard(served.adapter_id)
+
+    # --- inference ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def predict(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[torch.Tensor | None]:
+        """Probabilities (n_texts, n_labels) for each (model name, texts) request, in order; None for a
+        model unloaded since the request was queued (the other requests of the batch are unaffected)."""
+        rows = [(i, j, name, text) for i, (name, texts) in enumerate(requests) if name in self.models
+                for j, text in enumerate(texts)]
+        out = [torch.empty(len(texts), len(self.models[name].id2label)) if name in self.models else None
+               for name, texts in requests]
+        by_base: dict[str, list] = {}
+        for row in rows:
+            by_base.setdefault(self.models[row[2]].base.key, []).append(row)
+        for key, base_rows in by_base.items():
+            base = self.bases[key]
+            ids = [self.models[r[2]].adapter_id for r in base_rows]
+            logits = self._logits(base, ids, [r[3] for r in base_rows])
+            for (i, j, _, _), row_logits in zip(base_rows, logits):
+                out[i][j] = row_logits.float().softmax(-1)
+        return out
+
+    def _logits(self, base: Base, names: list[str | None], texts: list[str]) -> list[torch.Tensor]:
+        """One logits row per text, through each text's own adapter id (None: the base is a merged model)."""
+        ids = base.tokenizer(list(texts), truncation=True, max_length=base.max_length)["input_ids"]
+        batch = PadCollator(base.tokenizer.pad_token_id)([(row, 0) for row in ids])
+        if base.peft is None:  # a merged model served alone
+            return list(base.classifier(batch["input_ids"], batch["attention_mask"]))
+        result: list[torch.Tensor | None] = [None] * len(texts)
+        if set(names) <= base.mixable:
+            embedded = self._embed(base, batch, names)
+            groups = {name: [i for i, n in enumerate(names) if n == name] for name in set(names)}
+            for name, rows in groups.items():
+                for i, row in zip(rows, base.heads[name](embedded[rows])):
+                    result[i] = row
+            return result
+        for name in dict.fromkeys(names):  # grouped per adapter, in order of first appearance
+            rows = [i for i, n in enumerate(names) if n == name]
+            sub = {k: v[rows] for k, v in batch.items()}
+            for i, row in zip(rows, base.heads[name](self._embed(base, sub, [name] * len(rows)))):
+                result[i] = row
+        return result
+
+    def _embed(self, base: Base, batch: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+        peft, mask = base.peft, batch["attention_mask"]
+        if len(set(names)) == 1:
+            peft.set_adapter(names[0], inference_mode=True)
+            hidden = peft(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
+        else:
+            hidden = peft(input_ids=batch["input_ids"], attention_mask=mask, adapter_names=list(names)).last_hidden_state
+        return pool(hidden, mask, base.classifier.pooling)
+
+    @torch.inference_mode()
+    def embed(self, name: str, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """(n, hidden) unit-length pooled embeddings through `name`'s own model (for /v1/similar).
+
+        Rows are embedded in order of token length, so each batch pads to rows of its own length
+        (the sales notes: 8 to 72 tokens; unsorted, most batches would pay for the longest).
+        """
+        served = self.models[name]
+        base = served.base
+        if not isinstance(base.classifier, PooledClassifier):
+            raise ConfigError(f"model {name!r} has HF's stock head and no pooled embedding to search by")
+        ids = base.tokenizer(list(texts), truncation=True, max_length=base.max_length)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = torch.empty(len(ids), base.classifier.transformer.config.hidden_size)
+        collate = PadCollator(base.tokenizer.pad_token_id)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = collate([(ids[i], 0) for i in rows])
+            if base.peft is None:
+                vectors = base.classifier.embed(batch["input_ids"], batch["attention_mask"])
+            else:
+                vectors = self._embed(base, batch, [served.adapter_id] * len(rows))
+            out[rows] = torch.nn.functional.normalize(vectors.float(), dim=-1)
+        return out
+
+    def _mixes_exactly(self, base: Base, name: str) -> bool:
+        """Whether a batch mixing adapter `name` with another of the base's gives each its own embedding."""
+        others = [n for n in base.heads if n != name][:1]
+        names = [name, *others] * len(PROBE_TEXTS)
+        texts = [t for t in PROBE_TEXTS for _ in range(1 + len(others))]
+        ids = base.tokenizer(texts, truncation=True, max_length=base.max_length)["input_ids"]
+        batch = PadCollator(base.tokenizer.pad_token_id)([(row, 0) for row in ids])
+        with torch.inference_mode():
+            try:
+                mixed = self._embed(base, batch, names) if len(set(names)) > 1 else None
+                if mixed is None:  # a lone adapter: check adapter_names= itself against set_adapter
+                    hidden = base.peft(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                       adapter_names=names).last_hidden_state
+                    mixed = pool(hidden, batch["attention_mask"], base.classifier.pooling)
+            except (ValueError, TypeError, NotImplementedError):
+                return False  # this method takes no adapter_names= (e.g. IA3): grouped per adapter
+            alone = torch.cat([self._embed(base, {k: v[[i]] for k, v in batch.items()}, [n]) for i, n in enumerate(names)])
+        return bool(torch.allclose(mixed, alone, atol=1e-5, rtol=1e-5))

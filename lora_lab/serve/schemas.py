@@ -1,0 +1,93 @@
+"""The JSON bodies of the HTTP API (pydantic): what /docs shows and what every request is checked against."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class PredictRequest(BaseModel):
+    """`texts` (several) or `text` (one), for the model named `adapter`."""
+
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] | None = Field(None, description="texts to classify, answered in order")
+    text: str | None = Field(None, description="one text (instead of texts)")
+    adapter: str = Field(..., description="a loaded model's name (GET /v1/adapters)")
+    top_k: int = Field(3, ge=1, le=100, description="how many labels with their probabilities to return per text")
+
+    @model_validator(mode="after")
+    def one_of_text_or_texts(self) -> PredictRequest:
+        if (self.texts is None) == (self.text is None):
+            raise ValueError("give exactly one of `texts` (a list) or `text` (a string)")
+        if self.texts is not None and not self.texts:
+            raise ValueError("`texts` is empty: give at least one text")
+        return self
+
+    @property
+    def all_texts(self) -> list[str]:
+        return self.texts if self.texts is not None else [self.text]
+
+
+class LabelScore(BaseModel):
+    label: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    label: str
+    score: float = Field(..., description="the probability of `label`")
+    top_k: list[LabelScore]
+
+
+class PredictResponse(BaseModel):
+    adapter: str
+    fingerprint: str = Field(..., description="sha256 of the base the model runs on (or of its merged dir)")
+    predictions: list[Prediction]
+    latency_ms: float = Field(..., description="server time from the request's arrival to its answer")
+
+
+class SimilarRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    adapter: str
+    k: int = Field(5, ge=1, le=100)
+
+
+class SimilarExample(BaseModel):
+    text: str
+    label: str
+    similarity: float = Field(..., description="cosine similarity of the pooled embeddings")
+
+
+class SimilarResponse(BaseModel):
+    adapter: str
+    examples: list[SimilarExample]
+
+
+class AdapterInfo(BaseModel):
+    name: str
+    labels: list[str]
+    base: str = Field(..., description="the backbone the model was trained on")
+    fingerprint: str
+    regime: str
+    rank: int | None
+    test_acc: float | None
+    test_f1_macro: float | None
+    trained_at: str | None
+    source: str = Field(..., description="job or export")
+    path: str
+    shares_base: bool = Field(..., description="an adapter on a shared base (else a merged model alone)")
+    similar_index_rows: int
+
+
+class PutAdapter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(..., description="a job dir, an export dir, or a sweep dir (its best job)")
+
+
+class ErrorBody(BaseModel):
+    code: int
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

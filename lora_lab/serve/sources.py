@@ -1,0 +1,136 @@
+"""What a path given to the server holds: a job dir, an export dir, or a sweep dir (its best job).
+
+Everything is checked before any weight loads: the labels exist, the weights are safetensors
+(nothing is ever unpickled), an adapter dir is a PEFT adapter. The result is a `ModelSource`, a
+plain description the engine loads from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+import lora_lab.config  # noqa: F401  (registers the resolvers a job's saved config uses)
+from lora_lab.artifacts import read_json
+from lora_lab.errors import ConfigError
+
+EXPORT_FILE = "lora_lab_export.json"
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
+
+
+@dataclass
+class ModelSource:
+    """A trained model as the server loads it: base (backbone config + seed) + adapter/, or merged/."""
+
+    path: Path
+    regime: str
+    backbone: DictConfig  # the job's backbone node, resolved: what rebuilds the base
+    seed: int
+    id2label: dict[int, str]
+    adapter_dir: Path | None  # a PEFT adapter (+ head.safetensors for a pooled head)
+    merged_dir: Path | None
+    fingerprint: str | None = None  # the base's, as recorded by an export (a job dir: computed on load)
+    dataset: DictConfig | None = None  # the training data's Source config: /v1/similar's index
+    info: dict[str, Any] = field(default_factory=dict)  # rank, test metrics, trained_at: GET /v1/adapters
+
+    @property
+    def pooled(self) -> bool:
+        return self.backbone.get("pooling") in ("mean", "last")
+
+
+def resolve_source(path: str | Path) -> ModelSource:
+    """The model a path holds; a ConfigError names what is missing and what to pass instead."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{path}: no such directory; pass a job dir (outputs/<date>/<time>), an export dir or a sweep dir")
+    if (path / EXPORT_FILE).is_file():
+        return _from_export(path)
+    if (path / "metrics.json").is_file():
+        return _from_job(path)
+    if (best := _best_job(path)) is not None:
+        return _from_job(best)
+    raise ConfigError(
+        f"{path}: neither a finished job (metrics.json), an export ({EXPORT_FILE}) nor a sweep with a finished job"
+    )
+
+
+def _from_job(run_dir: Path) -> ModelSource:
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"{run_dir}: no .hydra/config.yaml, so the base it was trained on is unknown")
+    cfg = OmegaConf.load(config_file)
+    metrics = read_json(run_dir / "metrics.json")
+    regime = cfg.regime
+    info = {
+        "regime": regime.name,
+        "rank": regime.get("r", regime.get("target_r")),
+        "test_acc": metrics.get("test/acc"),
+        "test_f1_macro": metrics.get("test/f1_macro"),
+        "trained_at": _mtime(run_dir / "metrics.json"),
+        "source": "job",
+    }
+    source = _checked(run_dir, cfg.backbone, int(cfg.seed), regime.name, info)
+    source.dataset = _resolved(cfg.dataset)
+    return source
+
+
+def _from_export(export_dir: Path) -> ModelSource:
+    meta = read_json(export_dir / EXPORT_FILE)
+    try:
+        info = {
+            "regime": meta["regime"],
+            "rank": meta.get("rank"),
+            "test_acc": meta.get("metrics", {}).get("test/acc"),
+            "test_f1_macro": meta.get("metrics", {}).get("test/f1_macro"),
+            "trained_at": meta.get("trained_at"),
+            "source": "export",
+        }
+        source = _checked(export_dir, OmegaConf.create(meta["backbone_config"]), int(meta["seed"]), meta["regime"], info)
+        source.fingerprint = meta["base_fingerprint"]
+    except KeyError as err:
+        raise ConfigError(f"{export_dir / EXPORT_FILE}: no {err} entry; re-export the job with python -m lora_lab.export") from err
+    source.dataset = OmegaConf.create(meta["dataset_config"]) if meta.get("dataset_config") else None
+    return source
+
+
+def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dict) -> ModelSource:
+    """Validate before loading: labels, safetensors only, a PEFT adapter or a merged model."""
+    if not (root / "labels.json").is_file():
+        raise ConfigError(f"{root}: no labels.json; only a finished job or an export can be served")
+    id2label = {int(k): v for k, v in read_json(root / "labels.json")["id2label"].items()}
+    pickled = sorted(str(p.relative_to(root)) for pattern in PICKLED for p in root.rglob(pattern))
+    if pickled:
+        raise ConfigError(f"{root}: {', '.join(pickled)} would need unpickling; lora_lab serves safetensors only")
+    adapter = root / "adapter"
+    adapter_dir = adapter if (adapter / "adapter_config.json").is_file() else None
+    merged_dir = root / "merged" if (root / "merged" / "lora_lab_classifier.json").is_file() else None
+    if adapter_dir is None and merged_dir is None:
+        raise ConfigError(f"{root}: neither adapter/ (a PEFT adapter) nor merged/; nothing to serve")
+    return ModelSource(root, regime, _resolved(backbone), seed, id2label, adapter_dir, merged_dir, info=info)
+
+
+def _resolved(node: DictConfig) -> DictConfig:
+    """A config node with its interpolations (the embedded model's path, data_dir) resolved here."""
+    return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+
+
+def _best_job(sweep_dir: Path) -> Path | None:
+    """A sweep's best job: best_trial.json (lora_lab's Optuna sweeper), else the highest val/acc_best."""
+    if (sweep_dir / "best_trial.json").is_file():
+        job_dir = read_json(sweep_dir / "best_trial.json").get("job_dir")
+        return Path(job_dir) if job_dir else None
+    scored = []
+    for metrics_file in sweep_dir.glob("*/metrics.json"):
+        value = read_json(metrics_file).get("val/acc_best")
+        if isinstance(value, (int, float)) and not math.isnan(value):
+            scored.append((value, metrics_file.parent.name, metrics_file.parent))
+    return max(scored)[2] if scored else None
+
+
+def _mtime(path: Path) -> str:
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat(timespec="seconds")

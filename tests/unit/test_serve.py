@@ -1,0 +1,219 @@
+"""The HTTP server on tiny jobs: endpoints and error codes, adapters of different label sets on one
+base, mixed batches, hot load/delete under concurrent requests, /similar, metrics, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from lora_lab.serve.__main__ import adapters_as_new_keys
+from lora_lab.serve.app import ServerState, Settings, create_app
+from lora_lab.serve.engine import Engine
+from lora_lab.serve.sources import resolve_source
+from tests.conftest import TICKETS
+
+def _client(settings: Settings) -> TestClient:
+    return TestClient(create_app(settings))
+
+
+def _wait_ready(client: TestClient) -> None:
+    for _ in range(600):
+        if client.get("/readyz").status_code == 200:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("server not ready")
+
+
+@pytest.fixture(scope="module")
+def jobs(served_jobs: dict[str, Path]) -> dict[str, Path]:
+    return served_jobs
+
+
+@pytest.fixture(scope="module")
+def client(jobs: dict[str, Path]):
+    settings = Settings(adapters={name: str(path) for name, path in jobs.items()}, max_texts_per_request=8,
+                        max_text_chars=200)
+    with _client(settings) as c:
+        _wait_ready(c)
+        yield c
+
+
+def test_predict_answers_each_adapter_with_its_own_labels_through_one_base(client: TestClient, jobs):
+    sales = client.post("/v1/predict", json={"texts": ["need 40 more boxes asap", "same as last order"], "adapter": "sales"})
+    tickets = client.post("/v1/predict", json={"text": TICKETS["refund"], "adapter": "tickets", "top_k": 2})
+    assert sales.status_code == tickets.status_code == 200
+    sales_labels = set(json.loads((jobs["sales"] / "labels.json").read_text())["id2label"].values())
+    assert len(sales.json()["predictions"]) == 2 and {p["label"] for p in sales.json()["predictions"]} <= sales_labels
+    answer = tickets.json()
+    assert answer["predictions"][0]["label"] == "refund"  # a training text's wording: learned in 3 epochs
+    top = answer["predictions"][0]["top_k"]
+    assert len(top) == 2 and top[0]["probability"] >= top[1]["probability"] and answer["latency_ms"] > 0
+    info = {a["name"]: a for a in client.get("/v1/adapters").json()}
+    assert info["sales"]["fingerprint"] == info["tickets"]["fingerprint"]  # one base for both
+    assert info["sales"]["shares_base"] and not info["full"]["shares_base"]
+    assert set(info["tickets"]["labels"]) == set(TICKETS) and info["sales"]["regime"] == "lora"
+    assert info["sales"]["test_acc"] == json.loads((jobs["sales"] / "metrics.json").read_text())["test/acc"]
+    full = client.post("/v1/predict", json={"text": "need 40 more boxes", "adapter": "full"})
+    assert full.status_code == 200 and full.json()["predictions"][0]["label"] in sales_labels
+
+
+def test_a_mixed_batch_gives_each_adapter_its_own_logits(jobs):
+    engine = Engine()
+    for name in ("sales", "tickets"):
+        engine.load(name, resolve_source(jobs[name]))
+    assert len(engine.bases) == 1
+    base = next(iter(engine.bases.values()))
+    assert base.mixable == {engine.models["sales"].adapter_id, engine.models["tickets"].adapter_id}
+    texts = ["need 40 more boxes asap", TICKETS["login"], "a third text of another length entirely"]
+    mixed = engine.predict([("sales", texts), ("tickets", texts), ("sales", texts[:1])])
+    alone = [engine.predict([("sales", texts)])[0], engine.predict([("tickets", texts)])[0]]
+    torch.testing.assert_close(mixed[0], alone[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[1], alone[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed[2], alone[0][:1], atol=1e-5, rtol=0)
+
+
+def test_similar_returns_training_texts_of_the_right_label(client: TestClient):
+    text = f"{TICKETS['login']} #3"  # a training row: its own nearest neighbour
+    examples = client.post("/v1/similar", json={"text": text, "adapter": "tickets", "k": 3}).json()["examples"]
+    assert examples[0]["label"] == "login" and examples[0]["similarity"] > 0.99
+    assert all(e["label"] == "login" for e in examples)
+    assert client.get("/v1/adapters/tickets").json()["similar_index_rows"] > 0
+
+
+@pytest.mark.parametrize(
+    "body,code,message",
+    [
+        ({"text": "x", "adapter": "nope"}, 404, "no adapter 'nope'; loaded: ['full', 'sales', 'tickets']"),
+        ({"adapter": "sales"}, 422, "exactly one of `texts`"),
+        ({"text": "x", "texts": ["y"], "adapter": "sales"}, 422, "exactly one of `texts`"),
+        ({"text": "x", "adapter": "sales", "top_k": 0}, 422, "top_k"),
+        ({"text": "x"}, 422, "adapter"),
+        ({"texts": [], "adapter": "sales"}, 422, "empty"),
+        ({"texts": ["x"] * 9, "adapter": "sales"}, 413, "max_texts_per_request=8"),
+        ({"text": "x" * 201, "adapter": "sales"}, 413, "max_text_chars=200"),
+    ],
+)
+def test_client_errors_answer_with_a_code_and_a_message(client: TestClient, body: dict, code: int, message: str):
+    response = client.post("/v1/predict", json=body)
+    assert response.status_code == code
+    error = response.json()["error"]
+    assert error["code"] == code and message in error["message"]
+
+
+def test_a_body_that_is_not_json_is_422_not_500(client: TestClient):
+    response = client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == 422
+
+
+def test_a_full_queue_answers_503_with_retry_after(jobs):
+    with _client(Settings(adapters={"sales": str(jobs["sales"])}, max_queue=2)) as c:
+        _wait_ready(c)
+        response = c.post("/v1/predict", json={"texts": ["a", "b", "c"], "adapter": "sales"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert "max_queue=2" in response.json()["error"]["message"]
+
+
+def test_before_the_models_load_readyz_and_predict_answer_503(jobs, monkeypatch):
+    gate = threading.Event()
+    original = ServerState.load_all
+
+    async def held(self, adapters):  # noqa: ANN001
+        import asyncio
+
+        await asyncio.to_thread(gate.wait, 30)
+        await original(self, adapters)
+
+    monkeypatch.setattr(ServerState, "load_all", held)
+    with _client(Settings(adapters={"sales": str(jobs["sales"])})) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}  # liveness while loading
+        assert c.get("/readyz").status_code == 503
+        response = c.post("/v1/predict", json={"text": "x", "adapter": "sales"})
+        assert response.status_code == 503 and "retry-after" in response.headers
+        gate.set()
+        _wait_ready(c)
+        assert c.post("/v1/predict", json={"text": "x", "adapter": "sales"}).status_code == 200
+
+
+def test_hot_load_and_delete_during_concurrent_requests_fail_no_request(jobs, tmp_path: Path):
+    with _client(Settings(adapters={"sales": str(jobs["sales"])})) as c:
+        _wait_ready(c)
+
+        def ask(i: int) -> int:
+            return c.post("/v1/predict", json={"text": f"need {i} boxes asap", "adapter": "sales"}).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = pool.map(ask, range(60))
+            assert c.put("/v1/adapters/tickets", json={"path": str(jobs["tickets"])}).status_code == 200
+            assert c.put("/v1/adapters/sales", json={"path": str(jobs["sales"])}).status_code == 200  # replaced live
+            assert c.delete("/v1/adapters/tickets").status_code == 200
+            codes = list(answers)
+        assert codes == [200] * 60
+        assert c.get("/v1/adapters/tickets").status_code == 404
+        assert [a["name"] for a in c.get("/v1/adapters").json()] == ["sales"]
+
+
+def test_put_validates_before_loading(client: TestClient, jobs, tmp_path: Path):
+    assert client.put("/v1/adapters/x", json={"path": str(tmp_path / "nope")}).status_code == 422
+    pickled = tmp_path / "pickled"
+    shutil.copytree(jobs["sales"], pickled)
+    (pickled / "adapter" / "adapter_model.bin").write_bytes(b"\x80")
+    response = client.put("/v1/adapters/x", json={"path": str(pickled)})
+    assert response.status_code == 422 and "safetensors only" in response.json()["error"]["message"]
+    no_labels = tmp_path / "no_labels"
+    shutil.copytree(jobs["sales"], no_labels)
+    (no_labels / "labels.json").unlink()
+    assert "labels.json" in client.put("/v1/adapters/x", json={"path": str(no_labels)}).json()["error"]["message"]
+    assert client.get("/v1/adapters/x").status_code == 404
+
+
+def test_metrics_count_requests_batches_and_latency_per_adapter(client: TestClient):
+    client.post("/v1/predict", json={"text": "x", "adapter": "sales"})
+    text = client.get("/metrics").text
+    assert 'lora_lab_requests_total{adapter="sales",endpoint="predict"}' in text
+    assert 'lora_lab_request_latency_seconds_bucket{adapter="sales",endpoint="predict",le="0.005"}' in text
+    assert 'lora_lab_batch_texts_count{adapter="sales"}' in text and "lora_lab_queue_texts" in text
+
+
+def test_the_page_is_served_by_the_app(client: TestClient):
+    page = client.get("/")
+    assert page.status_code == 200 and "lora_lab serve" in page.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text), "the page loads nothing from elsewhere"
+    assert client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]
+
+
+def test_the_command_line_takes_adapters_as_plain_keys_and_refuses_bad_ones(tmp_path: Path):
+    assert adapters_as_new_keys(["adapters.sales=/a", "+adapters.x=/b", "port=1"]) == ["+adapters.sales=/a", "+adapters.x=/b", "port=1"]
+    out = subprocess.run([sys.executable, "-m", "lora_lab.serve", f"adapters.sales={tmp_path / 'nope'}",
+                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "no such directory" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_export_dir_serves_on_the_base_of_its_job_and_a_foreign_base_is_refused(client: TestClient, jobs, tmp_path: Path):
+    from lora_lab.export.bundle import export_job
+
+    export_job(jobs["tickets"], tmp_path / "export")
+    meta = json.loads((tmp_path / "export" / "lora_lab_export.json").read_text())
+    assert "${" in meta["backbone_config"]["tokenizer"]  # the embedded tokenizer resolves where the export loads
+    loaded = client.put("/v1/adapters/shipped", json={"path": str(tmp_path / "export")})
+    assert loaded.status_code == 200 and loaded.json()["source"] == "export"
+    assert loaded.json()["fingerprint"] == client.get("/v1/adapters/tickets").json()["fingerprint"]  # the same base
+    text = TICKETS["billing"]
+    shipped = client.post("/v1/predict", json={"text": text, "adapter": "shipped"}).json()["predictions"][0]
+    original = client.post("/v1/predict", json={"text": text, "adapter": "tickets"}).json()["predictions"][0]
+    assert shipped["label"] == original["label"] and abs(shipped["score"] - original["score"]) < 1e-5
+    assert client.post("/v1/similar", json={"text": text, "adapter": "shipped", "k": 1}).json()["examples"][0]["label"] == "billing"
+    meta["base_fingerprint"] = "0" * 64
+    (tmp_path / "export" / "lora_lab_export.json").write_text(json.dumps(meta))
+    refused = client.put("/v1/adapters/foreign", json={"path": str(tmp_path / "export")})
+    assert refused.status_code == 422 and "fingerprint 000000000000" in refused.json()["error"]["message"]
+    assert client.delete("/v1/adapters/shipped").status_code == 200
