@@ -7,11 +7,13 @@ import io
 import json
 from pathlib import Path
 
-from lora_lab.data.sources import Source
+from lora_lab.data.sources import DataReport, Source
 from lora_lab.data.splits import Split
 from lora_lab.errors import DataError
 
 FORMATS = ("csv", "jsonl", "parquet")
+# A file named on a command line (eval's data_file=): its format from its suffix.
+FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 # Values of a split column that mean each split; anything else is an error, not a guess.
 SPLIT_NAMES = {
     "train": "train", "training": "train",
@@ -116,3 +118,30 @@ def _decode(path: Path, encoding: str) -> str:
             f"{path}: line {line} (byte {err.start}) is not valid {encoding}: {raw[err.start:err.start + 4]!r}. "
             "Set dataset.encoding to the file's encoding (e.g. latin-1 or cp1252) or re-export it as UTF-8."
         ) from err
+
+
+class LabelledFile(TableFile):
+    """Every row of a labelled CSV/JSONL/Parquet file as the one split to evaluate, repaired like any
+    Source's rows (empty texts and missing labels dropped and counted). A label the model does not
+    know is an error, never a dropped row."""
+
+    def __init__(self, path: Path, known_labels: list[str], text_column: str, label_column: str):
+        fmt = FILE_FORMATS[Path(path).suffix.lower()]
+        super().__init__(str(path), fmt, text_column, label_column, name=Path(path).name, max_invalid_fraction=1.0)
+        self.known_labels = list(known_labels)
+
+    def load(self) -> dict[str, Split]:
+        self.report = DataReport()
+        try:
+            rows = self._repair(self.read()["train"], "rows")
+        except DataError as err:  # TableFile names its settings dataset.<key>; here they are the eval's own keys
+            raise DataError(str(err).replace("(dataset.", "(")) from err
+        unknown = sorted(set(rows.labels) - set(self.known_labels))
+        if unknown:
+            raise DataError(
+                f"{self.path}: label(s) {unknown} in column {self.label_column!r} are not labels of this model, "
+                f"which knows {self.known_labels}. Rename them to the model's labels or drop those rows."
+            )
+        if not len(rows):
+            raise DataError(f"{self.path}: no row with both a text ({self.text_column!r}) and a label ({self.label_column!r}) to evaluate")
+        return {"test": rows}

@@ -67,6 +67,8 @@ class ClassifierModule(pl.LightningModule):
         self.test_metrics = summary_metrics(num_labels, "test")
         self.test_details = detail_metrics(num_labels)
         self.test_results: dict[str, list] = {}
+        # Opt-in (lora_lab.eval sets a list): each test batch's softmax probabilities, in loader order.
+        self.test_probs: list[torch.Tensor] | None = None
 
     def setup(self, stage: str) -> None:
         weights = self.hparams.class_weights
@@ -126,6 +128,8 @@ class ClassifierModule(pl.LightningModule):
         preds = logits.argmax(-1)
         self.test_metrics.update(preds, batch["labels"])
         self.test_details.update(preds, batch["labels"])
+        if self.test_probs is not None:
+            self.test_probs.append(logits.softmax(-1).cpu())
         self.log("test/loss", loss, on_epoch=True, batch_size=batch["labels"].numel())
 
     def on_test_epoch_end(self) -> None:

@@ -19,7 +19,7 @@ The fast settings are the defaults; each has a switch, so its worth can be measu
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -55,12 +55,31 @@ def trace_and_freeze(classifier: Classifier, example: dict[str, torch.Tensor]) -
     return torch.jit.freeze(traced.eval())
 
 
+# Rows of different token lengths: what tracing and its check run on.
+TRACE_TEXTS = ("ok", "the second example text is a little longer than the first one")
+CHECK_TEXTS = ("a third text, of yet another length, checks the traced graph", "one more", "and a last one here")
+
+
+def traced_and_checked(eager: nn.Module, encode: Callable[[Sequence[str]], dict[str, torch.Tensor]]) -> torch.jit.ScriptModule:
+    """The frozen graph, once it gives the eager model's logits on unseen shapes (else an error).
+
+    `encode` turns texts into a padded batch, as the caller will at run time."""
+    graph = trace_and_freeze(eager, encode(TRACE_TEXTS))
+    with torch.inference_mode():
+        for check in (encode(CHECK_TEXTS), encode(CHECK_TEXTS[:1])):
+            want = eager(check["input_ids"], check["attention_mask"])
+            got = graph(check["input_ids"], check["attention_mask"])
+            if not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
+                raise RuntimeError(
+                    f"the traced graph of {type(eager).__name__} disagrees with the eager model on a batch of shape "
+                    f"{tuple(check['input_ids'].shape)} (max |diff| {(got - want).abs().max():.2e}): this "
+                    "architecture branches on input shapes; use Predictor(..., trace=False)"
+                )
+    return graph
+
+
 class Predictor:
     """A merged classifier and its tokenizer, predicting labels for texts."""
-
-    # Rows of different token lengths: what tracing and its check run on.
-    TRACE_TEXTS = ("ok", "the second example text is a little longer than the first one")
-    CHECK_TEXTS = ("a third text, of yet another length, checks the traced graph", "one more", "and a last one here")
 
     def __init__(
         self,
@@ -93,19 +112,7 @@ class Predictor:
         return self.collate([(row, 0) for row in ids])
 
     def _traced(self, eager: nn.Module) -> torch.jit.ScriptModule:
-        """The frozen graph, once it gives the eager model's logits on unseen shapes (else an error)."""
-        graph = trace_and_freeze(eager, self._batch(self.TRACE_TEXTS))
-        with torch.inference_mode():
-            for check in (self._batch(self.CHECK_TEXTS), self._batch(self.CHECK_TEXTS[:1])):
-                want = eager(check["input_ids"], check["attention_mask"])
-                got = graph(check["input_ids"], check["attention_mask"])
-                if not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
-                    raise RuntimeError(
-                        f"the traced graph of {type(eager).__name__} disagrees with the eager model on a batch of shape "
-                        f"{tuple(check['input_ids'].shape)} (max |diff| {(got - want).abs().max():.2e}): this "
-                        "architecture branches on input shapes; use Predictor(..., trace=False)"
-                    )
-        return graph
+        return traced_and_checked(eager, self._batch)
 
     @torch.inference_mode()
     def predict_ids(self, texts: Sequence[str]) -> list[int]:

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lora_lab.errors import UserError
 from lora_lab.serve.batcher import Batcher, QueueFull
-from lora_lab.serve.engine import Engine
+from lora_lab.serve.engine import Engine, release_free_memory
 from lora_lab.serve.index import SimilarIndex, build_index
 from lora_lab.serve.monitoring import Metrics
 from lora_lab.serve.schemas import (
@@ -86,6 +86,7 @@ class ServerState:
             served = await self.batcher.call(self.engine.load, name, source)
             await self.batcher.call(self.engine.predict, [(name, ["warm-up"])])
             self.indexes[name] = await self.batcher.call(build_index, self.engine, served, self.settings.similar_max_rows)
+            await self.batcher.call(release_free_memory)
 
     async def load_all(self, adapters: dict[str, str]) -> None:
         """The configured models, in order; a model that fails to load is logged and left out."""

@@ -50,6 +50,7 @@ class Batcher:
                                            initializer=torch.set_num_threads if threads else None,
                                            initargs=(threads,) if threads else ())
         self._task: asyncio.Task | None = None
+        self._last_batch_requests = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -84,7 +85,10 @@ class Batcher:
         while True:
             batch = [await self.queue.get()]
             size = len(batch[0].texts)
-            deadline = batch[0].queued_at + self.max_wait
+            # Waiting pays only under load: a lone client's batch stays one request, and the wait would
+            # be pure latency. So wait for company only when the last batch had some, or some is queued.
+            wait = self.max_wait if self._last_batch_requests > 1 or not self.queue.empty() else 0.0
+            deadline = batch[0].queued_at + wait
             while size < self.max_batch_size and (left := deadline - time.perf_counter()) > 0:
                 try:
                     request = await asyncio.wait_for(self.queue.get(), left)
@@ -97,6 +101,7 @@ class Batcher:
                 size += len(batch[-1].texts)
             for request in batch:
                 self._count(request, -1)
+            self._last_batch_requests = len(batch)
             await self._execute(batch)
 
     async def _execute(self, batch: list[_Request]) -> None:

@@ -16,7 +16,8 @@ so `set_adapter` and a forward never interleave.
 
 from __future__ import annotations
 
-import copy
+import ctypes
+import ctypes.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,11 +31,12 @@ from lora_lab.data.batching import PadCollator
 from lora_lab.errors import ConfigError
 from lora_lab.models.backbones import Backbone
 from lora_lab.models.classifier import HEAD_FILE, Classifier, PooledClassifier, load_classifier, pool
-from lora_lab.models.predictor import quantize_int8
+from lora_lab.models.predictor import quantize_int8, traced_and_checked
 from lora_lab.serve.sources import ModelSource
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 PROBE_TEXTS = ("a short probe", "a second, somewhat longer probe text for the mixed batch check")
+SUB_BATCH = 16  # rows per forward pass, in order of length (see Engine._logits)
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Base:
     max_length: int
     heads: dict[str, nn.Module] = field(default_factory=dict)  # PEFT adapter id -> its own head
     mixable: set[str] = field(default_factory=set)  # adapter ids checked to mix exactly
+    # A merged model alone: its frozen TorchScript graph (the eager classifier stays, for embeddings).
+    graph: torch.jit.ScriptModule | None = None
 
     @property
     def peft(self) -> PeftModel | None:
@@ -116,11 +120,21 @@ class Engine:
         return Base(key, classifier, backbone.tokenizer, self.max_length or backbone.max_length)
 
     def _merged_base(self, key: str, source: ModelSource) -> Base:
+        """A merged model served alone, as Predictor runs it: int8 if asked, traced and frozen (checked
+        against the eager model: about 5 ms less per single text on MiniLM)."""
         classifier = load_classifier(source.merged_dir).eval()
         if self.quantize == "int8":
             classifier = quantize_int8(classifier)
         tokenizer = AutoTokenizer.from_pretrained(str(source.merged_dir))
-        return Base(key, classifier, tokenizer, self.max_length or int(source.backbone.get("max_length", 512)))
+        base = Base(key, classifier, tokenizer, self.max_length or int(source.backbone.get("max_length", 512)))
+        base.graph = traced_and_checked(classifier, lambda texts: self._batch(base, texts))
+        return base
+
+    @staticmethod
+    def _batch(base: Base, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Texts -> a right-padded batch as this base's tokenizer and max_length make it."""
+        ids = base.tokenizer(list(texts), truncation=True, max_length=base.max_length)["input_ids"]
+        return PadCollator(base.tokenizer.pad_token_id)([(row, 0) for row in ids])
 
     def _attach(self, base: Base, adapter_id: str, source: ModelSource) -> None:
         """Load the adapter into the base's PeftModel and its head beside it; check mixed batches."""
@@ -176,16 +190,32 @@ class Engine:
         return out
 
     def _logits(self, base: Base, names: list[str | None], texts: list[str]) -> list[torch.Tensor]:
-        """One logits row per text, through each text's own adapter id (None: the base is a merged model)."""
+        """One logits row per text, through each text's own adapter id (None: the base is a merged model).
+
+        Rows run in order of token length, SUB_BATCH at a time, each padded to its own longest row:
+        Banking77's texts run from 2 to 80 tokens, and one padded batch of 32 random ones took
+        169 ms against 154 ms as two sorted halves (MiniLM, this 2-core CPU, median of 8).
+        """
         ids = base.tokenizer(list(texts), truncation=True, max_length=base.max_length)["input_ids"]
-        batch = PadCollator(base.tokenizer.pad_token_id)([(row, 0) for row in ids])
-        if base.peft is None:  # a merged model served alone
-            return list(base.classifier(batch["input_ids"], batch["attention_mask"]))
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        collate = PadCollator(base.tokenizer.pad_token_id)
         result: list[torch.Tensor | None] = [None] * len(texts)
+        for start in range(0, len(order), SUB_BATCH):
+            rows = order[start : start + SUB_BATCH]
+            batch = collate([(ids[i], 0) for i in rows])
+            for i, row in zip(rows, self._forward(base, batch, [names[i] for i in rows])):
+                result[i] = row
+        return result
+
+    def _forward(self, base: Base, batch: dict[str, torch.Tensor], names: list[str | None]) -> list[torch.Tensor]:
+        """Logits rows of one padded batch: the merged graph, one mixed PEFT forward, or one per adapter."""
+        if base.peft is None:  # a merged model served alone
+            return list((base.graph or base.classifier)(batch["input_ids"], batch["attention_mask"]))
+        result: list[torch.Tensor | None] = [None] * len(names)
         if set(names) <= base.mixable:
             embedded = self._embed(base, batch, names)
-            groups = {name: [i for i, n in enumerate(names) if n == name] for name in set(names)}
-            for name, rows in groups.items():
+            for name in set(names):
+                rows = [i for i, n in enumerate(names) if n == name]
                 for i, row in zip(rows, base.heads[name](embedded[rows])):
                     result[i] = row
             return result
@@ -234,9 +264,7 @@ class Engine:
         """Whether a batch mixing adapter `name` with another of the base's gives each its own embedding."""
         others = [n for n in base.heads if n != name][:1]
         names = [name, *others] * len(PROBE_TEXTS)
-        texts = [t for t in PROBE_TEXTS for _ in range(1 + len(others))]
-        ids = base.tokenizer(texts, truncation=True, max_length=base.max_length)["input_ids"]
-        batch = PadCollator(base.tokenizer.pad_token_id)([(row, 0) for row in ids])
+        batch = self._batch(base, [t for t in PROBE_TEXTS for _ in range(1 + len(others))])
         with torch.inference_mode():
             try:
                 mixed = self._embed(base, batch, names) if len(set(names)) > 1 else None
@@ -248,3 +276,17 @@ class Engine:
                 return False  # this method takes no adapter_names= (e.g. IA3): grouped per adapter
             alone = torch.cat([self._embed(base, {k: v[[i]] for k, v in batch.items()}, [n]) for i, n in enumerate(names)])
         return bool(torch.allclose(mixed, alone, atol=1e-5, rtol=1e-5))
+
+
+def release_free_memory() -> None:
+    """Give the heap's freed pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
+
+    Loading an adapter and embedding its training texts for /v1/similar peak at ~700 MB of
+    temporary tensors (MiniLM, 1,400 texts in batches of 64) that glibc keeps mapped after they are
+    freed: measured RSS 1,270 MB after each load, 570 MB after a trim, and +2 MB per further
+    adapter (its weights, head and index) instead of +30 MB.
+    """
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
