@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,11 +26,15 @@ class MachineError(RuntimeError):
 
 
 def cpu_facts(cpuinfo: str | None = None) -> dict[str, object]:
-    """Model name, base clock (GHz, from the model name's '@ 2.80GHz'), fp32 SIMD lanes, cores."""
+    """Model name, base clock (GHz) and where it was read, fp32 SIMD lanes, cores.
+
+    The clock comes from the model name's '@ 2.80GHz' where it has one; many cloud CPUs name
+    none ('AMD EPYC'), and then from /proc/cpuinfo's 'cpu MHz' (the clock the hypervisor reports)
+    or lscpu's 'CPU max MHz'. None when nothing says it: machine_peak() then uses the measured peak.
+    """
     text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
     flags = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
-    clock = re.search(r"@\s*([0-9.]+)\s*GHz", model.group(1)) if model else None
     flag_set = set(flags.group(1).split()) if flags else set()
     if "avx512f" in flag_set:
         lanes = 16  # 512-bit registers / 32-bit floats
@@ -36,13 +42,28 @@ def cpu_facts(cpuinfo: str | None = None) -> dict[str, object]:
         lanes = 8
     else:
         lanes = 0
+    clock, source = _clock_ghz(model.group(1) if model else "", text, lscpu=cpuinfo is None)
     return {
         "model_name": model.group(1).strip() if model else None,
-        "clock_ghz": float(clock.group(1)) if clock else None,
+        "clock_ghz": clock,
+        "clock_source": source,
         "fp32_lanes": lanes,
         "fma": "fma" in flag_set,
         "cores": len(os.sched_getaffinity(0)),
     }
+
+
+def _clock_ghz(model_name: str, cpuinfo: str, lscpu: bool) -> tuple[float | None, str]:
+    """(GHz, where it was read), first source that says it; (None, "none") if none does."""
+    if match := re.search(r"@\s*([0-9.]+)\s*GHz", model_name):
+        return float(match.group(1)), "model name"
+    if match := re.search(r"^cpu MHz\s*:\s*([0-9.]+)", cpuinfo, re.MULTILINE):
+        return round(float(match.group(1)) / 1000, 3), "/proc/cpuinfo cpu MHz"
+    if lscpu and shutil.which("lscpu"):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        if match := re.search(r"^CPU max MHz:\s*([0-9.]+)", out, re.MULTILINE):
+            return round(float(match.group(1)) / 1000, 3), "lscpu CPU max MHz"
+    return None, "none"
 
 
 def nominal_peak_flops(cores: int, clock_ghz: float, lanes: int, fma_units: int) -> float:
@@ -68,18 +89,28 @@ def measured_matmul_flops(n: int = 2048, seconds: float = 2.0) -> float:
 
 
 def machine_peak(fma_units: int, clock_ghz: float | None = None, lanes: int | None = None) -> dict[str, object]:
-    """The CPU facts, the nominal peak under the stated assumptions, and the measured matmul peak."""
+    """The CPU facts, the nominal peak under the stated assumptions, and the measured matmul peak.
+
+    With no clock anywhere (and no --clock-ghz), or no known SIMD width, the nominal peak is the
+    measured one: '% peak' then reads against what torch reaches here; `peak_source` says which.
+    """
     facts = cpu_facts()
     clock = clock_ghz if clock_ghz is not None else facts["clock_ghz"]
+    source = "--clock-ghz" if clock_ghz is not None else facts["clock_source"]
     lanes = lanes if lanes is not None else facts["fp32_lanes"]
-    if clock is None:
-        raise MachineError(f"no '@ X.XXGHz' in the CPU model name {facts['model_name']!r}: pass --clock-ghz")
+    measured = measured_matmul_flops()
+    if clock and lanes:
+        nominal, peak_source = nominal_peak_flops(facts["cores"], clock, lanes, fma_units), f"nominal (clock from {source})"
+    else:
+        nominal, peak_source = measured, "measured matmul (no clock or SIMD width known: pass --clock-ghz / --fp32-lanes)"
     return {
         **facts,
         "clock_ghz": clock,
+        "clock_source": source,
         "fp32_lanes": lanes,
         "fma_units_assumed": fma_units,
         "torch_threads": torch.get_num_threads(),
-        "peak_flops_nominal": nominal_peak_flops(facts["cores"], clock, lanes, fma_units),
-        "peak_flops_matmul": measured_matmul_flops(),
+        "peak_flops_nominal": nominal,
+        "peak_source": peak_source,
+        "peak_flops_matmul": measured,
     }

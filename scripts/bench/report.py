@@ -124,9 +124,14 @@ def probe_line(s: dict) -> str:
 
 
 def peak_line(s: dict) -> str:
+    source = s.get("peak_source") or "nominal (clock from model name)"
+    if source.startswith("measured"):
+        basis = f"= the measured matmul peak: {source}"
+    else:
+        basis = (f"({s['cores']} cores x {s['clock_ghz']} GHz x {s['fp32_lanes']} lanes x 2 (FMA) x "
+                 f"{s['fma_units_assumed']} FMA units, assumed; {source})")
     return (
-        f"fp32 peak: nominal {s['peak_flops_nominal'] / 1e9:.1f} GFLOP/s ({s['cores']} cores x {s['clock_ghz']} GHz x "
-        f"{s['fp32_lanes']} lanes x 2 (FMA) x {s['fma_units_assumed']} FMA units, assumed); measured fp32 matmul "
+        f"fp32 peak: nominal {s['peak_flops_nominal'] / 1e9:.1f} GFLOP/s {basis}; measured fp32 matmul "
         f"{s['peak_flops_matmul'] / 1e9:.1f} GFLOP/s. '% peak useful' = FLOP/s on real tokens / nominal peak"
     )
 

@@ -19,7 +19,7 @@ from bench.flops import EncoderShape, TokenCount, run_flops, train_flops  # noqa
 from bench.machine import MachineError, cpu_facts, nominal_peak_flops  # noqa: E402
 from bench.report import (  # noqa: E402
     REQUIRED_KEYS, best_line, comparison_table, format_table, inference_int8_line, inference_line, json_line, paired_line,
-    sweep_line,
+    peak_line, sweep_line,
 )
 from bench.summary import comparison, first_reaching, median, paired_speedups, prefix, ratio, time_to_accuracy  # noqa: E402
 
@@ -64,7 +64,19 @@ def test_nominal_peak_and_cpu_facts():
     facts = cpu_facts("model name\t: Intel(R) Xeon(R) Processor @ 2.80GHz\nflags\t\t: fpu avx2 fma avx512f\n")
     assert (facts["clock_ghz"], facts["fp32_lanes"], facts["fma"]) == (2.8, 16, True)
     assert cpu_facts("model name\t: Some CPU\nflags\t\t: avx2 fma\n")["fp32_lanes"] == 8
-    assert cpu_facts("model name\t: Some CPU\nflags\t\t: avx2 fma\n")["clock_ghz"] is None
+    assert (facts["clock_source"]) == "model name"
+
+
+def test_a_cpu_name_without_a_clock_falls_back_to_cpu_mhz_then_to_the_measured_peak():
+    # Cloud CPUs such as 'AMD EPYC' name no clock: the hypervisor's cpu MHz line says it.
+    epyc = "model name\t: AMD EPYC\ncpu MHz\t\t: 2596.118\nflags\t\t: fpu avx2 fma avx512f\n"
+    facts = cpu_facts(epyc)
+    assert (facts["clock_ghz"], facts["clock_source"], facts["fp32_lanes"]) == (2.596, "/proc/cpuinfo cpu MHz", 16)
+    bare = cpu_facts("model name\t: AMD EPYC\nflags\t\t: avx2 fma\n")  # given text: lscpu is not asked
+    assert (bare["clock_ghz"], bare["clock_source"]) == (None, "none")
+    line = peak_line({"peak_flops_nominal": 300e9, "peak_flops_matmul": 300e9, "peak_source": "measured matmul (no clock)",
+                      "cores": 2, "clock_ghz": None, "fp32_lanes": 8, "fma_units_assumed": 2})
+    assert "= the measured matmul peak: measured matmul (no clock)" in line and "None GHz" not in line
 
 
 def test_median_ratio_and_prefix():
