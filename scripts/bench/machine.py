@@ -100,7 +100,7 @@ def machine_peak(fma_units: int, clock_ghz: float | None = None, lanes: int | No
     lanes = lanes if lanes is not None else facts["fp32_lanes"]
     measured = measured_matmul_flops()
     if clock and lanes:
-        nominal, peak_source = nominal_peak_flops(facts["cores"], clock, lanes, fma_units), f"nominal (clock from {source})"
+        nominal, peak_source = nominal_peak_flops(facts["cores"], clock, lanes, fma_units), f"clock from {source}"
     else:
         nominal, peak_source = measured, "measured matmul (no clock or SIMD width known: pass --clock-ghz / --fp32-lanes)"
     return {

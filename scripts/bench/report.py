@@ -124,7 +124,7 @@ def probe_line(s: dict) -> str:
 
 
 def peak_line(s: dict) -> str:
-    source = s.get("peak_source") or "nominal (clock from model name)"
+    source = s.get("peak_source") or "clock from model name"
     if source.startswith("measured"):
         basis = f"= the measured matmul peak: {source}"
     else:
