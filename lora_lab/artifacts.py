@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,17 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 def dir_bytes(path: Path) -> int:
     """Total size of the files under `path` (0 if it does not exist)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+# Weight formats read with pickle, which can run code: lora_lab writes safetensors and reads nothing else.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def pickled_weights(root: Path) -> list[Path]:
+    """Files in a pickle format under root's merged/ and adapter/ (the weights a job ships), sorted."""
+    return sorted(p for name in ("merged", "adapter") for p in (root / name).rglob("*") if p.suffix in PICKLE_SUFFIXES)
+
+
+def modified_at(path: Path) -> str:
+    """A file's modification time as an ISO 8601 UTC timestamp to the second (a job's metrics.json: when it finished)."""
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")

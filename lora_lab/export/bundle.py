@@ -18,7 +18,6 @@ import re
 import shutil
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import lora_lab.config  # noqa: F401  (registers the resolvers a job's config uses)
-from lora_lab.artifacts import atomic_dir, read_json, write_json, write_text
+from lora_lab.artifacts import atomic_dir, modified_at, pickled_weights, read_json, write_json, write_text
 from lora_lab.errors import ConfigError
 from lora_lab.export.card import model_card
 
@@ -37,7 +36,6 @@ FORMAT_VERSION = 1
 EXPORT_FILE = "lora_lab_export.json"
 JOB_FILES = ("metrics.json", "labels.json", ".hydra/config.yaml")
 # Formats torch or transformers would read with pickle; safetensors only ship.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # An embedded backbone is a path inside site-packages, which names nothing on another machine; the
 # resolver its YAML uses (`pretrained: ${embedded_minilm:}`) says which published model it carries.
 EMBEDDED_BASES = {
@@ -140,8 +138,7 @@ def read_job(run_dir: Path) -> FinishedJob:
 
 def refuse_pickles(run_dir: Path) -> None:
     """A weight file in a pickle format could run code when read: refuse the job instead."""
-    found = sorted(p for name in ("merged", "adapter") for p in (run_dir / name).rglob("*") if p.suffix in PICKLE_SUFFIXES)
-    if found:
+    if found := pickled_weights(run_dir):
         raise ConfigError(
             f"run_dir={run_dir}: {', '.join(str(p.relative_to(run_dir)) for p in found)} is in a pickle format; "
             "lora_lab exports safetensors only and never unpickles. Re-save those weights as safetensors "
@@ -216,7 +213,6 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
     """lora_lab_export.json: what a server needs to rebuild the base, attach the adapter and describe it."""
     cfg, metrics = job.cfg, job.metrics
     scores = {k: v for k, v in metrics.items() if k.startswith("test/") and k != "test/confusion_matrix"}
-    trained = datetime.fromtimestamp((job.run_dir / "metrics.json").stat().st_mtime, timezone.utc)
     return {
         "format": "lora_lab_export",
         "format_version": FORMAT_VERSION,
@@ -238,7 +234,7 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
         "max_length": cfg.data.max_length,  # what the job tokenized to: the server truncates there too
         "metrics": {**scores, "val/acc_best": metrics.get("val/acc_best")},
         "params": {k.removeprefix("params/"): v for k, v in metrics.items() if k.startswith("params/")},
-        "trained_at": trained.isoformat(timespec="seconds"),
+        "trained_at": modified_at(job.run_dir / "metrics.json"),
         "has_merged": job.has_merged,
         "has_adapter": job.has_adapter,
         "has_onnx": has_onnx,

@@ -7,7 +7,6 @@ plain description the engine loads from.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +15,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import lora_lab.config  # noqa: F401  (registers the resolvers a job's saved config uses)
-from lora_lab.artifacts import read_json
+from lora_lab.artifacts import modified_at, pickled_weights, read_json
 from lora_lab.errors import ConfigError
+from lora_lab.export.bundle import EXPORT_FILE
 
-EXPORT_FILE = "lora_lab_export.json"
-PICKLED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt")
 
 
 @dataclass
@@ -71,7 +69,7 @@ def _from_job(run_dir: Path) -> ModelSource:
         "rank": regime.get("r", regime.get("target_r")),
         "test_acc": metrics.get("test/acc"),
         "test_f1_macro": metrics.get("test/f1_macro"),
-        "trained_at": _mtime(run_dir / "metrics.json"),
+        "trained_at": modified_at(run_dir / "metrics.json"),
         "source": "job",
     }
     source = _checked(run_dir, cfg.backbone, int(cfg.seed), regime.name, info)
@@ -103,9 +101,9 @@ def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dic
     if not (root / "labels.json").is_file():
         raise ConfigError(f"{root}: no labels.json; only a finished job or an export can be served")
     id2label = {int(k): v for k, v in read_json(root / "labels.json")["id2label"].items()}
-    pickled = sorted(str(p.relative_to(root)) for pattern in PICKLED for p in root.rglob(pattern))
-    if pickled:
-        raise ConfigError(f"{root}: {', '.join(pickled)} would need unpickling; lora_lab serves safetensors only")
+    if pickled := pickled_weights(root):
+        names = ", ".join(str(p.relative_to(root)) for p in pickled)
+        raise ConfigError(f"{root}: {names} would need unpickling; lora_lab serves safetensors only")
     adapter = root / "adapter"
     adapter_dir = adapter if (adapter / "adapter_config.json").is_file() else None
     merged_dir = root / "merged" if (root / "merged" / "lora_lab_classifier.json").is_file() else None
@@ -131,6 +129,3 @@ def _best_job(sweep_dir: Path) -> Path | None:
             scored.append((value, metrics_file.parent.name, metrics_file.parent))
     return max(scored)[2] if scored else None
 
-
-def _mtime(path: Path) -> str:
-    return dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat(timespec="seconds")

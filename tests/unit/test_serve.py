@@ -174,6 +174,12 @@ def test_put_validates_before_loading(client: TestClient, jobs, tmp_path: Path):
     (no_labels / "labels.json").unlink()
     assert "labels.json" in client.put("/v1/adapters/x", json={"path": str(no_labels)}).json()["error"]["message"]
     assert client.get("/v1/adapters/x").status_code == 404
+    kept = tmp_path / "kept_checkpoints"  # keep_checkpoints=true: Lightning's .ckpt is no weight the job ships
+    shutil.copytree(jobs["sales"], kept)
+    (kept / "checkpoints").mkdir()
+    (kept / "checkpoints" / "best.ckpt").write_bytes(b"\x80")
+    assert client.put("/v1/adapters/kept", json={"path": str(kept)}).status_code == 200
+    assert client.delete("/v1/adapters/kept").status_code == 200
 
 
 def test_metrics_count_requests_batches_and_latency_per_adapter(client: TestClient):
