@@ -116,7 +116,6 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = Metrics()
         batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                           threads=settings.threads, on_batch=metrics.observe_batch)
-        metrics.queue_depth_of(batcher)
         server = ServerState(settings, engine, batcher, metrics)
         app.state.server = server
         batcher.start()
@@ -198,7 +197,7 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/metrics", summary="Prometheus text format")
     async def metrics(server: ServerState = Depends(state)) -> Response:
-        body, content_type = server.metrics.render()
+        body, content_type = server.metrics.render(server.batcher.waiting_by_adapter())
         return Response(body, media_type=content_type)
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)

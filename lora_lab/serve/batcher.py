@@ -44,8 +44,7 @@ class Batcher:
         self.max_queue = max_queue
         self.on_batch = on_batch  # metrics: (each request's model, its texts, the batch's seconds)
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self.waiting_texts = 0
-        self._waiting: dict[str, int] = {}  # per model, for the queue-depth gauge
+        self._waiting: dict[str, int] = {}  # texts waiting, per model (the queue-depth gauge)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lora-lab-model",
                                            initializer=torch.set_num_threads if threads else None,
                                            initargs=(threads,) if threads else ())
@@ -67,8 +66,8 @@ class Batcher:
 
     async def predict(self, name: str, texts: Sequence[str]) -> torch.Tensor:
         """Probabilities (len(texts), n_labels) for model `name`; waits for its batch."""
-        if self.waiting_texts + len(texts) > self.max_queue:
-            raise QueueFull(f"{self.waiting_texts} texts are waiting (max_queue={self.max_queue})")
+        if (waiting := sum(self._waiting.values())) + len(texts) > self.max_queue:
+            raise QueueFull(f"{waiting} texts are waiting (max_queue={self.max_queue})")
         request = _Request(name, texts, asyncio.get_running_loop().create_future())
         self._count(request, +1)
         await self.queue.put(request)
@@ -78,7 +77,6 @@ class Batcher:
         return dict(self._waiting)
 
     def _count(self, request: _Request, sign: int) -> None:
-        self.waiting_texts += sign * len(request.texts)
         self._waiting[request.name] = self._waiting.get(request.name, 0) + sign * len(request.texts)
 
     async def _run(self) -> None:

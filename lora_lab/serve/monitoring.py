@@ -5,13 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from fastapi import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-if TYPE_CHECKING:
-    from lora_lab.serve.batcher import Batcher
 
 # Milliseconds to seconds: micro-batched single texts take a few ms; a queue under load, hundreds.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -50,11 +46,8 @@ class Metrics:
         for name, n in counts.items():
             self.batch_size.labels(name).observe(n)
 
-    def queue_depth_of(self, batcher: Batcher) -> None:
-        """The gauge reads the batcher's per-adapter waiting counts when scraped."""
-        self._batcher = batcher
-
-    def render(self) -> tuple[bytes, str]:
-        for name, n in getattr(self, "_batcher").waiting_by_adapter().items():
+    def render(self, waiting: dict[str, int]) -> tuple[bytes, str]:
+        """The text format, with the queue gauge set from `waiting` (texts per adapter) as scraped."""
+        for name, n in waiting.items():
             self.queue.labels(name).set(n)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
