@@ -27,8 +27,10 @@ def serve(cfg: DictConfig) -> None:
     import uvicorn
 
     from lora_lab.serve.app import Settings, create_app
+    from lora_lab.serve.engine import resolve_precision
     from lora_lab.serve.sources import resolve_source
 
+    resolve_precision(cfg.precision, cfg.quantize)  # refused here, before the server starts
     for name, path in cfg.adapters.items():
         resolve_source(path)  # a wrong path fails here, in a second, not after the first models loaded
     settings = Settings(**{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()

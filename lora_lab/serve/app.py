@@ -62,6 +62,7 @@ class Settings:
     max_texts_per_request: int = 64
     max_queue: int = 2048
     quantize: str = "none"
+    precision: str = "auto"
     threads: int | None = None
     similar_max_rows: int = 20000
     log_path: str | None = None
@@ -112,7 +113,7 @@ def state(request: Request) -> ServerState:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(quantize=settings.quantize)
+        engine = Engine(quantize=settings.quantize, precision=settings.precision)
         metrics = Metrics()
         batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
                           threads=settings.threads, on_batch=metrics.observe_batch)
@@ -176,7 +177,7 @@ def _info(server: ServerState, name: str) -> AdapterInfo:
         rank=source.info.get("rank"), test_acc=source.info.get("test_acc"),
         test_f1_macro=source.info.get("test_f1_macro"), trained_at=source.info.get("trained_at"),
         source=source.info.get("source", "job"), path=str(source.path), shares_base=served.adapter_id is not None,
-        similar_index_rows=len(index.labels) if index is not None else 0,
+        similar_index_rows=len(index.labels) if index is not None else 0, precision=server.engine.precision,
     )
 
 

@@ -77,6 +77,7 @@ class AdapterInfo(BaseModel):
     path: str
     shares_base: bool = Field(..., description="an adapter on a shared base (else a merged model alone)")
     similar_index_rows: int
+    precision: str = Field(..., description="what its forward passes compute in: fp32, bf16 (autocast) or int8")
 
 
 class PutAdapter(BaseModel):

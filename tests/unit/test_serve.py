@@ -3,6 +3,7 @@ base, mixed batches, hot load/delete under concurrent requests, /similar, metric
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -18,7 +19,10 @@ from fastapi.testclient import TestClient
 
 from lora_lab.serve.__main__ import adapters_as_new_keys
 from lora_lab.serve.app import ServerState, Settings, create_app
-from lora_lab.serve.engine import Engine
+from lora_lab.serve.batcher import Batcher
+from lora_lab.config import cpu_has_native_bf16
+from lora_lab.errors import ConfigError
+from lora_lab.serve.engine import Engine, resolve_precision
 from lora_lab.serve.sources import resolve_source
 from tests.conftest import TICKETS
 
@@ -67,8 +71,12 @@ def test_predict_answers_each_adapter_with_its_own_labels_through_one_base(clien
     assert full.status_code == 200 and full.json()["predictions"][0]["label"] in sales_labels
 
 
-def test_a_mixed_batch_gives_each_adapter_its_own_logits(jobs):
-    engine = Engine()
+NATIVE_BF16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16: precision=bf16 is refused")
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
+def test_a_mixed_batch_gives_each_adapter_its_own_logits(jobs, precision):
+    engine = Engine(precision=precision)
     for name in ("sales", "tickets"):
         engine.load(name, resolve_source(jobs[name]))
     assert len(engine.bases) == 1
@@ -80,6 +88,67 @@ def test_a_mixed_batch_gives_each_adapter_its_own_logits(jobs):
     torch.testing.assert_close(mixed[0], alone[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(mixed[1], alone[1], atol=1e-5, rtol=0)
     torch.testing.assert_close(mixed[2], alone[0][:1], atol=1e-5, rtol=0)
+
+
+@NATIVE_BF16
+def test_bf16_serves_the_same_model_as_fp32_within_bf16_rounding(jobs):
+    texts = [TICKETS["login"], TICKETS["billing"], "need 40 more boxes asap", "x"]
+    probs = {}
+    for precision in ("fp32", "bf16"):
+        engine = Engine(precision=precision)
+        engine.load("tickets", resolve_source(jobs["tickets"]))
+        engine.load("full", resolve_source(jobs["full"]))  # a merged model alone: eager under bf16, traced in fp32
+        probs[precision] = engine.predict([("tickets", texts), ("full", texts)])
+    bf16_weights = {p.dtype for p in engine.bases[engine.models["tickets"].base.key].classifier.parameters() if p.dim() == 2}
+    assert torch.bfloat16 in bf16_weights  # Linear weights stored in bf16, not cast per call
+    for fp32, bf16 in zip(probs["fp32"], probs["bf16"]):
+        assert not torch.equal(fp32, bf16)  # bf16 really ran
+        torch.testing.assert_close(bf16, fp32, atol=2e-2, rtol=0)  # bf16 keeps 8 bits of mantissa: ~0.4% per op
+
+
+@pytest.mark.parametrize(
+    "precision,quantize,message",
+    [("fp16", "none", "use one of auto, fp32, bf16"), ("auto", "int4", "use none or int8"),
+     ("bf16", "int8", "pick one")],
+)
+def test_an_unsupported_precision_is_refused_with_the_choices(precision: str, quantize: str, message: str):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve_precision(precision, quantize)
+    assert resolve_precision("auto", "int8") == "int8"
+    assert resolve_precision("auto", "none") == ("bf16" if cpu_has_native_bf16() else "fp32")
+
+
+class _SlowEngine:
+    """A stand-in model that takes 50 ms per batch, whatever its size (the batcher's view of a forward)."""
+
+    def predict(self, requests):
+        threading.Event().wait(0.05)
+        return [torch.zeros(len(texts), 2) for _, texts in requests]
+
+
+def test_two_cohorts_of_clients_merge_into_full_batches():
+    """8 clients start, 24 more arrive while the 8's batch runs. Each client sends its next text as
+    soon as it has an answer. The 24 must wait for the model anyway; the batcher waits for company
+    from when the model comes free, so the 8 join them and every later batch holds all 32."""
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        batcher = Batcher(_SlowEngine(), max_batch_size=32, max_wait_ms=5, max_queue=1000,
+                          on_batch=lambda names, texts, seconds: sizes.append(sum(texts)))
+        batcher.start()
+
+        async def client(delay: float) -> None:
+            await asyncio.sleep(delay)
+            for _ in range(6):
+                await batcher.predict("a", ["text"])
+
+        await asyncio.gather(*[client(0) for _ in range(8)], *[client(0.02) for _ in range(24)])
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert sizes[0] == 8, sizes  # the 8 ran before the 24 came
+    # then one cohort of 32 (the 8 end their 6 texts one batch early: the last batch is theirs)
+    assert sizes[1:-1] == [32] * (len(sizes) - 2) and sum(sizes) == 32 * 6, sizes
 
 
 def test_similar_returns_training_texts_of_the_right_label(client: TestClient):
