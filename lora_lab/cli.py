@@ -32,6 +32,11 @@ def sweep_dir() -> Path | None:
     return Path(HydraConfig.get().sweep.dir) if is_multirun() else None
 
 
+def task_overrides() -> list[str]:
+    """The job's own command-line overrides (a multirun's job: its combination), [] outside Hydra."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
     """Wrap a Hydra task function: a UserError in a single run -> its message on stderr, exit 2."""
 

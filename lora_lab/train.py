@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 import hydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lora_lab.cli import report_user_errors, sweep_dir
+from lora_lab.cli import report_user_errors, sweep_dir, task_overrides
 from lora_lab.config import CONF_DIR, validate
 from lora_lab.errors import UserError
 from lora_lab.job import JobRecord
+from lora_lab.provenance import write_provenance
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ def train(cfg: DictConfig) -> float | None:
     if (original := record.find_original()) is not None:
         return record.answer_from(original, cfg.optimized_metric)
     record.start()
+    write_provenance(run_dir, instantiate(cfg.dataset).files(), cfg.get("seed"), task_overrides())
     try:
         metrics = fit_and_test(cfg, run_dir)
     except BaseException as err:

@@ -28,6 +28,7 @@ import lora_lab.config  # noqa: F401  (registers the resolvers a job's config us
 from lora_lab.artifacts import atomic_dir, modified_at, pickled_weights, read_json, write_json, write_text
 from lora_lab.errors import ConfigError
 from lora_lab.export.card import model_card
+from lora_lab.provenance import PROVENANCE_FILE
 
 if TYPE_CHECKING:
     from lora_lab.data.datamodule import TextClassificationDataModule
@@ -112,7 +113,10 @@ def export_job(run_dir: Path, out: Path, onnx: bool = False, onnx_tolerance: flo
         meta = export_metadata(job, base, backbone.fingerprint(job.cfg.seed), has_onnx=onnx)
         write_json(tmp / EXPORT_FILE, meta)
         config = OmegaConf.to_container(job.cfg, resolve=True)
-        write_text(tmp / "README.md", model_card(meta, job.metrics, config, train_label_counts(datamodule)))
+        provenance = read_json(run_dir / PROVENANCE_FILE) if (run_dir / PROVENANCE_FILE).is_file() else None
+        if provenance is not None:
+            write_json(tmp / PROVENANCE_FILE, provenance)
+        write_text(tmp / "README.md", model_card(meta, job.metrics, config, train_label_counts(datamodule), provenance))
     return Export(out, meta, check)
 
 

@@ -18,8 +18,8 @@ LANGUAGES = {name: "en" for name in ("minilm_l6", "bert_base", "distilbert_base"
 
 
 def model_card(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any],
-               train_counts: dict[str, int] | None) -> str:
-    """The whole README.md."""
+               train_counts: dict[str, int] | None, provenance: dict[str, Any] | None = None) -> str:
+    """The whole README.md (`provenance`: the job's provenance.json, None for a job that predates it)."""
     name = f"{meta['backbone']}-{meta['regime']}-{meta['dataset']}"
     sections = [
         front_matter(name, meta),
@@ -30,6 +30,7 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, 
         data_section(metrics, train_counts),
         limits_section(meta, metrics, config),
         usage_section(meta),
+        provenance_section(provenance),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -171,6 +172,24 @@ def usage_section(meta: dict[str, Any]) -> str:
                      "predictions with PyTorch's on the test split.")
     lines.append("- `labels.json`: label ids to names; `lora_lab_export.json`: the machine-readable metadata.")
     return "\n".join(lines)
+
+
+def provenance_section(provenance: dict[str, Any] | None) -> str:
+    text = "## Provenance\n\n"
+    if provenance is None:
+        return text + "Not recorded: the job ran before lora_lab wrote provenance.json."
+    git = provenance.get("git", {})
+    code = (f"`{git['commit']}`" + (" with uncommitted changes" if git.get("dirty") else "")) if git.get("commit") \
+        else f"unknown ({git.get('why', 'not recorded')})"
+    rows = [("lora_lab code (git commit)", code), ("seed", provenance.get("seed")),
+            ("command", "`" + " ".join(provenance.get("command", [])) + "`")]
+    rows += [(name, version or "not installed") for name, version in provenance.get("versions", {}).items()]
+    text += table(("", ""), rows)
+    files = provenance.get("data_files", [])
+    if files:
+        text += "\n\nData files read:\n\n" + table(("file", "sha256", "bytes"),
+                                                     [(f["path"], f"`{f['sha256']}`", f"{f['bytes']:,}") for f in files])
+    return text + "\n\nThe same record is in `provenance.json` beside this card."
 
 
 def rank_words(meta: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from lora_lab.artifacts import file_sha256
 from lora_lab.models.classifier import Classifier, PooledClassifier, StockHeadClassifier
 from lora_lab.models.gguf import converted_gguf_dir, is_gguf
 
@@ -133,14 +134,7 @@ class Backbone:
         return PooledClassifier(model, id2label, self.pooling, self.head_dropout)
 
 
-@lru_cache(maxsize=16)
-def _file_sha256(path: Path) -> str:
-    """A file's sha256, read in 1 MiB blocks (the MiniLM weights, 87 MiB, take about 0.2 s); cached per path."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_file_sha256 = lru_cache(maxsize=16)(file_sha256)  # per path: a server fingerprints each adapter's base
 
 
 @lru_cache(maxsize=4)

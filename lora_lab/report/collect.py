@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 import lora_lab.config  # noqa: F401  (registers the resolvers that .hydra/config.yaml uses)
 from lora_lab.artifacts import read_json
 from lora_lab.job import STATUS_FILE, _job_order, fingerprint
+from lora_lab.provenance import PROVENANCE_FILE
 from lora_lab.report.errors import ReportError
 
 CONFIG_FILE = Path(".hydra") / "config.yaml"
@@ -56,6 +57,8 @@ class Job:
     variant: str = ""
     # "<number> <STATE>" of the Optuna trial that ran this job, when the sweep has a study.
     trial: str = ""
+    # provenance.json: code commit, library versions, data files' sha256 (None: the job predates it).
+    provenance: dict[str, Any] | None = None
 
     @property
     def scope(self) -> tuple[str, str]:
@@ -108,6 +111,8 @@ def read_job(path: Path) -> Job:
         job.metrics = read_json(path / "metrics.json")
     elif job.state == "complete":
         job.note = "complete, but metrics.json is missing"
+    if (path / PROVENANCE_FILE).exists():
+        job.provenance = read_json(path / PROVENANCE_FILE)
     if (path / OVERRIDES_FILE).exists():
         job.overrides = [str(o) for o in OmegaConf.load(path / OVERRIDES_FILE)]
     if (path / CONFIG_FILE).exists():

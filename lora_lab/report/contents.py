@@ -19,7 +19,7 @@ from lora_lab.report.aggregate import (
 from lora_lab.report.collect import Job
 from lora_lab.report.document import Document, Figure, Heading, Paragraph
 from lora_lab.report.study import SweepStudy
-from lora_lab.report.table import comparisons_table, configs_table, jobs_table
+from lora_lab.report.table import comparisons_table, configs_table, jobs_table, provenance_table
 
 
 def compose(sweep_dir: Path, jobs: Sequence[Job], study: SweepStudy | None, fig_dir: Path) -> Document:
@@ -58,6 +58,10 @@ def compose(sweep_dir: Path, jobs: Sequence[Job], study: SweepStudy | None, fig_
         path = plots.best_confusion_matrix(job, fig_dir / f"confusion_matrix_job_{job.name}.png")
         doc.add(Figure(path.name, f"{dataset} / {backbone}: test confusion matrix of job {job.name} ({job.regime}), "
                                   f"rows true labels, shading the share of each row."))
+    doc.add(Heading("Provenance"),
+            Paragraph("What each job ran on (its provenance.json): the git commit of lora_lab's code, the library "
+                      "versions and the sha256 of the data files it read. Jobs that share all three share a row."),
+            provenance_table(jobs))
     return doc
 
 

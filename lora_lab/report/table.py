@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from lora_lab.report.aggregate import REPORTED_METRIC, SELECTION_METRIC, Comparison, ConfigGroup
 from lora_lab.report.collect import Job
@@ -69,3 +70,26 @@ def comparisons_table(comparisons: Sequence[Comparison]) -> Table:
             c.verdict,
         ])
     return table
+
+
+def provenance_table(jobs: Sequence[Job]) -> Table:
+    """One row per distinct provenance (code, library versions, data files) with the jobs that share it:
+    one row when a sweep ran on one code and one data; more rows show where its jobs differ."""
+    table = Table("provenance", [Column("jobs"), Column("code"), Column("versions"), Column("data files (sha256)")])
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for job in jobs:
+        p = job.provenance
+        if p is None:
+            key = ("no provenance.json (the job ran before lora_lab recorded it, or stopped before it started)", "", "")
+        else:
+            git = p.get("git", {})
+            code = f"{git['commit'][:12]}{' + uncommitted changes' if git.get('dirty') else ''}" if git.get("commit") \
+                else f"unknown: {git.get('why', '?')}"
+            versions = ", ".join(f"{name} {version}" for name, version in p.get("versions", {}).items() if version)
+            files = "; ".join(f"{Path(f['path']).parent.name}/{Path(f['path']).name} {f['sha256'][:12]}" for f in p.get("data_files", [])) or "none read"
+            key = (code, versions, files)
+        rows.setdefault(key, []).append(job.name)
+    for (code, versions, files), names in rows.items():
+        table.rows.append([", ".join(names), code, versions, files])
+    return table
+

@@ -48,6 +48,10 @@ def test_design_card_multirun_trains_each_distinct_job_once(tmp_path: Path):
     # Each trained job logged one offline W&B run (their shared group: test_config.py); the duplicate none.
     assert [len(list((jobs[n] / "wandb").glob("offline-run-*"))) for n in (0, 1, 2)] == [1, 1, 1]
     assert not (jobs[3] / "wandb").exists()
+    # Each job's provenance.json holds its own combination and the command that ran the sweep.
+    provenance = read_json(jobs[1] / "provenance.json")
+    assert "regime=lora" in provenance["overrides"] and "rank=16" in provenance["overrides"]
+    assert "-m" in provenance["command"] and "regime=lora,full" in provenance["command"]
 
     # Running into the same sweep dir again is refused before anything is overwritten.
     before = (jobs[0] / ".hydra" / "config.yaml").read_text()

@@ -117,6 +117,12 @@ def test_the_model_card_carries_model_index_results_and_describes_the_model(lora
                  "| learning rate | 0.005 |", f"| train | {metrics['data/train_rows']:,} |", "<details>",
                  "Intended use and limits", "synthetic", "a test fixture"):
         assert text in body, text
+    provenance = read_json(lora_job / "provenance.json")
+    assert read_json(lora_export / "provenance.json") == provenance  # shipped beside the card
+    data_file = provenance["data_files"][0]
+    for text in ("## Provenance", f"`{provenance['git']['commit']}`" if provenance["git"]["commit"] else "unknown (",
+                 f"| torch | {provenance['versions']['torch']} |", f"`{data_file['sha256']}`", data_file["path"]):
+        assert text in body, text
 
 
 def test_a_full_fine_tune_exports_merged_only_and_onnx_agrees_with_pytorch(full_job: Path, tmp_path: Path):
