@@ -8,10 +8,11 @@ records it as that job's failure and goes on with the others.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +38,49 @@ def task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def debugging() -> bool:
+    """LORA_LAB_DEBUG=1 or HYDRA_FULL_ERROR=1: user errors show their traceback."""
+    return os.environ.get("LORA_LAB_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def check_group_choices(argv: Sequence[str], conf_dir: Path) -> None:
+    """`group=option` arguments whose option has no conf/<group>/<option>.yaml: a UserError listing the
+    options, before Hydra composes (Hydra's own message exits 1 and leaves the fix to the reader).
+    Multirun lists (`regime=lora,full`) are checked option by option; sweep functions are left to Hydra."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or "." in key or "/" in key or "(" in value or "$" in value or not (conf_dir / key).is_dir():
+            continue
+        options = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+        for option in value.split(","):
+            if option not in options and option != "null":
+                close = difflib.get_close_matches(option, options, n=1)
+                raise UserError(f"{key}={option}: there is no {key} named {option!r}"
+                                + (f"; did you mean {key}={close[0]}?" if close else ".")
+                                + f" Choose one of {', '.join(options)} (the files in conf/{key}/)")
+
+
+def checks_group_choices(conf_dir: Path) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorate a Hydra main (outermost) to check the command line's group choices first: a bad one is
+    one `error:` line and exit 2, in a third of a second."""
+
+    def decorate(main: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(main)
+        def run(*args: object, **kwargs: object) -> T:
+            try:
+                check_group_choices(sys.argv[1:], conf_dir)
+            except UserError as err:
+                if debugging():
+                    raise
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(USER_ERROR_EXIT)
+            return main(*args, **kwargs)
+
+        return run
+
+    return decorate
+
+
 def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
     """Wrap a Hydra task function: a UserError in a single run -> its message on stderr, exit 2."""
 
@@ -46,8 +90,7 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
             return task(*args, **kwargs)
         except Exception as err:
             user_error = find_user_error(err)
-            debug = os.environ.get("LORA_LAB_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1"
-            if user_error is None or is_multirun() or debug:
+            if user_error is None or is_multirun() or debugging():
                 raise
             print(f"error: {user_error}", file=sys.stderr)
             sys.exit(USER_ERROR_EXIT)

@@ -123,8 +123,9 @@ def validate(cfg: DictConfig) -> None:
         )
     # Sources import no ML library, so a missing file is reported in a second, not after the model loads.
     instantiate(cfg.dataset).check_files()
-    if cfg.regime.learning_rate <= 0:
-        raise ConfigError(f"regime.learning_rate={cfg.regime.learning_rate}: must be > 0")
+    validate_regime(cfg)
+    if cfg.get("shots_per_class") is not None:
+        _check_shots(cfg.shots_per_class, cfg.dataset)
     smoothing = cfg.module.get("label_smoothing", 0.0)
     if not 0.0 <= smoothing < 1.0:
         raise ConfigError(f"module.label_smoothing={smoothing}: must lie in [0, 1), e.g. 0.1")
@@ -140,6 +141,66 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.precision={precision} on CPU: fp16 autocast is a GPU feature; "
             "use trainer.precision=bf16-mixed or 32-true"
+        )
+
+
+def validate_regime(cfg: DictConfig) -> None:
+    """The regime's settings in range, its library installed, its target modules in the backbone.
+
+    A regime's config is data (its PEFT config's fields), so the checks go by key: every `*dropout`
+    lies in [0, 1), an alpha is positive, a learning rate lies in (0, 1] (AdamW steps beyond 1 diverge).
+    """
+    regime = cfg.regime
+    for key in ("learning_rate", "head_learning_rate"):
+        value = regime.get(key)
+        if value is not None and not 0 < value <= 1:
+            raise ConfigError(f"regime.{key}={value}: must lie in (0, 1]; typical values are 1e-5 (full "
+                              f"fine-tuning) to 1e-3 (LoRA), e.g. regime.{key}=1e-3")
+    for key, value in regime.items():
+        if key.endswith("dropout") and value is not None and not 0 <= value < 1:
+            raise ConfigError(f"regime.{key}={value}: a dropout probability must lie in [0, 1), e.g. regime.{key}=0.1")
+        if key in ("lora_alpha", "alpha") and value is not None and value <= 0:
+            raise ConfigError(f"regime.{key}={value}: must be > 0, or null for the regime's default (see conf/regime/{regime.name}.yaml)")
+    if "bits" in regime and importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"regime={regime.name} quantizes the base with bitsandbytes, which is not installed: "
+                          "pip install bitsandbytes (make install does), or use regime=lora")
+    _check_target_modules(cfg)
+
+
+def _check_target_modules(cfg: DictConfig) -> None:
+    """Each name in regime.target_modules selects some Linear layer of the backbone, read from its
+    checkpoint's safetensors header (no torch). A backbone without a local checkpoint (random, hub id,
+    GGUF) is checked when PEFT wraps it (regimes/peft_regime.py)."""
+    targets = cfg.regime.get("target_modules")
+    if not OmegaConf.is_list(targets) and not isinstance(targets, list):
+        return  # null (PEFT's default for the architecture) or a regex string
+    from lora_lab.models.weight_names import linear_module_names, selects, short_names
+
+    modules = linear_module_names(cfg.backbone.get("pretrained"))
+    if modules is None:
+        return
+    missing = [t for t in targets if not any(selects(m, t) for m in modules)]
+    if missing:
+        raise ConfigError(
+            f"regime.target_modules={list(targets)}: {', '.join(map(repr, missing))} is no module of backbone "
+            f"{cfg.backbone.name}. Its Linear modules are named {', '.join(short_names(modules))}; e.g. "
+            f"regime.target_modules=[{','.join(short_names(modules)[:2])}]"
+        )
+
+
+def _check_shots(shots: object, dataset: DictConfig) -> None:
+    """shots_per_class keeps that many training rows of every label: each label must have them.
+    Reads the dataset (no ML library; Banking77: about 0.5 s) only when few-shot training is asked for."""
+    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
+        raise ConfigError(f"shots_per_class={shots!r}: use a positive count, or null for every training row")
+    from collections import Counter
+
+    counts = Counter(instantiate(dataset).load()["train"].labels)
+    label, fewest = min(counts.items(), key=lambda item: (item[1], item[0]))
+    if fewest < shots:
+        raise ConfigError(
+            f"shots_per_class={shots}: label {label!r} of dataset {dataset.name} has only {fewest} training row(s), "
+            f"so it cannot give {shots}; use shots_per_class={fewest} or less (the smallest label's count)"
         )
 
 

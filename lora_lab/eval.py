@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lora_lab.artifacts import read_json, write_json
-from lora_lab.cli import report_user_errors
+from lora_lab.cli import checks_group_choices, report_user_errors
 from lora_lab.config import CONF_DIR
 from lora_lab.data.files import FILE_FORMATS, LabelledFile
 from lora_lab.data.splits import Split
@@ -161,6 +161,7 @@ def summary(results: dict, pairs: list[dict], prefix: str) -> str:
     ])
 
 
+@checks_group_choices(CONF_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 @report_user_errors
 def main(cfg: DictConfig) -> float:

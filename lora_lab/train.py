@@ -14,7 +14,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lora_lab.cli import report_user_errors, sweep_dir, task_overrides
+from lora_lab.cli import checks_group_choices, report_user_errors, sweep_dir, task_overrides
 from lora_lab.config import CONF_DIR, validate
 from lora_lab.errors import UserError
 from lora_lab.job import JobRecord
@@ -75,6 +75,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     return metrics
 
 
+@checks_group_choices(CONF_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 @report_user_errors
 def main(cfg: DictConfig) -> float | None:

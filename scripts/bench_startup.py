@@ -31,6 +31,17 @@ def commands(scratch: Path) -> dict[str, list[str]]:
         "rank=0": ["-m", "lora_lab.train", "rank=0", f"hydra.run.dir={scratch}/rank0"],
         "trainer=gpu (no GPU)": ["-m", "lora_lab.train", "trainer=gpu", f"hydra.run.dir={scratch}/gpu"],
         "missing CSV": ["-m", "lora_lab.train", "dataset=csv", "dataset.path=/nonexistent.csv", f"hydra.run.dir={scratch}/csv"],
+        # The rest of the bad-config catalogue (tests/unit/test_entry_points.py::CATALOGUE).
+        "regime=no_such": ["-m", "lora_lab.train", "regime=no_such", f"hydra.run.dir={scratch}/group"],
+        "lora_alpha=-8": ["-m", "lora_lab.train", "regime.lora_alpha=-8", f"hydra.run.dir={scratch}/alpha"],
+        "lora_dropout=1.5": ["-m", "lora_lab.train", "regime.lora_dropout=1.5", f"hydra.run.dir={scratch}/dropout"],
+        "learning_rate=3": ["-m", "lora_lab.train", "regime.learning_rate=3", f"hydra.run.dir={scratch}/lr"],
+        "target_modules=[q_proj]": ["-m", "lora_lab.train", "regime.target_modules=[q_proj]", f"hydra.run.dir={scratch}/tm"],
+        "shots_per_class=500": ["-m", "lora_lab.train", "shots_per_class=500", f"hydra.run.dir={scratch}/shots"],
+        "banking77 shots=100": ["-m", "lora_lab.train", "dataset=banking77", "shots_per_class=100",
+                                f"hydra.run.dir={scratch}/b77shots"],
+        "empty sweep range": ["-m", "lora_lab.train", "-m", "hparams_search=lora_lr_rank", "rank=range(8,8)",
+                              f"hydra.sweep.dir={scratch}/sweep"],
     }
 
 

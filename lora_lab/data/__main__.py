@@ -14,7 +14,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lora_lab.cli import report_user_errors
+from lora_lab.cli import checks_group_choices, report_user_errors
 from lora_lab.config import CONF_DIR  # also registers the resolvers
 from lora_lab.errors import ConfigError
 
@@ -54,6 +54,7 @@ def render(summary: dict) -> str:
     return "\n".join(lines)
 
 
+@checks_group_choices(CONF_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="inspect")
 @report_user_errors
 def main(cfg: DictConfig) -> None:

@@ -15,6 +15,7 @@ from lora_lab.data import cache
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, TokenizedSplit
 from lora_lab.data.sources import Source
 from lora_lab.data.splits import Split
+from lora_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.labels: list[str] | None = list(labels) if labels is not None else None
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         if shots_per_class is not None and shots_per_class < 1:
-            raise ValueError(f"shots_per_class={shots_per_class}: use a positive count, or null for every training row")
+            raise ConfigError(f"shots_per_class={shots_per_class}: use a positive count, or null for every training row")
         self.shots_per_class = shots_per_class
         self.splits: dict[str, Split] = {}
         self.tokenized: dict[str, TokenizedSplit] = {}

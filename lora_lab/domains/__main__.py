@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lora_lab.cli import report_user_errors
+from lora_lab.cli import checks_group_choices, report_user_errors
 from lora_lab.config import CONF_DIR, validate
 from lora_lab.errors import ConfigError
 
@@ -48,6 +48,7 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
+@checks_group_choices(CONF_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="domains")
 @report_user_errors
 def main(cfg: DictConfig) -> float:

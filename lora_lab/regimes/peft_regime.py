@@ -14,9 +14,11 @@ from typing import Any, ClassVar
 
 from omegaconf import OmegaConf
 from peft import PeftConfig, PeftModel, get_peft_model
+from torch import nn
 
 from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
+from lora_lab.models.weight_names import short_names
 from lora_lab.regimes.base import Regime
 
 # Fields that follow from the classifier, not from a choice in the YAML.
@@ -54,7 +56,17 @@ class PeftRegime(Regime):
         }
 
     def apply(self, classifier: Classifier) -> None:
-        classifier.transformer = get_peft_model(classifier.transformer, self.peft_config(classifier))
+        try:
+            classifier.transformer = get_peft_model(classifier.transformer, self.peft_config(classifier))
+        except ValueError as err:
+            # What config validation cannot see without a local checkpoint (random, hub and GGUF models).
+            if "not found in the base model" not in str(err):
+                raise
+            linear = short_names([n for n, m in classifier.transformer.named_modules() if isinstance(m, nn.Linear)])
+            raise ConfigError(
+                f"regime.target_modules={self.settings.get('target_modules')}: not all are modules of this backbone. "
+                f"Its Linear modules are named {', '.join(linear)}; e.g. regime.target_modules=[{','.join(linear[:2])}]"
+            ) from err
 
     def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
         classifier.transformer.save_pretrained(str(out_dir), safe_serialization=True)

@@ -10,11 +10,12 @@ import optuna
 from hydra.utils import instantiate
 
 from lora_lab.artifacts import read_json
+from lora_lab.errors import ConfigError
 from lora_lab.job import STATUS_FILE
 from lora_lab.sweeper.storage import METRIC_ATTR, PRUNER_ATTR, SIGNATURE_ATTR, STUDY_FILE
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(ConfigError):
     """A sweep that cannot start as configured; the message names the setting and the fix."""
 
 

@@ -26,11 +26,13 @@ from optuna.distributions import (
     distribution_to_json,
 )
 
+from lora_lab.errors import ConfigError
+
 KNOWN_TAGS = {"log", "int"}
 Scalar = (str, int, float, bool, type(None))
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ConfigError):
     """A search-space entry Optuna cannot sample; the message names the key and the fix."""
 
 

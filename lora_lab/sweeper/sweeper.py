@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +27,8 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from lora_lab.artifacts import write_json
+from lora_lab.cli import USER_ERROR_EXIT, debugging
+from lora_lab.errors import UserError
 from lora_lab.job import STATUS_FILE
 from lora_lab.sweeper.heartbeat import Heartbeat
 from lora_lab.sweeper.ledger import Ledger
@@ -67,18 +70,6 @@ class OptunaSweeper(Sweeper):
         heartbeat_interval: int,
         grace_period: int,
     ):
-        if direction not in ("maximize", "minimize"):
-            raise SweepConfigError(f"hydra.sweeper.direction={direction!r}: use maximize or minimize")
-        for name, value in (("n_trials", n_trials), ("n_jobs", n_jobs), ("heartbeat_interval", heartbeat_interval)):
-            if not isinstance(value, int) or value < 1:
-                raise SweepConfigError(f"hydra.sweeper.{name}={value!r}: must be a positive integer")
-        if not 0.0 <= max_failure_rate <= 1.0:
-            raise SweepConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: a share in [0, 1]")
-        if grace_period <= heartbeat_interval:
-            raise SweepConfigError(
-                f"hydra.sweeper.grace_period={grace_period} must exceed heartbeat_interval={heartbeat_interval}, "
-                "or live trials would look abandoned between two heartbeats"
-            )
         self.params = OmegaConf.to_container(params, resolve=True)
         self.direction, self.n_trials, self.n_jobs = direction, n_trials, n_jobs
         self.storage, self.study_name = storage, study_name
@@ -88,6 +79,22 @@ class OptunaSweeper(Sweeper):
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self._outcomes: dict[int, str | None] = {}  # this run's trials -> error (None: COMPLETE/PRUNED)
         self._exhausted = False  # a grid sampler has run every combination
+
+    def _check_settings(self) -> None:
+        """The sweeper's own settings, checked when the sweep starts (raised while Hydra builds the
+        sweeper, an error reaches the user wrapped in Hydra's instantiate message, exit code 1)."""
+        if self.direction not in ("maximize", "minimize"):
+            raise SweepConfigError(f"hydra.sweeper.direction={self.direction!r}: use maximize or minimize")
+        for name in ("n_trials", "n_jobs", "heartbeat_interval"):
+            if not isinstance(value := getattr(self, name), int) or value < 1:
+                raise SweepConfigError(f"hydra.sweeper.{name}={value!r}: must be a positive integer")
+        if not 0.0 <= self.max_failure_rate <= 1.0:
+            raise SweepConfigError(f"hydra.sweeper.max_failure_rate={self.max_failure_rate}: a share in [0, 1]")
+        if self.grace_period <= self.heartbeat_interval:
+            raise SweepConfigError(
+                f"hydra.sweeper.grace_period={self.grace_period} must exceed heartbeat_interval={self.heartbeat_interval}, "
+                "or live trials would look abandoned between two heartbeats"
+            )
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -105,6 +112,19 @@ class OptunaSweeper(Sweeper):
             )
 
     def sweep(self, arguments: list[str]) -> None:
+        """Run the study; a sweep that cannot start, or whose trials failed, is one `error:` paragraph
+        (exit 2 for a config to fix, 1 for failed trials, whose tracebacks are in their logs), as the
+        entry points print a job's user error: Hydra would print a traceback."""
+        try:
+            self._sweep(arguments)
+        except (UserError, SweepFailedError) as err:
+            if debugging():
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT if isinstance(err, UserError) else 1)
+
+    def _sweep(self, arguments: list[str]) -> None:
+        self._check_settings()
         space = parse_search_space(self.params, arguments)
         check_sweep_dir(self.sweep_dir, self.url, self.study_name)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives in it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from lora_lab.config import cpu_precision, embedded_minilm_path, native_bf16
+from lora_lab.config import cpu_precision, embedded_minilm_path, native_bf16, validate
+from lora_lab.errors import ConfigError
 from tests.conftest import CONF_DIR, compose_train
 
 GROUPS = ["dataset", "backbone", "regime", "trainer", "logger", "callbacks", "experiment"]
@@ -60,3 +62,24 @@ def test_all_jobs_of_a_multirun_share_the_sweep_as_wandb_group(tmp_path: Path):
     assert cfg.logger.wandb.group == "sweep-42"
     assert cfg.logger.wandb.offline is True
     assert list(cfg.logger.wandb.tags) == ["b2b_sales_notes", "minilm_l6", "lora", "rank=8"]
+
+
+def test_qlora_without_bitsandbytes_is_refused_with_the_install_command(tiny_cfg, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+    with pytest.raises(ConfigError, match="bitsandbytes, which is not installed: pip install bitsandbytes"):
+        validate(tiny_cfg("regime=qlora"))
+    validate(tiny_cfg("regime=lora"))  # other regimes do not need it
+
+
+def test_target_modules_of_a_backbone_without_a_checkpoint_are_checked_when_peft_wraps_it(tiny_cfg, tiny_job):
+    validate(tiny_cfg("regime.target_modules=[nope]"))  # a random model: no safetensors header to read
+    with pytest.raises(ConfigError, match=r"Its Linear modules are named .*query.*value"):
+        tiny_job("regime.target_modules=[nope]")
+
+
+def test_shots_per_class_must_fit_the_smallest_label(tiny_cfg):
+    validate(tiny_cfg("shots_per_class=4"))
+    # tiny jobs generate 30 rows per label and keep 70% for training: 21
+    with pytest.raises(ConfigError, match=r"has only 2\d training row\(s\).*use shots_per_class=2\d or less"):
+        validate(tiny_cfg("shots_per_class=100"))

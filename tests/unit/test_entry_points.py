@@ -36,21 +36,48 @@ def test_help_lists_the_config_groups_without_loading_a_model():
     assert "regime: adalora, contrastive" in out.stdout and "gemm_4bit" not in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize(
-    "overrides,message",
-    [
-        (["rank=0"], "rank=0: the LoRA rank must be a positive integer"),
-        (["trainer=gpu"], "no CUDA GPU is visible"),
-        (["dataset=csv", "dataset.path=/nonexistent/t.csv"], "/nonexistent/t.csv: no such file"),
-    ],
+# The catalogue of bad configs: each one `error:` paragraph naming the key, the value and the fix.
+CATALOGUE = [
+    (["regime=no_such"], "regime=no_such: there is no regime named 'no_such'. Choose one of adalora, contrastive"),
+    (["backbone=bert_larg"], "there is no backbone named 'bert_larg'; did you mean backbone=bert_base? Choose one of"),
+    (["dataset=bankin77"], "did you mean dataset=banking77? Choose one of b2b_sales_notes, banking77, csv"),
+    (["rank=0"], "rank=0: the LoRA rank must be a positive integer"),
+    (["regime.lora_alpha=-8"], "regime.lora_alpha=-8: must be > 0, or null"),
+    (["regime.lora_dropout=1.5"], "regime.lora_dropout=1.5: a dropout probability must lie in [0, 1)"),
+    (["regime.learning_rate=3"], "regime.learning_rate=3: must lie in (0, 1]"),
+    (["regime.learning_rate=0"], "regime.learning_rate=0: must lie in (0, 1]"),
+    (["regime.target_modules=[query,nope]"], "'nope' is no module of backbone minilm_l6. Its Linear modules are named "
+                                             "dense, key, query, value"),
+    (["regime.target_modules=[q_proj,v_proj]"], "'q_proj', 'v_proj' is no module of backbone minilm_l6"),  # a decoder's
+    (["trainer=gpu"], "no CUDA GPU is visible"),
+    (["shots_per_class=500"], "shots_per_class=500: label"),
+    (["dataset=csv", "dataset.path=/nonexistent/t.csv"], "/nonexistent/t.csv: no such file"),
+]
+# Runs the entry point as `python -m` does, then names the heavy libraries it had loaded when it exited.
+LOADED_AT_EXIT = (
+    "import runpy, sys\n"
+    "try:\n    runpy.run_module('lora_lab.train', run_name='__main__')\n"
+    f"finally:\n    print('loaded:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
 )
+
+
+@pytest.mark.parametrize("overrides,message", CATALOGUE, ids=[" ".join(o) for o, _ in CATALOGUE])
 def test_a_config_error_is_one_line_and_exit_code_2_and_leaves_no_job(tmp_path: Path, overrides: list[str], message: str):
     run_dir = tmp_path / "job"
-    out = _run("-m", "lora_lab.train", *overrides, f"hydra.run.dir={run_dir}")
-    assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].startswith(f"error: ") and message in out.stderr
+    out = _run("-c", LOADED_AT_EXIT, *overrides, f"hydra.run.dir={run_dir}")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: ") and message in out.stderr
     assert "Traceback" not in out.stderr
     assert not (run_dir / "status.json").exists()
+    loaded = out.stdout.strip().splitlines()[-1]
+    assert loaded == ("loaded:torch" if overrides == ["trainer=gpu"] else "loaded:")  # only CUDA's question imports torch
+
+
+def test_a_malformed_sweep_space_is_one_line_and_exit_code_2(tmp_path: Path):
+    out = _run("-m", "lora_lab.train", "-m", "hparams_search=lora_lr_rank", "rank=range(8,8)",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1] == "error: rank: range(8, 8, 1) is empty"
+    assert "Traceback" not in out.stderr
 
 
 def test_lora_lab_debug_shows_the_traceback(tmp_path: Path):
