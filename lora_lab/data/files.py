@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -12,6 +13,7 @@ from lora_lab.data.splits import Split
 from lora_lab.errors import DataError
 
 FORMATS = ("csv", "jsonl", "parquet")
+MAX_FIELD_CHARS = 10_000_000  # a CSV field beyond this is no text to classify (see _csv_rows)
 # A file named on a command line (eval's data_file=): its format from its suffix.
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 # Values of a split column that mean each split; anything else is an error, not a guess.
@@ -62,14 +64,16 @@ class TableFile(Source):
         return splits
 
     def _split(self, rows: list[dict], path: Path) -> Split:
-        columns = list(rows[0]) if rows else []
+        # JSON lines may each have their own keys: a column is there if some row has it, and a row
+        # without it has no value there (an empty text or a missing label, dropped and counted).
+        columns = list(dict.fromkeys(k for r in rows for k in r if isinstance(k, str)))
         wanted = [("text_column", self.text_column), ("label_column", self.label_column)]
         for key, column in wanted + [("extra_columns", c) for c in self.extra_columns]:
             if column not in columns:
                 raise DataError(f"{path}: no column {column!r} (dataset.{key}); columns found: {columns}")
-        texts = ["" if r[self.text_column] is None else str(r[self.text_column]) for r in rows]
-        labels = [None if r[self.label_column] in (None, "") else str(r[self.label_column]).strip() for r in rows]
-        return Split(texts, labels, {c: [r[c] for r in rows] for c in self.extra_columns})
+        texts = ["" if r.get(self.text_column) is None else str(r[self.text_column]) for r in rows]
+        labels = [None if r.get(self.label_column) in (None, "") else str(r[self.label_column]).strip() for r in rows]
+        return Split(texts, labels, {c: [r.get(c) for r in rows] for c in self.extra_columns})
 
     def _by_split_column(self, rows: list[dict]) -> dict[str, Split]:
         if rows and self.split_column not in rows[0]:
@@ -91,25 +95,62 @@ class TableFile(Source):
         if not path.is_file():
             raise DataError(f"{key}={path}: no such file (resolved to {path.resolve()}); give an absolute path or one relative to the directory you run from")
         if self.format == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path).to_pylist()
+            return _parquet_rows(path)
         text = _decode(path, self.encoding)
-        if self.format == "csv":
-            return list(csv.DictReader(io.StringIO(text, newline="")))
-        rows = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from err
-        return rows
+        return _csv_rows(text, path) if self.format == "csv" else _jsonl_rows(text, path)
+
+
+def _parquet_rows(path: Path) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}); re-export it, "
+                        "or set dataset.format to the file's real format (csv, jsonl)") from err
+
+
+def _csv_rows(text: str, path: Path) -> list[dict]:
+    """Rows of a CSV text. A field may hold up to MAX_FIELD_CHARS characters (the csv module's own limit,
+    131,072, refuses long documents); a malformed line is a DataError naming it."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, MAX_FIELD_CHARS))
+    try:
+        return list(reader)
+    except csv.Error as err:
+        raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({err}); fix or re-export the file") from err
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _jsonl_rows(text: str, path: Path) -> list[dict]:
+    """One JSON object per non-blank line."""
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: line {lineno} is a JSON {type(row).__name__}, not an object: "
+                            'each line must be one row, e.g. {"text": "...", "label": "..."}')
+        rows.append(row)
+    return rows
 
 
 def _decode(path: Path, encoding: str) -> str:
     """Decode with the declared encoding; on failure name the file, the line and the setting."""
     raw = path.read_bytes()
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        # A byte-order mark declares the encoding (Excel writes UTF-16 with one, and UTF-8 with one).
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            encoding = "utf-16"
+        elif raw.startswith(codecs.BOM_UTF8):
+            encoding = "utf-8-sig"
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as err:
