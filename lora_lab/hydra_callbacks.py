@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lora_lab.cli import USER_ERROR_EXIT
 from lora_lab.job import STATUS_FILE
+from lora_lab.models.weight_names import checkpoint_bytes
 from lora_lab.sweeper.config import SWEEPER_TARGET
 
 
@@ -43,3 +48,52 @@ class RefuseFinishedDirs(Callback):
                 f"hydra.sweep.dir={sweep_dir} holds jobs of an earlier multirun; lora_lab never overwrites them. "
                 "Drop the hydra.sweep.dir override or choose a new dir."
             )
+
+
+MIB = 2**20
+# What a job writes beyond its model's weights: logs, metrics, plots, the tokenizer, Hydra's files.
+JOB_OVERHEAD = 32 * MIB
+
+
+class OutputDirError(SystemExit):
+    """An output dir the job could not write to; its message was printed as one `error:` line."""
+
+
+class CheckOutputDir(Callback):
+    """Refuse, before Hydra creates the job dir, an output dir on a read-only or unwritable disk, or
+    one with less free space than the job will write: found at the start, not after training.
+
+    A job writes its merged model and, while training, its best-epoch checkpoint (the whole
+    module's weights), plus the adapter: about 3 x the backbone's weight files (MiniLM: 3 x 87 MiB).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(Path(config.hydra.run.dir), "hydra.run.dir", config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.check(Path(config.hydra.sweep.dir), "hydra.sweep.dir", config)
+
+    @staticmethod
+    def check(out_dir: Path, key: str, config: DictConfig) -> None:
+        existing = next(p for p in [out_dir.absolute(), *out_dir.absolute().parents] if p.exists())
+        try:
+            with tempfile.TemporaryFile(dir=existing):  # as root, permission bits say nothing: write
+                pass
+        except OSError as err:
+            _refuse(f"{key}={out_dir}: cannot write under {existing} ({err.strerror}); "
+                    f"choose a writable dir, e.g. {key}=$HOME/lora_lab/{out_dir.name}")
+        weights = checkpoint_bytes(OmegaConf.select(config, "backbone.pretrained", default=None))
+        needed = 3 * (weights or 0) + JOB_OVERHEAD
+        free = shutil.disk_usage(existing).free
+        if free < needed:
+            what = f"backbone {OmegaConf.select(config, 'backbone.name')} ({weights / MIB:.0f} MiB of weights) " \
+                if weights else ""
+            _refuse(f"{key}={out_dir}: {free / MIB:.0f} MiB free under {existing}, but a job with {what}writes about "
+                    f"{needed / MIB:.0f} MiB (merged model, best-epoch checkpoint, adapter, logs). Free space there, "
+                    f"or point {key} at a bigger disk")
+
+
+def _refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise OutputDirError(USER_ERROR_EXIT)
+

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -16,7 +18,7 @@ from omegaconf import DictConfig
 
 from lora_lab.cli import checks_group_choices, report_user_errors, sweep_dir, task_overrides
 from lora_lab.config import CONF_DIR, validate
-from lora_lab.errors import UserError
+from lora_lab.errors import ConfigError, UserError
 from lora_lab.job import JobRecord
 from lora_lab.provenance import write_provenance
 
@@ -54,7 +56,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     from lora_lab.outputs import format_table, job_metrics, write_job_outputs
 
     job = build_job(cfg)
-    with job.tracking():
+    with job.tracking(), out_of_memory_as_user_error(cfg):
         start = time.perf_counter()
         job.regime.prepare(job.classifier, job.datamodule)  # closed-form heads, a contrastive phase
         prepare_s = time.perf_counter() - start
@@ -73,6 +75,26 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     job.drop_checkpoints()
     print(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))
     return metrics
+
+
+@contextmanager
+def out_of_memory_as_user_error(cfg: DictConfig) -> Iterator[None]:
+    """A batch that does not fit in memory (CPU allocator, CUDA): a ConfigError naming the settings that
+    shrink it, not torch's traceback. Activations grow with batch_size x max_length (x max_length
+    again in attention), so halving either roughly halves the peak."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as err:
+        text = str(err)
+        if not isinstance(err, MemoryError) and "out of memory" not in text and "can't allocate memory" not in text:
+            raise
+        batch, length = cfg.data.batch_size, cfg.data.max_length
+        raise ConfigError(
+            f"out of memory ({text.splitlines()[0][:160] if text else type(err).__name__}): a batch of "
+            f"data.batch_size={batch} texts of up to data.max_length={length} tokens does not fit. Lower "
+            f"data.batch_size (e.g. data.batch_size={max(1, batch // 2)} trainer.accumulate_grad_batches=2 keeps "
+            f"the effective batch) or data.max_length"
+        ) from err
 
 
 @checks_group_choices(CONF_DIR)

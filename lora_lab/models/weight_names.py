@@ -1,4 +1,4 @@
-"""Which modules a model has, and which of them a target-module name selects, without loading torch.
+"""What a checkpoint holds (its modules, its size) and what a target-module name selects, without torch.
 
 A checkpoint's safetensors header (8 bytes of length, then JSON: tensor name -> dtype, shape) names
 every weight, so config validation can check `regime.target_modules` against the backbone in
@@ -48,3 +48,13 @@ def selects(module: str, target: str) -> bool:
 def short_names(modules: list[str]) -> list[str]:
     """The distinct last parts of module names (`encoder.layer.0.attention.self.query` -> `query`)."""
     return sorted({m.rsplit(".", 1)[-1] for m in modules})
+
+
+def checkpoint_bytes(pretrained: str | None) -> int | None:
+    """Bytes of a local checkpoint dir's weight files (safetensors, bin, gguf); None when unknown."""
+    if pretrained is None or not Path(pretrained).exists():
+        return None
+    path = Path(pretrained)
+    files = [path] if path.is_file() else [p for ext in ("*.safetensors", "*.bin", "*.gguf") for p in path.glob(ext)]
+    return sum(p.stat().st_size for p in files) or None
+

@@ -82,6 +82,20 @@ def test_a_failing_job_records_its_error_and_leaves_no_metrics(tiny_cfg, tmp_pat
     assert not (run_dir / "metrics.json").exists()
 
 
+def test_a_batch_that_does_not_fit_in_memory_names_the_settings_to_lower(tiny_cfg, monkeypatch):
+    from lora_lab.models.module import ClassifierModule
+
+    def allocation_fails(self, batch, batch_idx):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes.")
+
+    monkeypatch.setattr(ClassifierModule, "training_step", allocation_fails)
+    cfg = tiny_cfg("data.batch_size=16")
+    with pytest.raises(ConfigError, match=r"data.batch_size=16 texts .* Lower data.batch_size \(e.g. data.batch_size=8"):
+        train(cfg)
+    status = read_json(Path(cfg.paths.output_dir) / "status.json")
+    assert status["state"] == "failed" and "can't allocate memory" in status["error"]
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
