@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lora_lab.artifacts import read_json
+from lora_lab.checkpointing import AtomicCheckpointIO
 from lora_lab.data.datamodule import TextClassificationDataModule
 from lora_lab.errors import ConfigError
 from lora_lab.models.backbones import Backbone
@@ -56,6 +57,12 @@ class Job:
     def selects_best_epoch(self) -> bool:
         """Whether a ModelCheckpoint keeps the best validation epoch for the test (else: the last epoch)."""
         return self.regime.trains_by_gradient and getattr(self.trainer.checkpoint_callback, "monitor", None) is not None
+
+    @property
+    def test_checkpoint(self) -> str | None:
+        """The best epoch's checkpoint (the first ModelCheckpoint's: callbacks.model_checkpoint; the
+        resume checkpoint beside it only resumes), or None to test the weights as they are."""
+        return self.trainer.checkpoint_callback.best_model_path if self.selects_best_epoch else None
 
     def callback_results(self) -> dict[str, Any]:
         """What the callbacks measured (time, memory, the trial's pruning step), for metrics.json."""
@@ -119,7 +126,8 @@ def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") 
     # Without a ModelCheckpoint of ours Lightning would add its own, which writes the weights every
     # epoch and selects nothing: none at all then, and the test runs on the last epoch.
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing,
+                          plugins=[AtomicCheckpointIO()])  # a kill mid-save never leaves a truncated checkpoint
     return Job(cfg, backbone, datamodule, classifier, tokenizer, regime, module, callbacks, loggers, trainer, params)
 
 

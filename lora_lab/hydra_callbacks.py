@@ -11,8 +11,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lora_lab.artifacts import read_json
 from lora_lab.cli import USER_ERROR_EXIT
-from lora_lab.job import STATUS_FILE
+from lora_lab.job import STATUS_FILE, fingerprint
 from lora_lab.models.weight_names import checkpoint_bytes
 from lora_lab.sweeper.config import SWEEPER_TARGET
 
@@ -31,10 +32,18 @@ class RefuseFinishedDirs(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
-        if (run_dir / STATUS_FILE).exists() or (run_dir / "metrics.json").exists():
+        if config.get("resume", False):
+            check_resume(run_dir, config)
+            return
+        if (run_dir / "metrics.json").exists():
             raise FinishedDirError(
                 f"hydra.run.dir={run_dir} holds a finished job; lora_lab never overwrites one. "
                 "Drop the hydra.run.dir override (each run gets a fresh timestamped dir) or choose a new dir."
+            )
+        if (run_dir / STATUS_FILE).exists():
+            raise FinishedDirError(
+                f"hydra.run.dir={run_dir} holds a job that did not finish (killed or failed); lora_lab never "
+                "overwrites one. Add resume=true to continue it from its last checkpoint, or choose a new dir."
             )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -48,6 +57,23 @@ class RefuseFinishedDirs(Callback):
                 f"hydra.sweep.dir={sweep_dir} holds jobs of an earlier multirun; lora_lab never overwrites them. "
                 "Drop the hydra.sweep.dir override or choose a new dir."
             )
+
+
+def check_resume(run_dir: Path, config: DictConfig) -> None:
+    """resume=true: the dir must hold a job started with this config and not finished (a finished one
+    is a no-op, exit 0). Checked before Hydra rewrites the dir's .hydra/ config."""
+    status = read_json(run_dir / STATUS_FILE) if (run_dir / STATUS_FILE).is_file() else None
+    if status is None:
+        _refuse(f"resume=true: hydra.run.dir={run_dir} holds no job to resume (no {STATUS_FILE}); pass the dir of the "
+                "killed job, e.g. hydra.run.dir=outputs/<date>/<time>, or drop resume=true to start a new one")
+    if status["state"] == "complete" or (run_dir / "metrics.json").is_file():
+        print(f"resume=true: {run_dir} already finished (its metrics.json is written); nothing to do.")
+        raise FinishedDirError(0)
+    if status.get("fingerprint") != fingerprint(config):
+        overrides = run_dir / ".hydra" / "overrides.yaml"
+        given = " ".join(str(o) for o in OmegaConf.load(overrides)) if overrides.is_file() else "?"
+        _refuse(f"resume=true: {run_dir} was started with another config; resuming would mix two jobs. Resume it "
+                f"with its own overrides ({given}), or start a new job without resume=true")
 
 
 MIB = 2**20

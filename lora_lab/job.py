@@ -27,10 +27,11 @@ STATUS_FILE = "status.json"
 # Keys that do not change what is trained: where it goes, what it is called, how it is logged.
 # `rank` is only an input: a regime that uses it carries its resolved value (regime.r, regime.target_r).
 # `trial` names the Optuna trial a sweep job reports to (lora_lab/sweeper): its number, study, storage;
-# `callbacks.optuna_pruning` is the callback through which it reports.
+# `callbacks.optuna_pruning` is the callback through which it reports. `resume` continues a killed job
+# and `callbacks.resume_checkpoint` sets how often it can: neither changes what is trained.
 NON_EFFECTIVE_KEYS = (
     "paths", "logger", "hydra", "tags", "task_name", "rank", "optimized_metric", "keep_checkpoints", "trial",
-    "callbacks.optuna_pruning",
+    "callbacks.optuna_pruning", "resume", "callbacks.resume_checkpoint",
 )
 
 

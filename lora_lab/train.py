@@ -53,6 +53,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     # Imported here, not at the top: they load torch, lightning and transformers (about 8 s), which
     # `--help`, a config error and a duplicate job never need.
     from lora_lab.build import build_job
+    from lora_lab.checkpointing import resume_checkpoint
     from lora_lab.outputs import format_table, job_metrics, write_job_outputs
 
     job = build_job(cfg)
@@ -61,14 +62,14 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         job.regime.prepare(job.classifier, job.datamodule)  # closed-form heads, a contrastive phase
         prepare_s = time.perf_counter() - start
         if job.regime.trains_by_gradient:
-            job.trainer.fit(job.module, datamodule=job.datamodule)
+            job.trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume_checkpoint(run_dir, cfg.get("resume", False)))
         else:
             job.trainer.validate(job.module, datamodule=job.datamodule, verbose=False)
         val_acc_best = float(job.trainer.callback_metrics["val/acc_best"])
         if job.regime.trains_by_gradient and not job.selects_best_epoch:
             log.warning("No ModelCheckpoint monitoring a metric: testing the last epoch, not the best one.")
         # Model selection on validation: test the best epoch, not the last one.
-        job.trainer.test(job.module, datamodule=job.datamodule, ckpt_path="best" if job.selects_best_epoch else None)
+        job.trainer.test(job.module, datamodule=job.datamodule, ckpt_path=job.test_checkpoint)
         metrics = job_metrics(job, prepare_s, val_acc_best)
         metrics = write_job_outputs(run_dir, job.classifier, job.regime, job.tokenizer, metrics)
         job.log_summary(metrics)

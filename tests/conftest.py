@@ -114,6 +114,6 @@ def served_jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "sales": _finished_job(root / "sales", "regime=lora"),
         "tickets": _finished_job(root / "tickets", "regime=lora", "dataset=csv", f"dataset.path={root / 'tickets.csv'}",
-                                 "trainer.max_epochs=3"),
+                                 "trainer.max_epochs=6"),
         "full": _finished_job(root / "full", "regime=full"),
     }

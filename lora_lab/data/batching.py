@@ -65,15 +65,32 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     ):
         self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
         self.seed, self.group, self.window, self.epoch = seed, group, window, 0
+        self._skip: tuple[int, int] | None = None  # (epoch, batches) already trained before a resume
+
+    @property
+    def sampler(self) -> LengthGroupedBatchSampler:
+        """Lightning sets the epoch through `dataloader.batch_sampler.sampler.set_epoch` (and
+        `dataloader.sampler`), never on a batch sampler itself (fabric's _set_sampler_epoch): without
+        this, every epoch trained in epoch 0's order."""
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         """Lightning calls this each epoch, so every epoch has its own (reproducible) order."""
         self.epoch = epoch
+        if self._skip is not None and self._skip[0] != epoch:
+            self._skip = None
+
+    def skip(self, epoch: int, batches: int) -> None:
+        """Resume inside `epoch`: its first `batches` batches were trained before the job was killed.
+        Every iteration of that epoch starts after them (Lightning may iterate more than once)."""
+        self._skip = (epoch, batches)
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator: the order is drawn at the first batch, not when the DataLoader makes its iterator.
+        # On a resume Lightning makes that iterator before the epoch and the skip are set, and keeps it.
         n = len(self.lengths)
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
@@ -87,4 +104,6 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
         if self.shuffle and self.group:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-        return iter(batches)
+        if self._skip is not None and self._skip[0] == self.epoch:
+            batches = batches[self._skip[1]:]
+        yield from batches

@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("lora_lab.models",)),
     ("regimes", ("lora_lab.regimes",)),
     ("job", ("lora_lab.config", "lora_lab.callbacks", "lora_lab.weight_averaging", "lora_lab.mlflow_logger",
-             "lora_lab.plots", "lora_lab.outputs", "lora_lab.job", "lora_lab.build", "lora_lab.provenance")),
+             "lora_lab.plots", "lora_lab.outputs", "lora_lab.job", "lora_lab.build", "lora_lab.provenance",
+             "lora_lab.checkpointing")),
     ("tools", ("lora_lab.sweeper", "lora_lab.report", "lora_lab.hydra_callbacks", "lora_lab.cli")),
     ("entry points", ("lora_lab.train", "lora_lab.eval", "lora_lab.domains", "lora_lab.serve", "lora_lab.export")),
 ]

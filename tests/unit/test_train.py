@@ -134,9 +134,14 @@ def test_config_errors_found_while_building_fail_the_job_with_the_message(tiny_c
 def test_finished_dirs_are_never_reused(tmp_path: Path):
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "status.json").write_text(json.dumps({"state": "complete"}))
+    (tmp_path / "done" / "metrics.json").write_text("{}")
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / "status.json").write_text(json.dumps({"state": "running"}))
     guard = RefuseFinishedDirs()
     with pytest.raises(FinishedDirError, match="holds a finished job"):
         guard.on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "done")}}}))
+    with pytest.raises(FinishedDirError, match="did not finish .* Add resume=true to continue it"):
+        guard.on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "killed")}}}))
     with pytest.raises(FinishedDirError, match="earlier multirun"):
         guard.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     guard.on_run_start(OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path / "fresh")}}}))
