@@ -66,6 +66,16 @@ def test_a_job_killed_mid_epoch_resumes_to_the_same_metrics_and_bytes(tmp_path: 
     assert read_json(killed / "metrics.json") == b
 
 
+def test_two_runs_of_one_config_and_seed_give_identical_metrics_and_files(tmp_path: Path):
+    for name in ("one", "two"):
+        assert _train(*JOB, f"hydra.run.dir={tmp_path / name}").returncode == 0
+    one, two = read_json(tmp_path / "one" / "metrics.json"), read_json(tmp_path / "two" / "metrics.json")
+    assert {k: v for k, v in one.items() if not k.startswith(("time/", "throughput/", "latency/", "memory/"))} == \
+        {k: v for k, v in two.items() if not k.startswith(("time/", "throughput/", "latency/", "memory/"))}
+    for artifact in ("adapter/adapter_model.safetensors", "adapter/head.safetensors", "merged/model.safetensors"):
+        assert (tmp_path / "one" / artifact).read_bytes() == (tmp_path / "two" / artifact).read_bytes(), artifact
+
+
 def test_resume_on_a_dir_without_a_job_is_refused(tmp_path: Path):
     out = _train(*JOB, "resume=true", f"hydra.run.dir={tmp_path / 'nothing'}")
     assert out.returncode == 2 and "holds no job to resume" in out.stderr and "Traceback" not in out.stderr

@@ -86,6 +86,13 @@ def test_a_killed_sweep_resumes_without_rerunning_a_finished_trial(tmp_path: Pat
     assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == first_metrics
     assert sum((d / "metrics.json").exists() for d in _job_dirs(sweep).values()) == 3
     _assert_each_job_dir_is_its_trial(sweep)
+    # The report shows the interrupted trial as failed, with its job's reason, and the retry beside it.
+    report = subprocess.run([sys.executable, "-m", "lora_lab.report", str(sweep)], cwd=ROOT, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in (sweep / "report" / "report.md").read_text().splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in {"0", "1", "2", "3"}}
+    assert "1 FAIL" in rows["1"] and "failed" in rows["1"]
+    assert "COMPLETE" in rows[str(retry.number)] and "COMPLETE" in rows["0"]
 
     assert read_json(sweep / "study.json") == {
         "storage": f"sqlite:///{sweep}/optuna.db", "study_name": "lora_lab", "direction": "maximize",
