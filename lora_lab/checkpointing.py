@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from lora_lab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 RESUME_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 
@@ -85,7 +87,12 @@ class ResumeState(pl.Callback):
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         if state["epoch"] == trainer.current_epoch and 0 < state["batches"] < trainer.num_training_batches:
-            trainer.train_dataloader.batch_sampler.skip(state["epoch"], state["batches"])
+            sampler = trainer.train_dataloader.batch_sampler
+            if not hasattr(sampler, "skip"):  # not lora_lab's sampler: it cannot continue where the job stopped
+                raise ConfigError(f"resume=true: the training loader's batch sampler ({type(sampler).__name__}) cannot "
+                                  f"skip the {state['batches']} batches already trained in epoch {state['epoch']}; "
+                                  "use lora_lab's data module (LengthGroupedBatchSampler) or start the job anew")
+            sampler.skip(state["epoch"], state["batches"])
             # Lightning warns that a plain DataLoader cannot resume mid-epoch; the sampler's skip does.
             warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 

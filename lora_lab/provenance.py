@@ -63,7 +63,7 @@ def provenance(data_files: Iterable[Path], seed: int | None, overrides: list[str
         "versions": versions(),
         "data_files": files,
         "seed": seed,
-        "command": [sys.executable, *sys.argv],
+        "command": list(sys.orig_argv),  # as typed: `python -m lora_lab.train ...` (sys.argv[0] is the module's file)
         "overrides": list(overrides),
     }
 

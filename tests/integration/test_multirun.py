@@ -51,7 +51,7 @@ def test_design_card_multirun_trains_each_distinct_job_once(tmp_path: Path):
     # Each job's provenance.json holds its own combination and the command that ran the sweep.
     provenance = read_json(jobs[1] / "provenance.json")
     assert "regime=lora" in provenance["overrides"] and "rank=16" in provenance["overrides"]
-    assert "-m" in provenance["command"] and "regime=lora,full" in provenance["command"]
+    assert provenance["command"][1:4] == ["-m", "lora_lab.train", "-m"] and "regime=lora,full" in provenance["command"]
 
     # Running into the same sweep dir again is refused before anything is overwritten.
     before = (jobs[0] / ".hydra" / "config.yaml").read_text()

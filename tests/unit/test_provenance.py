@@ -34,7 +34,7 @@ def test_a_job_records_commit_versions_data_hashes_seed_and_overrides(served_job
     sales_notes = table_path("sales_notes")  # the synthetic generator's phrase table: the data it reads
     assert record["data_files"] == [{"path": str(sales_notes), "sha256": hashlib.sha256(sales_notes.read_bytes()).hexdigest(),
                                      "bytes": sales_notes.stat().st_size}]
-    assert record["seed"] == 42 and record["command"][0] == sys.executable
+    assert record["seed"] == 42 and record["command"] == sys.orig_argv
     assert "regime=lora" in record["overrides"] and "backbone=tiny_bert" in record["overrides"]
 
 
