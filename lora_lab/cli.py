@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 
@@ -36,6 +36,13 @@ def sweep_dir() -> Path | None:
 def task_overrides() -> list[str]:
     """The job's own command-line overrides (a multirun's job: its combination), [] outside Hydra."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def exit_with_error(message: object, code: int = USER_ERROR_EXIT) -> NoReturn:
+    """The one way a lora_lab command ends on an error it explains: `error: <message>` on stderr, no
+    traceback, exit `code` (2: a config or file to fix)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def debugging() -> bool:
@@ -72,8 +79,7 @@ def checks_group_choices(conf_dir: Path) -> Callable[[Callable[..., T]], Callabl
             except UserError as err:
                 if debugging():
                     raise
-                print(f"error: {err}", file=sys.stderr)
-                sys.exit(USER_ERROR_EXIT)
+                exit_with_error(err)
             return main(*args, **kwargs)
 
         return run
@@ -92,8 +98,7 @@ def report_user_errors(task: Callable[..., T]) -> Callable[..., T]:
             user_error = find_user_error(err)
             if user_error is None or is_multirun() or debugging():
                 raise
-            print(f"error: {user_error}", file=sys.stderr)
-            sys.exit(USER_ERROR_EXIT)
+            exit_with_error(user_error)
 
     return run
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lora_lab.artifacts import read_json
-from lora_lab.cli import USER_ERROR_EXIT
+from lora_lab.cli import exit_with_error
 from lora_lab.job import STATUS_FILE, fingerprint
 from lora_lab.models.weight_names import checkpoint_bytes
 from lora_lab.sweeper.config import SWEEPER_TARGET
@@ -64,7 +63,7 @@ def check_resume(run_dir: Path, config: DictConfig) -> None:
     is a no-op, exit 0). Checked before Hydra rewrites the dir's .hydra/ config."""
     status = read_json(run_dir / STATUS_FILE) if (run_dir / STATUS_FILE).is_file() else None
     if status is None:
-        _refuse(f"resume=true: hydra.run.dir={run_dir} holds no job to resume (no {STATUS_FILE}); pass the dir of the "
+        exit_with_error(f"resume=true: hydra.run.dir={run_dir} holds no job to resume (no {STATUS_FILE}); pass the dir of the "
                 "killed job, e.g. hydra.run.dir=outputs/<date>/<time>, or drop resume=true to start a new one")
     if status["state"] == "complete" or (run_dir / "metrics.json").is_file():
         print(f"resume=true: {run_dir} already finished (its metrics.json is written); nothing to do.")
@@ -72,17 +71,13 @@ def check_resume(run_dir: Path, config: DictConfig) -> None:
     if status.get("fingerprint") != fingerprint(config):
         overrides = run_dir / ".hydra" / "overrides.yaml"
         given = " ".join(str(o) for o in OmegaConf.load(overrides)) if overrides.is_file() else "?"
-        _refuse(f"resume=true: {run_dir} was started with another config; resuming would mix two jobs. Resume it "
+        exit_with_error(f"resume=true: {run_dir} was started with another config; resuming would mix two jobs. Resume it "
                 f"with its own overrides ({given}), or start a new job without resume=true")
 
 
 MIB = 2**20
 # What a job writes beyond its model's weights: logs, metrics, plots, the tokenizer, Hydra's files.
 JOB_OVERHEAD = 32 * MIB
-
-
-class OutputDirError(SystemExit):
-    """An output dir the job could not write to; its message was printed as one `error:` line."""
 
 
 class CheckOutputDir(Callback):
@@ -106,7 +101,7 @@ class CheckOutputDir(Callback):
             with tempfile.TemporaryFile(dir=existing):  # as root, permission bits say nothing: write
                 pass
         except OSError as err:
-            _refuse(f"{key}={out_dir}: cannot write under {existing} ({err.strerror}); "
+            exit_with_error(f"{key}={out_dir}: cannot write under {existing} ({err.strerror}); "
                     f"choose a writable dir, e.g. {key}=$HOME/lora_lab/{out_dir.name}")
         weights = checkpoint_bytes(OmegaConf.select(config, "backbone.pretrained", default=None))
         needed = 3 * (weights or 0) + JOB_OVERHEAD
@@ -114,12 +109,6 @@ class CheckOutputDir(Callback):
         if free < needed:
             what = f"backbone {OmegaConf.select(config, 'backbone.name')} ({weights / MIB:.0f} MiB of weights) " \
                 if weights else ""
-            _refuse(f"{key}={out_dir}: {free / MIB:.0f} MiB free under {existing}, but a job with {what}writes about "
+            exit_with_error(f"{key}={out_dir}: {free / MIB:.0f} MiB free under {existing}, but a job with {what}writes about "
                     f"{needed / MIB:.0f} MiB (merged model, best-epoch checkpoint, adapter, logs). Free space there, "
                     f"or point {key} at a bigger disk")
-
-
-def _refuse(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise OutputDirError(USER_ERROR_EXIT)
-

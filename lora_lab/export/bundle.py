@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 EXPORT_FILE = "lora_lab_export.json"
 JOB_FILES = ("metrics.json", "labels.json", ".hydra/config.yaml")
-# Formats torch or transformers would read with pickle; safetensors only ship.
 # An embedded backbone is a path inside site-packages, which names nothing on another machine; the
 # resolver its YAML uses (`pretrained: ${embedded_minilm:}`) says which published model it carries.
 EMBEDDED_BASES = {

@@ -86,10 +86,10 @@ def provenance_table(jobs: Sequence[Job]) -> Table:
             code = f"{git['commit'][:12]}{' + uncommitted changes' if git.get('dirty') else ''}" if git.get("commit") \
                 else f"unknown: {git.get('why', '?')}"
             versions = ", ".join(f"{name} {version}" for name, version in p.get("versions", {}).items() if version)
-            files = "; ".join(f"{Path(f['path']).parent.name}/{Path(f['path']).name} {f['sha256'][:12]}" for f in p.get("data_files", [])) or "none read"
+            files = "; ".join(f"{Path(f['path']).parent.name}/{Path(f['path']).name} {f['sha256'][:12]}"
+                              for f in p.get("data_files", [])) or "none read"
             key = (code, versions, files)
         rows.setdefault(key, []).append(job.name)
     for (code, versions, files), names in rows.items():
         table.rows.append([", ".join(names), code, versions, files])
     return table
-

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from lora_lab.artifacts import write_json
-from lora_lab.cli import USER_ERROR_EXIT, debugging
+from lora_lab.cli import USER_ERROR_EXIT, debugging, exit_with_error
 from lora_lab.errors import UserError
 from lora_lab.job import STATUS_FILE
 from lora_lab.sweeper.heartbeat import Heartbeat
@@ -120,8 +119,7 @@ class OptunaSweeper(Sweeper):
         except (UserError, SweepFailedError) as err:
             if debugging():
                 raise
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(USER_ERROR_EXIT if isinstance(err, UserError) else 1)
+            exit_with_error(err, USER_ERROR_EXIT if isinstance(err, UserError) else 1)
 
     def _sweep(self, arguments: list[str]) -> None:
         self._check_settings()
