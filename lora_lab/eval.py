@@ -53,6 +53,8 @@ def evaluate(
         # The job's trainer, data and module settings; only the compute monitor, no logger, our own dir.
         job_cfg.paths.output_dir = str(output_dir)
         job_cfg.callbacks = {"resource_monitor": {"_target_": "lora_lab.callbacks.ResourceMonitor"}}
+        # One process, whatever trained the job: a DDP trainer (trainer=ddp_cpu) would re-run this command.
+        job_cfg.trainer.strategy, job_cfg.trainer.devices = "auto", 1
         job_cfg.logger = {}
         if data_file is not None and job_cfg.module.get("class_weights") == "inverse_frequency":
             job_cfg.module.class_weights = None  # fitted on the job's training rows, not loaded here: file/loss is unweighted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lora_lab.artifacts import read_json
-from lora_lab.cli import exit_with_error
+from lora_lab.cli import exit_with_error, is_ddp_worker
 from lora_lab.job import STATUS_FILE, fingerprint
 from lora_lab.models.weight_names import checkpoint_bytes
 from lora_lab.sweeper.config import SWEEPER_TARGET
@@ -30,6 +31,8 @@ class RefuseFinishedDirs(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_ddp_worker(config):  # re-run by Lightning into its rank 0's running job: see train.py
+            return
         run_dir = Path(config.hydra.run.dir)
         if config.get("resume", False):
             check_resume(run_dir, config)
@@ -89,7 +92,8 @@ class CheckOutputDir(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.check(Path(config.hydra.run.dir), "hydra.run.dir", config)
+        if not is_ddp_worker(config):  # rank 0 checked the dir; its DDP workers write only their own log there
+            self.check(Path(config.hydra.run.dir), "hydra.run.dir", config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.check(Path(config.hydra.sweep.dir), "hydra.sweep.dir", config)
@@ -112,3 +116,34 @@ class CheckOutputDir(Callback):
             exit_with_error(f"{key}={out_dir}: {free / MIB:.0f} MiB free under {existing}, but a job with {what}writes about "
                     f"{needed / MIB:.0f} MiB (merged model, best-epoch checkpoint, adapter, logs). Free space there, "
                     f"or point {key} at a bigger disk")
+
+
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+class CheckSlurm(Callback):
+    """A multirun on SLURM (hydra/launcher=slurm_cpu, slurm_gpu, submitit_slurm) that cannot submit
+    is refused before the first trial: no partition named, no sbatch here, or no controller that
+    answers. submitit would find each only at its first sbatch, as a traceback."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        launcher = config.hydra.launcher
+        if launcher.get("_target_") != SLURM_LAUNCHER:
+            return
+        if not launcher.get("partition"):
+            exit_with_error("hydra.launcher.partition is not set: name your cluster's partition, "
+                            "hydra.launcher.partition=<name> (`sinfo -s` lists them)")
+        if shutil.which("sbatch") is None:
+            exit_with_error("hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH: submit from a "
+                            "SLURM login node, or run the trials here with hydra/launcher=submitit_local")
+        try:
+            listed = subprocess.run(["sinfo", "-h", "-o", "%P"], check=True, capture_output=True, text=True, timeout=30)
+        except subprocess.CalledProcessError as err:
+            exit_with_error(f"sinfo cannot reach the SLURM controller ({' '.join((err.stderr or '').split()[-12:])}); "
+                            "check SLURM_CONF and that slurmctld runs")
+        except subprocess.TimeoutExpired:
+            exit_with_error("sinfo got no answer from the SLURM controller in 30 s; check SLURM_CONF and that slurmctld runs")
+        partitions = [name.rstrip("*") for name in listed.stdout.split()]  # the default one ends in *
+        if str(launcher.partition) not in partitions:
+            exit_with_error(f"hydra.launcher.partition={launcher.partition}: no such partition; this cluster has "
+                            f"{', '.join(partitions) or 'none'}")

@@ -60,6 +60,7 @@ def job_metrics(job: Job, prepare_s: float, val_acc_best: float) -> dict[str, An
         "val/acc_best": val_acc_best,
         "model_selection": selection,
         "epochs": trainer.current_epoch,
+        "world_size": trainer.world_size,  # processes that trained it (trainer=ddp_cpu: 2), each on its share
         **job.params,
         **compute,
         "test/f1_per_class": dict(zip(datamodule.labels, details["f1_per_class"])),

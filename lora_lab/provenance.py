@@ -6,7 +6,8 @@ Written when a job starts (a failed job keeps it too):
 - the versions of python, lora_lab, torch, transformers, peft and lightning;
 - the sha256 and size of every data file the dataset reads (Source.files(): the CSVs, the
   public sets' files, a synthetic generator's phrase table);
-- the seed, the command line and the Hydra overrides.
+- the seed, the command line and the Hydra overrides;
+- where it ran: the host, and the SLURM job when it ran in one.
 
 Light on purpose: git and importlib.metadata only, no torch import (train.py writes it before
 the job's libraries load). Hashing reads each file once: ~0.3 s for the 60 MB of the
@@ -15,7 +16,9 @@ multi-domain reviews on this machine.
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -65,7 +68,18 @@ def provenance(data_files: Iterable[Path], seed: int | None, overrides: list[str
         "seed": seed,
         "command": list(sys.orig_argv),  # as typed: `python -m lora_lab.train ...` (sys.argv[0] is the module's file)
         "overrides": list(overrides),
+        "host": socket.gethostname(),
+        "slurm_job": slurm_job(),
     }
+
+
+def slurm_job() -> dict[str, str | None] | None:
+    """The SLURM job this process runs in, or None outside SLURM: its id (sacct's JobIDRaw) and,
+    for a task of an array, <array id>_<task> (squeue's and submitit's JOBID)."""
+    if not (job_id := os.environ.get("SLURM_JOB_ID")):
+        return None
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return {"id": job_id, "array_task": f"{array}_{task}" if array and task else None}
 
 
 def write_provenance(run_dir: Path, data_files: Iterable[Path], seed: int | None, overrides: list[str]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ at once; the job's libraries (torch, lightning, transformers, peft) load when a 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lora_lab.cli import checks_group_choices, report_user_errors, sweep_dir, task_overrides
-from lora_lab.config import CONF_DIR, validate
+from lora_lab.cli import checks_group_choices, is_ddp_worker, is_multirun, report_user_errors, sweep_dir, task_overrides
+from lora_lab.config import CONF_DIR, launches_processes, validate
 from lora_lab.errors import ConfigError, UserError
 from lora_lab.job import JobRecord
 from lora_lab.provenance import write_provenance
@@ -28,9 +29,16 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> float | None:
     """Run one job in its Hydra output dir; return cfg.optimized_metric for sweepers."""
     run_dir = Path(cfg.paths.output_dir)
+    if is_ddp_worker(cfg):
+        # Rank 1.. of a DDP job (trainer=ddp_cpu): Lightning started this process by re-running the
+        # command with rank 0's hydra.run.dir (and hydra.output_subdir=null). Rank 0 checked the config
+        # and owns status.json and every file of the job; this process trains and tests its share.
+        fit_and_test(cfg, run_dir)
+        return None
     record = JobRecord(run_dir, cfg, sweep_dir=sweep_dir())
     try:
         validate(cfg)
+        check_relaunch(cfg)
     except UserError as err:
         if record.sweep_dir is not None:  # a sweep goes on: its report shows why this job never ran
             record.fail(err)
@@ -70,12 +78,31 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
             log.warning("No ModelCheckpoint monitoring a metric: testing the last epoch, not the best one.")
         # Model selection on validation: test the best epoch, not the last one.
         job.trainer.test(job.module, datamodule=job.datamodule, ckpt_path=job.test_checkpoint)
+        if not job.trainer.is_global_zero:
+            return {}  # a DDP rank > 0: rank 0 writes the job's files (the test metrics are all ranks')
         metrics = job_metrics(job, prepare_s, val_acc_best)
         metrics = write_job_outputs(run_dir, job.classifier, job.regime, job.tokenizer, metrics)
         job.log_summary(metrics)
     job.drop_checkpoints()
     print(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))
     return metrics
+
+
+def check_relaunch(cfg: DictConfig) -> None:
+    """A DDP trainer's other ranks are this process's command line run again (Lightning's
+    _hydra_subprocess_cmd adds rank 0's hydra.run.dir): that is this job only in a single run of
+    `python -m lora_lab.train`. A multirun would start the whole sweep again in each rank; another
+    entry point (lora_lab.domains, a test runner) would re-run itself."""
+    if not launches_processes(cfg.trainer):
+        return
+    main = sys.modules["__main__"]
+    if is_multirun() or Path(getattr(main, "__file__", "")).resolve() != Path(__file__).resolve():
+        started = "a multirun (-m)" if is_multirun() else f"`{' '.join(sys.orig_argv)}`"
+        raise ConfigError(
+            f"trainer.strategy=ddp on trainer.devices={cfg.trainer.get('devices')} starts its other processes by "
+            f"re-running the command, here {started}; run a DDP job alone: python -m lora_lab.train "
+            "trainer=ddp_cpu ... (no -m), or use trainer=cpu in a sweep"
+        )
 
 
 @contextmanager

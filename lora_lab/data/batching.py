@@ -52,6 +52,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     by length, cut it into batches and shuffle the batch order. shuffle=False: sort everything by
     length (evaluation: order does not matter for metrics, padding does). group=False gives
     plain random (or sequential) batches, for comparison.
+
+    Under DDP (world_size > 1) each rank iterates its own share, drawn from the one order every rank
+    computes alike (same seed, same epoch): training, batches[rank::world_size] cut to an equal
+    count (every optimizer step all-reduces, so a rank with one batch more would wait forever; at
+    most world_size - 1 batches of an epoch go unused); evaluation, rows[rank::world_size] of the
+    length-sorted rows, each row on exactly one rank (torchmetrics sums the ranks' counts).
     """
 
     def __init__(
@@ -62,9 +68,14 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         group: bool = True,
         window: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
     ):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank} outside world_size={world_size}")
         self.lengths, self.batch_size, self.shuffle = list(lengths), batch_size, shuffle
         self.seed, self.group, self.window, self.epoch = seed, group, window, 0
+        self.rank, self.world_size = rank, world_size
         self._skip: tuple[int, int] | None = None  # (epoch, batches) already trained before a resume
 
     @property
@@ -81,12 +92,14 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             self._skip = None
 
     def skip(self, epoch: int, batches: int) -> None:
-        """Resume inside `epoch`: its first `batches` batches were trained before the job was killed.
+        """Resume inside `epoch`: its first `batches` batches (of this rank's share) were trained before the job was killed.
         Every iteration of that epoch starts after them (Lightning may iterate more than once)."""
         self._skip = (epoch, batches)
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        if self.shuffle:
+            return -(-len(self.lengths) // self.batch_size) // self.world_size
+        return -(-len(range(self.rank, len(self.lengths), self.world_size)) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         # A generator: the order is drawn at the first batch, not when the DataLoader makes its iterator.
@@ -101,9 +114,13 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
                 for start in range(0, n, span)
                 for i in sorted(order[start : start + span], key=self.lengths.__getitem__, reverse=True)
             ]
-        batches = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        if not self.shuffle:  # evaluation: this rank's rows (not batches: a one-batch split still reaches every rank)
+            order = order[self.rank :: self.world_size]
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle and self.group:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        if self.shuffle:  # training: this rank's equal share of the epoch's batches
+            batches = batches[self.rank :: self.world_size][: len(batches) // self.world_size]
         if self._skip is not None and self._skip[0] == self.epoch:
             batches = batches[self._skip[1]:]
         yield from batches

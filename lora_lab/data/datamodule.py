@@ -132,12 +132,18 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.tokenized[split]
+        # Under DDP each rank loads its own share (the sampler shards; the trainer configs set
+        # use_distributed_sampler: false, since Lightning's DistributedSampler would pad a split with
+        # repeated rows). No trainer (a loader asked for directly, as export's ONNX check does): every row.
+        trainer = self.trainer
         sampler = LengthGroupedBatchSampler(
             data.lengths,
             self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
             seed=self.seed,
             group=self.group_by_length,
+            rank=trainer.global_rank if trainer is not None else 0,
+            world_size=trainer.world_size if trainer is not None else 1,
         )
         return DataLoader(data, batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id))
 

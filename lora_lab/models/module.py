@@ -114,14 +114,18 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._loss_and_logits(batch)
         self.val_metrics.update(logits.argmax(-1), batch["labels"])
-        self.log("val/loss", loss, on_epoch=True, batch_size=batch["labels"].numel())
+        # sync_dist: under DDP each rank sees its own rows; Lightning averages the ranks' losses weighted by rows.
+        self.log("val/loss", loss, on_epoch=True, batch_size=batch["labels"].numel(), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
+        # Under DDP, compute() sums the counts of every rank's rows (torchmetrics syncs), so each rank
+        # holds the same scores and ModelCheckpoint picks the same epoch on all; sync_dist averages
+        # those equal values (exactly) and tells Lightning they are every rank's.
         scores = self.val_metrics.compute()
         self.val_metrics.reset()
         self.val_acc_best.update(scores["val/acc"])
-        self.log_dict(scores, prog_bar=True)
-        self.log("val/acc_best", self.val_acc_best.compute())
+        self.log_dict(scores, prog_bar=True, sync_dist=True)
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss, logits = self._loss_and_logits(batch)
@@ -130,10 +134,10 @@ class ClassifierModule(pl.LightningModule):
         self.test_details.update(preds, batch["labels"])
         if self.test_probs is not None:
             self.test_probs.append(logits.softmax(-1).cpu())
-        self.log("test/loss", loss, on_epoch=True, batch_size=batch["labels"].numel())
+        self.log("test/loss", loss, on_epoch=True, batch_size=batch["labels"].numel(), sync_dist=True)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
+        self.log_dict(self.test_metrics.compute(), sync_dist=True)  # every rank's rows, as in validation
         self.test_results = {k: v.tolist() for k, v in self.test_details.compute().items()}
         self.test_metrics.reset()
         self.test_details.reset()

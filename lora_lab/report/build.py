@@ -19,8 +19,9 @@ def build_report(sweep_dir: Path, out: Path | None = None, wandb_mode: str | Non
 
     wandb_mode (offline | online) also logs its tables and figures to W&B (see wandb_log.py).
     """
-    jobs = collect_jobs(sweep_dir)
     study = load_study(sweep_dir)
+    # Workers sharing one study each keep their jobs in their own sweep dir: report them all.
+    jobs = collect_jobs(sweep_dir, also=study.job_dirs() if study is not None else [])
     if study is not None:
         attach_trials(jobs, study)
     out = out if out is not None else sweep_dir / REPORT_DIR

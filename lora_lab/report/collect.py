@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,9 @@ class Job:
         return float(value) if isinstance(value, (int, float)) else None
 
 
-def collect_jobs(sweep_dir: Path) -> list[Job]:
-    """Every job dir directly under `sweep_dir` (a multirun dir, or outputs/<date> for single runs)."""
+def collect_jobs(sweep_dir: Path, also: Iterable[Path] = ()) -> list[Job]:
+    """Every job dir directly under `sweep_dir` (a multirun dir, or outputs/<date> for single runs),
+    and the existing job dirs among `also` (a shared study's jobs in other workers' sweep dirs)."""
     if not sweep_dir.is_dir():
         raise ReportError(
             f"{sweep_dir} is not a directory: pass the dir of a multirun or sweep (multirun/<date>/<time>) "
@@ -84,7 +86,11 @@ def collect_jobs(sweep_dir: Path) -> list[Job]:
         )
     if is_job_dir(sweep_dir):
         raise ReportError(f"{sweep_dir} is a single job's dir: pass the dir that holds the jobs, {sweep_dir.parent}")
-    dirs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and is_job_dir(p)), key=lambda p: _job_order(p.name))
+    found = {p.resolve(): p for p in sweep_dir.iterdir() if p.is_dir() and is_job_dir(p)}
+    for path in also:
+        if path.is_dir() and is_job_dir(path):
+            found.setdefault(path.resolve(), path)
+    dirs = sorted(found.values(), key=lambda p: _job_order(p.name))
     if not dirs:
         raise ReportError(
             f"no job dirs in {sweep_dir}: a job dir holds {STATUS_FILE} or {CONFIG_FILE}. Pass the dir of a "

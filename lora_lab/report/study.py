@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lora_lab.artifacts import read_json
 from lora_lab.report.collect import Job
 from lora_lab.report.errors import ReportError
+from lora_lab.sweeper.storage import JOB_DIR_ATTR, SURPLUS_ATTR, journal_path, open_storage
 
 STUDY_FILE = "study.json"
 SQLITE_PREFIX = "sqlite:///"
@@ -44,7 +45,12 @@ class SweepStudy:
 
     @property
     def trials(self) -> list[FrozenTrial]:
-        return self.study.get_trials(deepcopy=False)
+        """The study's trials, less the surplus asks that workers closed unrun (sweeper.py)."""
+        return [t for t in self.study.get_trials(deepcopy=False) if SURPLUS_ATTR not in t.user_attrs]
+
+    def job_dirs(self) -> list[Path]:
+        """The job dirs the study's trials ran in: with several workers, in several sweep dirs."""
+        return sorted({Path(str(t.user_attrs[JOB_DIR_ATTR])) for t in self.trials if JOB_DIR_ATTR in t.user_attrs})
 
     @property
     def completed(self) -> list[FrozenTrial]:
@@ -85,15 +91,16 @@ def load_study(sweep_dir: Path) -> SweepStudy | None:
     if missing:
         raise ReportError(f"{path} lacks {', '.join(missing)}: it must name the Optuna storage and the study_name")
     storage = str(spec["storage"])
-    # optuna.load_study on a missing SQLite file would create an empty database there: check first.
-    if storage.startswith(SQLITE_PREFIX) and not Path(storage[len(SQLITE_PREFIX):]).is_file():
+    # optuna.load_study on a missing SQLite or journal file would create an empty one there: check first.
+    file = storage[len(SQLITE_PREFIX):] if storage.startswith(SQLITE_PREFIX) else journal_path(storage)
+    if file is not None and not Path(file).is_file():
         raise ReportError(
-            f"{path} names the storage {storage}, but {storage[len(SQLITE_PREFIX):]} does not exist "
+            f"{path} names the storage {storage}, but {file} does not exist "
             f"(a relative SQLite path resolves against the current dir, here {Path.cwd()}): run the report "
             "from the dir the sweep ran in, or write an absolute path into study.json"
         )
     try:
-        study = optuna.load_study(study_name=str(spec["study_name"]), storage=storage)
+        study = optuna.load_study(study_name=str(spec["study_name"]), storage=open_storage(storage))
     except KeyError as err:
         raise ReportError(f"{path}: the storage {storage} holds no study named {spec['study_name']!r}") from err
     return SweepStudy(study, spec)
@@ -111,4 +118,4 @@ def attach_trials(jobs: list[Job], study: SweepStudy) -> None:
 
 
 def _job_name(trial: FrozenTrial) -> str:
-    return Path(str(trial.user_attrs["job_dir"])).name if "job_dir" in trial.user_attrs else str(trial.number)
+    return Path(str(trial.user_attrs[JOB_DIR_ATTR])).name if JOB_DIR_ATTR in trial.user_attrs else str(trial.number)

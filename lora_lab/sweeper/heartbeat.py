@@ -10,7 +10,7 @@ import logging
 import threading
 from types import TracebackType
 
-import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class Heartbeat:
     """Records a heartbeat for every tracked trial each `interval` s, in a daemon thread."""
 
-    def __init__(self, storage: optuna.storages.RDBStorage, interval: int):
+    def __init__(self, storage: BaseHeartbeat, interval: int):
         self.storage, self.interval = storage, interval
         self._trial_ids: set[int] = set()
         self._lock = threading.Lock()

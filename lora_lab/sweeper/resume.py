@@ -38,7 +38,7 @@ def check_sweep_dir(sweep_dir: Path, url: str, study_name: str) -> None:
 
 
 def open_study(
-    storage: optuna.storages.RDBStorage,
+    storage: optuna.storages.BaseStorage,
     study_name: str,
     direction: str,
     signature: dict[str, Any],

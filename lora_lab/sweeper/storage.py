@@ -1,7 +1,10 @@
 """Where a study lives: the storage URL, opening it from the sweeper or a job, and study.json.
 
 One study, many processes: the sweeper asks and tells, each job reports its validation metric
-to its own trial, other sweep workers ask for more trials; all through the same RDB storage.
+to its own trial, other sweep workers ask for more trials; all through the same storage:
+- sqlite:///<sweep dir>/optuna.db (the default): a few processes on one machine;
+- journal:///<abs path>: an append-only file (journal.py), many processes on one node, no server;
+- postgresql://user@host[:port]/db (or MySQL): workers on many machines.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from lora_lab.artifacts import write_json
+from lora_lab.errors import ConfigError
+from lora_lab.sweeper.journal import JOURNAL_SCHEME, HeartbeatJournalStorage
 
 STUDY_FILE = "study.json"
 # Study user attrs: what a job or lora_lab.report needs to know about the sweep that made the study.
@@ -30,6 +35,7 @@ ERROR_ATTR = "error"  # why a FAIL trial failed
 PRUNED_AT_ATTR = "pruned_at"  # set by the job's OptunaPruning: the validation step it stopped after
 DUPLICATE_OF_ATTR = "duplicate_of"  # answered from this COMPLETE trial's value, not trained again
 RETRY_OF_ATTR = "retry_of"  # re-runs the params of this trial, left RUNNING by a dead worker
+SURPLUS_ATTR = "surplus"  # asked past n_trials by a worker racing others for the last slot; never run
 # SQLite lets one writer in at a time; the others wait up to this many seconds instead of failing
 # with "database is locked". Enough for a few processes on one machine (sweepers, their jobs'
 # per-epoch reports, heartbeats); many workers or machines want PostgreSQL/MySQL. SQLite's
@@ -38,13 +44,18 @@ SQLITE_BUSY_TIMEOUT_S = 60
 SCHEMA_RACE_ATTEMPTS = 3
 
 
-class StorageError(ValueError):
+class StorageError(ConfigError):
     """A storage URL the sweep cannot use safely; the message says why and what to do."""
 
 
 def storage_url(storage: str | None, sweep_dir: Path) -> str:
     """The study's URL: as given, or a SQLite file in the sweep dir (absolute, so any job cwd works)."""
     url = storage or f"sqlite:///{sweep_dir.resolve() / 'optuna.db'}"
+    if url.startswith(f"{JOURNAL_SCHEME}:") and not url.startswith(f"{JOURNAL_SCHEME}:///"):
+        raise StorageError(
+            f"hydra.sweeper.storage={url}: a journal storage is an absolute file path, "
+            f"{JOURNAL_SCHEME}:///<abs path>/optuna.journal (three slashes), so that jobs started in other dirs find it"
+        )
     if make_url(url).password is not None:
         raise StorageError(
             "hydra.sweeper.storage carries a password; the URL is written to study.json and to every job's "
@@ -54,13 +65,21 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
     return url
 
 
+def journal_path(url: str) -> str | None:
+    """The file of a journal:///<abs path> URL; None for an RDB URL."""
+    prefix = f"{JOURNAL_SCHEME}://"
+    return url[len(prefix):] if url.startswith(prefix) else None
+
+
 def open_storage(
     url: str,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     on_stale_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-) -> optuna.storages.RDBStorage:
-    """An RDB storage; with a heartbeat for the sweeper (jobs only report, they need none)."""
+) -> optuna.storages.BaseStorage:
+    """The storage behind `url`; with a heartbeat for the sweeper (jobs only report, they need none)."""
+    if (path := journal_path(url)) is not None:
+        return HeartbeatJournalStorage(path, heartbeat_interval, grace_period, on_stale_trial)
     engine_kwargs: dict[str, Any] = {}
     if make_url(url).get_backend_name() == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -83,7 +102,19 @@ def open_storage(
             return build()
         except (IntegrityError, OperationalError):
             time.sleep(1.0)
-    return build()
+    try:
+        return build()
+    except OperationalError as err:  # a server down, a wrong port, a missing or wrong password
+        raise StorageError(
+            f"hydra.sweeper.storage={url}: cannot connect ({str(err.orig).strip().splitlines()[0]}). Check that the "
+            "server runs and the URL's host, port, user and database; give the password in PGPASSWORD or ~/.pgpass "
+            "(MYSQL_PWD or ~/.my.cnf for MySQL), never in the URL"
+        ) from err
+    except ImportError as err:
+        raise StorageError(
+            f"hydra.sweeper.storage={url}: no database driver for it ({err.__cause__ or err}). "
+            "For PostgreSQL: pip install 'lora_lab[cluster]' (psycopg 3)"
+        ) from err
 
 
 def write_study_file(sweep_dir: Path, url: str, study: optuna.Study, optimized_metric: str) -> None:

@@ -39,6 +39,7 @@ from lora_lab.sweeper.storage import (
     ERROR_ATTR,
     JOB_DIR_ATTR,
     PRUNED_AT_ATTR,
+    SURPLUS_ATTR,
     open_storage,
     storage_url,
     write_study_file,
@@ -102,7 +103,6 @@ class OptunaSweeper(Sweeper):
         )
         self.sweep_dir = Path(config.hydra.sweep.dir).resolve()
         self.optimized_metric = config.optimized_metric
-        self.url = storage_url(self.storage, self.sweep_dir)
         if self.n_jobs > 1 and config.hydra.launcher._target_.endswith("BasicLauncher"):
             log.warning(
                 "hydra.sweeper.n_jobs=%d with the basic launcher: each batch's jobs run one after another. "
@@ -123,6 +123,7 @@ class OptunaSweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> None:
         self._check_settings()
+        self.url = storage_url(self.storage, self.sweep_dir)
         space = parse_search_space(self.params, arguments)
         check_sweep_dir(self.sweep_dir, self.url, self.study_name)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives in it
@@ -144,7 +145,11 @@ class OptunaSweeper(Sweeper):
             _fail_stale_trials(study)
             ledger = Ledger(study.get_trials(deepcopy=False))
             left = 0 if self._exhausted else self.n_trials - ledger.used
-            if left <= 0:
+            # A retry enqueued after the budget filled (a worker asked the dead trial's params
+            # anew between the stale check's FAIL and its enqueue) would wait forever, and a resumed
+            # sweep would train it: ask it anyway, and _within_budget closes it as surplus.
+            to_ask = min(self.n_jobs, left) if left > 0 else ledger.count(TrialState.WAITING)
+            if to_ask <= 0:
                 if not (running := ledger.running()):
                     return
                 # Wait rather than return: a running trial may be a dead worker's, retried once its
@@ -155,7 +160,7 @@ class OptunaSweeper(Sweeper):
                 )
                 time.sleep(self.heartbeat_interval)
                 continue
-            batch = [self._ask(study, space) for _ in range(min(self.n_jobs, left))]
+            batch = self._within_budget(study, [self._ask(study, space) for _ in range(to_ask)])
             trial_ids = [t._trial_id for t in batch]  # Optuna keeps the storage id private; heartbeats need it
             heartbeat.track(trial_ids)
             try:
@@ -169,6 +174,21 @@ class OptunaSweeper(Sweeper):
             # The sweeper runs Optuna's optimize loop itself (ask, heartbeat, tell): not a misuse.
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             return study.ask(space.distributions)
+
+    def _within_budget(self, study: optuna.Study, batch: list[optuna.Trial]) -> list[optuna.Trial]:
+        """The asked trials the budget still has room for; the others (another worker took the last
+        slots between our count and our ask) are closed unrun, FAIL with SURPLUS_ATTR, which the
+        ledger and the report leave out: exactly n_trials run however many workers race."""
+        ledger = Ledger(study.get_trials(deepcopy=False))
+        kept = []
+        for trial in batch:
+            if ledger.is_surplus(trial.number, self.n_trials):
+                log.info("Trial %d: n_trials=%d already taken by other workers; closed unrun.", trial.number, self.n_trials)
+                trial.set_user_attr(SURPLUS_ATTR, True)
+                self._record(study, trial, state=TrialState.FAIL)
+            else:
+                kept.append(trial)
+        return kept
 
     def _run_batch(self, study: optuna.Study, space: SearchSpace, batch: list[optuna.Trial], ledger: Ledger) -> None:
         to_launch: list[optuna.Trial] = []
@@ -185,19 +205,24 @@ class OptunaSweeper(Sweeper):
                 # record itself as its duplicate, with no value): wait for the twin's outcome instead.
                 twins.append((trial, twin))
                 continue
-            job_dir = self.sweep_dir / str(trial.number)
-            if (job_dir / STATUS_FILE).exists():
-                self._fail(study, trial, f"{job_dir} holds a finished job")
-                raise SweepConfigError(
-                    f"{job_dir} holds a finished job, but trial {trial.number} of study {self.study_name!r} is new: "
-                    f"{self.url} is not the storage that numbered this sweep dir. Choose a new hydra.sweep.dir."
-                )
-            trial.set_user_attr(JOB_DIR_ATTR, str(job_dir))
-            to_launch.append(trial)
+            to_launch.append(self._claim_job_dir(study, trial))
         if to_launch:
             self._launch(study, space, to_launch)
         for trial, twin in twins:
-            self._await_twin(study, trial, twin)
+            if self._await_twin(study, trial, twin):
+                self._launch(study, space, [self._claim_job_dir(study, trial)])
+
+    def _claim_job_dir(self, study: optuna.Study, trial: optuna.Trial) -> optuna.Trial:
+        """Name the trial's job dir, <sweep dir>/<number>; refuse one another study's job left there."""
+        job_dir = self.sweep_dir / str(trial.number)
+        if (job_dir / STATUS_FILE).exists():
+            self._fail(study, trial, f"{job_dir} holds a finished job")
+            raise SweepConfigError(
+                f"{job_dir} holds a finished job, but trial {trial.number} of study {self.study_name!r} is new: "
+                f"{self.url} is not the storage that numbered this sweep dir. Choose a new hydra.sweep.dir."
+            )
+        trial.set_user_attr(JOB_DIR_ATTR, str(job_dir))
+        return trial
 
     def _launch(self, study: optuna.Study, space: SearchSpace, to_launch: list[optuna.Trial]) -> None:
         job_overrides = [self._job_overrides(space, trial) for trial in to_launch]
@@ -227,16 +252,28 @@ class OptunaSweeper(Sweeper):
         self._outcomes[trial.number] = None
         log.info("Trial %d repeats trial %d's params: answered with its outcome.", trial.number, original.number)
 
-    def _await_twin(self, study: optuna.Study, trial: optuna.Trial, twin: int) -> None:
+    def _await_twin(self, study: optuna.Study, trial: optuna.Trial, twin: int) -> bool:
         """Wait for the running trial `twin` (same params) to finish, then answer `trial` from it.
-        Stale checks go on meanwhile: if the twin's worker dies, the twin fails, and so does this."""
+        Stale checks go on meanwhile. True when the twin's worker died (FAIL with no error: only
+        the stale check fails a trial without one): `trial` must then run the params itself, and
+        the stale check left them unqueued for that reason (recovery.py)."""
         log.info("Trial %d repeats the params of running trial %d: waiting for its outcome.", trial.number, twin)
         while True:
             _fail_stale_trials(study)
-            original = next(t for t in study.get_trials(deepcopy=False) if t.number == twin)
+            trials = study.get_trials(deepcopy=False)
+            original = next(t for t in trials if t.number == twin)
+            if original.state == TrialState.FAIL and ERROR_ATTR not in original.user_attrs:
+                # Of the trials waiting on these params (all RUNNING), the first takes them over
+                # and the others wait on it: every worker sees the same list, so exactly one runs.
+                heir = min(t.number for t in trials if t.state == TrialState.RUNNING and t.params == original.params)
+                if heir == trial.number:
+                    log.info("Trial %d's worker died: trial %d runs its params.", twin, trial.number)
+                    return True
+                twin = heir
+                continue
             if original.state.is_finished():
                 self._answer_from(study, trial, original)
-                return
+                return False
             time.sleep(self.heartbeat_interval)
 
     def _job_overrides(self, space: SearchSpace, trial: optuna.Trial) -> list[str]:

@@ -116,6 +116,43 @@ def test_length_grouped_batches_cover_every_row_once_with_less_padding():
     assert list(grouped) == batches  # and a reproducible one
 
 
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("group", [True, False])
+def test_ddp_ranks_train_on_disjoint_equal_shares_of_one_epoch_and_evaluate_every_row_once(world: int, group: bool):
+    lengths = [(i * 37) % 61 + 1 for i in range(1000)]  # 32 batches of 32: 1 or 2 left over for 3 ranks
+
+    def ranks(shuffle: bool, batch_size: int = 32, epoch: int = 1) -> list[list[list[int]]]:
+        samplers = [LengthGroupedBatchSampler(lengths, batch_size, shuffle, seed=0, group=group, rank=r, world_size=world)
+                    for r in range(world)]
+        for s in samplers:
+            s.set_epoch(epoch)
+        assert all(len(list(s)) == len(s) for s in samplers)  # Lightning counts steps with len()
+        return [list(s) for s in samplers]
+
+    single = LengthGroupedBatchSampler(lengths, 32, True, seed=0, group=group)
+    single.set_epoch(1)
+    epoch = list(single)
+    shares = ranks(shuffle=True)
+    assert len({len(share) for share in shares}) == 1  # equal counts: no rank waits on an all-reduce
+    used = [tuple(b) for share in shares for b in share]
+    assert len(set(used)) == len(used)  # disjoint: no batch (so no row) twice in the epoch
+    assert set(used) <= {tuple(b) for b in epoch} and len(epoch) - len(used) <= world - 1  # the epoch's batches, minus < world
+    rows = [i for b in used for i in b]
+    assert len(set(rows)) == len(rows)
+
+    # Evaluation: every row on exactly one rank, even a split smaller than one batch.
+    for batch_size in (128, 2000):
+        shares = ranks(shuffle=False, batch_size=batch_size)
+        assert sorted(i for share in shares for b in share for i in b) == list(range(1000))
+        assert all(share for share in shares)
+
+    # Resume: a rank skips the first batches of its own share, where the killed job stopped.
+    resumed = LengthGroupedBatchSampler(lengths, 32, True, seed=0, group=group, rank=1, world_size=world)
+    resumed.set_epoch(1)
+    resumed.skip(1, 3)
+    assert list(resumed) == ranks(shuffle=True)[1][3:]
+
+
 def test_pad_collator_right_pads_and_masks():
     batch = PadCollator(pad_token_id=0)([([5, 6, 7], 1), ([8], 0)])
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]

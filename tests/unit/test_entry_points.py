@@ -80,6 +80,27 @@ def test_a_malformed_sweep_space_is_one_line_and_exit_code_2(tmp_path: Path):
     assert "Traceback" not in out.stderr
 
 
+# Multiruns that cannot run where they are told to: refused before the first trial (one line, exit 2).
+MULTIRUN_CATALOGUE = [
+    (["hydra/launcher=slurm_cpu", "rank=2,4"], "error: hydra.launcher.partition is not set: name your cluster's partition"),
+    (["hydra/sweeper=lora_lab_optuna", "rank=choice(2,4)", "hydra.sweeper.storage=journal://optuna.journal"],
+     "error: hydra.sweeper.storage=journal://optuna.journal: a journal storage is an absolute file path"),
+    (["hydra/sweeper=lora_lab_optuna", "rank=choice(2,4)", "hydra.sweeper.storage=postgresql://u:pw@127.0.0.1:1/db"],
+     "error: hydra.sweeper.storage carries a password"),
+    (["hydra/sweeper=lora_lab_optuna", "rank=choice(2,4)", "hydra.sweeper.storage=postgresql://u@127.0.0.1:1/db"],
+     "error: hydra.sweeper.storage=postgresql://u@127.0.0.1:1/db: cannot connect"),  # no server on port 1
+]
+
+
+@pytest.mark.parametrize("overrides,message", MULTIRUN_CATALOGUE, ids=[" ".join(o) for o, _ in MULTIRUN_CATALOGUE])
+def test_a_multirun_that_cannot_run_is_one_line_and_exit_code_2(tmp_path: Path, overrides: list[str], message: str):
+    sweep = tmp_path / "sweep"
+    out = _run("-m", "lora_lab.train", "-m", *overrides, "backbone=tiny_bert", f"hydra.sweep.dir={sweep}")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(message) and "Traceback" not in out.stderr
+    assert not list(sweep.glob("*/status.json"))  # no trial started
+
+
 def test_lora_lab_debug_shows_the_traceback(tmp_path: Path):
     out = _run("-m", "lora_lab.train", "rank=0", f"hydra.run.dir={tmp_path / 'job'}", env={**ENV, "LORA_LAB_DEBUG": "1"})
     assert out.returncode != 0 and "Traceback" in out.stderr and "ConfigError: rank=0" in out.stderr

@@ -56,3 +56,13 @@ def test_each_sampler_and_pruner_option_builds_its_optuna_class(tmp_path: Path, 
         cfg = compose_train(tmp_path, ["hydra/sweeper=lora_lab_optuna", f"hydra/sweeper/{group}={name}", *bound])
         node = cfg.hydra.sweeper[group]
         assert type(instantiate(node)).__name__ == node._target_.rsplit(".", 1)[1]
+
+
+@pytest.mark.parametrize("launcher", sorted(p.stem for p in Path(CONF_DIR, "hydra", "launcher").glob("*.yaml")))
+def test_each_shipped_slurm_launcher_composes_onto_submitits_and_needs_a_partition(tmp_path: Path, launcher: str):
+    cfg = compose_train(tmp_path, [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu-a100"])
+    settings = cfg.hydra.launcher
+    assert settings._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert settings.partition == "gpu-a100" and settings.timeout_min >= 60 and settings.array_parallelism >= 1
+    assert settings.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"  # beside the jobs: a shared file system
+    assert compose_train(tmp_path, [f"hydra/launcher={launcher}"]).hydra.launcher.partition is None  # CheckSlurm refuses it

@@ -18,9 +18,11 @@ from lora_lab.sweeper.ledger import Ledger
 from lora_lab.sweeper.recovery import retry_abandoned_trial
 from lora_lab.sweeper.search_space import parse_search_space
 from lora_lab.sweeper.storage import (
+    ERROR_ATTR,
     JOB_DIR_ATTR,
     PRUNER_ATTR,
     RETRY_OF_ATTR,
+    SURPLUS_ATTR,
     StorageError,
     open_storage,
     storage_url,
@@ -136,11 +138,16 @@ def test_the_ledger_counts_finished_and_running_trials_toward_the_budget():
     trials = [
         make(state=TrialState.COMPLETE, value=0.5),
         make(state=TrialState.PRUNED),
-        make(state=TrialState.FAIL),
+        make(state=TrialState.FAIL, user_attrs={ERROR_ATTR: "ConfigError: ..."}),
         make(state=TrialState.RUNNING),
         make(state=TrialState.WAITING),
+        make(state=TrialState.FAIL),  # its worker died: its retry or a twin counts instead
+        make(state=TrialState.FAIL, user_attrs={SURPLUS_ATTR: True}),  # asked past n_trials, closed unrun
     ]
     for number, trial in enumerate(trials):
         trial.number = number
     assert Ledger(trials).used == 4
     assert [t.number for t in Ledger(trials).running()] == [3]
+    # Trial 4 was asked with the 4 before it using the budget; a WAITING retry below counts too.
+    assert Ledger(trials).is_surplus(4, n_trials=4) and not Ledger(trials).is_surplus(4, n_trials=5)
+    assert Ledger(trials).is_surplus(7, n_trials=5) and not Ledger(trials).is_surplus(7, n_trials=6)

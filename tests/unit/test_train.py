@@ -12,6 +12,8 @@ from omegaconf import OmegaConf, open_dict
 from safetensors.torch import load_file
 
 from lora_lab.artifacts import read_json
+from lora_lab.cli import is_ddp_worker
+from lora_lab.config import launches_processes
 from lora_lab.errors import ConfigError, DataError, UserError
 from lora_lab.eval import evaluate
 from lora_lab.data.batching import PadCollator
@@ -20,8 +22,9 @@ from lora_lab.job import JobRecord, fingerprint
 from lora_lab.models.embedding import embed_split, head_linear
 from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
 from lora_lab.models.module import ClassifierModule
-from lora_lab.train import train
+from lora_lab.train import check_relaunch, train
 from lora_lab.weight_averaging import EMA
+from tests.conftest import compose_train
 from tests.helpers import save_hydra_config
 
 REQUIRED_METRICS = [
@@ -298,3 +301,18 @@ def test_ema_update_is_decay_times_average_plus_the_rest_times_weights():
         module.linear.weight.add_(1.0)
     ema._average_model.update_parameters(module)
     torch.testing.assert_close(ema._average_model.module.linear.weight, 0.9 * first + 0.1 * (first + 1.0))
+
+
+@pytest.mark.parametrize(("trainer", "launches"), [("cpu", False), ("gpu", False), ("ddp", True), ("ddp_cpu", True)])
+def test_ddp_trainers_relaunch_the_command_so_only_a_single_train_run_may_use_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trainer: str, launches: bool
+):
+    cfg = compose_train(tmp_path, [f"trainer={trainer}"])
+    assert launches_processes(cfg.trainer) is launches
+    monkeypatch.setenv("LOCAL_RANK", "1")  # what Lightning gives the process it starts for rank 1
+    assert is_ddp_worker(cfg) is launches  # a stray LOCAL_RANK never turns a one-process job into a silent worker
+    if launches:  # here the command is pytest's, which Lightning would re-run for rank 1
+        with pytest.raises(ConfigError, match=r"re-running the command, here `.*pytest"):
+            check_relaunch(cfg)
+    else:
+        check_relaunch(cfg)
