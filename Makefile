@@ -69,7 +69,10 @@ bench-serve: install ## Load-test the server on loopback (batching, mixed adapte
 bench-storage: install ## Per-trial cost of SQLite, journal and PostgreSQL studies with 3 workers (PostgreSQL from the test fixture; a minute)
 	$(PY) scripts/bench_storage.py $(ARGS)
 
+bench-long: install ## Long reviews (multi_domain_sentiment): head-128 vs max_length=auto vs head_tail, beside TF-IDF (about an hour)
+	$(PY) scripts/bench_long_texts.py $(ARGS)
+
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage clean
+.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long clean

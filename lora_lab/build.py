@@ -107,10 +107,10 @@ def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") 
     regime = instantiate(cfg.regime)
     backbone = instantiate(cfg.backbone)  # a description: weights and tokenizer load on first use
     if trained is None:
-        tokenizer = backbone.tokenizer
+        tokenizer = regime.tokenizer(backbone)
         datamodule = instantiate(cfg.data, tokenizer=tokenizer)
         datamodule.setup("fit")
-        classifier = backbone.build_classifier(datamodule.id2label, seed=cfg.seed)
+        classifier = regime.build_classifier(backbone, datamodule.id2label, seed=cfg.seed)
         regime.apply(classifier)
     else:
         classifier, tokenizer = load_trained(trained, cfg, regime, load, backbone)
@@ -134,17 +134,19 @@ def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") 
 def load_trained(
     run_dir: Path, cfg: DictConfig, regime: Regime, load: str = "auto", backbone: Backbone | None = None
 ) -> tuple[Classifier, PreTrainedTokenizerBase]:
-    """A finished job's classifier and tokenizer: merged/ (a plain model), or the base backbone + adapter/."""
+    """A finished job's classifier and tokenizer: merged/ (a plain model), or the base backbone + adapter/
+    (the regime's adapter_dir: tfidf/ for regime=tfidf, its whole model)."""
     load = resolve_load(run_dir, load)
     if load == "merged":
         return load_classifier(run_dir / "merged"), AutoTokenizer.from_pretrained(str(run_dir / "merged"))
-    if not regime.has_adapter or not (run_dir / "adapter").is_dir():
-        raise ConfigError(f"{run_dir} has no adapter/ (regime {regime.name}); use load=merged")
+    adapter = run_dir / regime.adapter_dir
+    if not regime.has_adapter or not adapter.is_dir():
+        raise ConfigError(f"{run_dir} has no {regime.adapter_dir}/ (regime {regime.name}); use load=merged")
     backbone = backbone or instantiate(cfg.backbone)
     id2label = {int(k): v for k, v in read_json(run_dir / "labels.json")["id2label"].items()}
-    classifier = backbone.build_classifier(id2label, seed=cfg.seed)
-    regime.load_adapter(classifier, run_dir / "adapter")
-    return classifier, backbone.tokenizer
+    classifier = regime.build_classifier(backbone, id2label, seed=cfg.seed)
+    regime.load_adapter(classifier, adapter)
+    return classifier, regime.tokenizer(backbone)
 
 
 def resolve_load(run_dir: Path, load: str) -> str:

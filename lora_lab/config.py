@@ -14,6 +14,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lora_lab.data.truncation import AUTO, Truncation
 from lora_lab.errors import ConfigError
 
 # conf/ beside the package, as an absolute path: Hydra resolves a relative config_path against the
@@ -111,10 +112,16 @@ def validate(cfg: DictConfig) -> None:
     """Fail before any model loads: each check names the offending key and how to fix it."""
     if not isinstance(cfg.rank, int) or cfg.rank < 1:
         raise ConfigError(f"rank={cfg.rank!r}: the LoRA rank must be a positive integer, e.g. rank=8")
-    for key in ("batch_size", "eval_batch_size", "max_length"):
+    for key in ("batch_size", "eval_batch_size", "max_length_cap"):
         value = cfg.data[key]
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"data.{key}={value!r}: must be a positive integer")
+    length = cfg.data.max_length
+    if length != AUTO and (not isinstance(length, int) or length < 1):
+        raise ConfigError(f"data.max_length={length!r}: a positive number of tokens, or auto (covers 95% of the training texts)")
+    # The mode and head_tokens, checked as the DataModule will use them (head_tokens against a fixed length).
+    Truncation(length if isinstance(length, int) else cfg.data.max_length_cap, cfg.data.truncation,
+               cfg.data.head_tokens)
     fractions = (cfg.dataset.get("val_fraction", 0.0), cfg.dataset.get("test_fraction", 0.0))
     if any(f < 0 or f >= 1 for f in fractions) or sum(fractions) >= 1:
         raise ConfigError(

@@ -122,7 +122,8 @@ def serve_as_test(job: Any, split: str, data_file: Path | None, text_column: str
 
         source = LabelledFile(data_file, dm.labels, text_column, label_column)
         dm = job.datamodule = TextClassificationDataModule(
-            source, job.tokenizer, eval_batch_size=dm.eval_batch_size, max_length=dm.max_length, labels=dm.labels
+            source, job.tokenizer, eval_batch_size=dm.eval_batch_size, max_length=dm.max_length, labels=dm.labels,
+            truncation=dm.truncation_mode, head_tokens=dm.head_tokens,
         )
     dm.setup("test")
     if data_file is None and split != "test":

@@ -15,6 +15,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lora_lab.artifacts import atomic_dir, dir_bytes, write_json
+from lora_lab.data.truncation import Truncation
 from lora_lab.models.classifier import Classifier
 from lora_lab.plots import confusion_matrix_png
 from lora_lab.regimes.base import Regime
@@ -30,7 +31,8 @@ def parameter_counts(classifier: Classifier) -> dict[str, float]:
     params = {id(p): p for p in classifier.parameters()}.values()
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total = sum(_logical_numel(p) for p in params)
-    return {"params/trainable": trainable, "params/total": total, "params/trainable_pct": 100 * trainable / total}
+    # total 0: a model fitted later (tfidf, before prepare() sizes it); job_metrics counts it again.
+    return {"params/trainable": trainable, "params/total": total, "params/trainable_pct": 100 * trainable / total if total else 0.0}
 
 
 def _logical_numel(param: torch.Tensor) -> int:
@@ -61,11 +63,15 @@ def job_metrics(job: Job, prepare_s: float, val_acc_best: float) -> dict[str, An
         "model_selection": selection,
         "epochs": trainer.current_epoch,
         "world_size": trainer.world_size,  # processes that trained it (trainer=ddp_cpu: 2), each on its share
-        **job.params,
+        # Fitted without gradients: counted once fitted (a TF-IDF model's size is its vocabulary's).
+        **(job.params if job.regime.trains_by_gradient else parameter_counts(job.classifier)),
         **compute,
         "test/f1_per_class": dict(zip(datamodule.labels, details["f1_per_class"])),
         "test/confusion_matrix": details["confusion_matrix"],
         **{f"data/{name}_rows": len(split) for name, split in datamodule.splits.items()},
+        "data/max_length": datamodule.max_length,  # resolved: data.max_length=auto is a number here
+        "data/truncation": datamodule.truncation.as_dict(),  # how longer texts were cut; the server cuts alike
+        "data/truncated_share": datamodule.truncated,  # per split: texts longer than data/max_length
         "data/problems": datamodule.problems,
     }
 
@@ -76,23 +82,27 @@ def write_job_outputs(
     regime: Regime,
     tokenizer: PreTrainedTokenizerBase,
     metrics: dict,
+    truncation: Truncation | None = None,
 ) -> dict:
-    """Write every artifact atomically and return the final metrics (with artifact sizes)."""
+    """Write every artifact atomically and return the final metrics (with artifact sizes).
+    `truncation` goes into merged/ beside the tokenizer, so a Predictor cuts texts as training did."""
     labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
     write_json(run_dir / "labels.json", {"id2label": {str(i): label for i, label in enumerate(labels)}})
     if regime.has_adapter:
-        with atomic_dir(run_dir / "adapter") as tmp:
+        with atomic_dir(run_dir / regime.adapter_dir) as tmp:
             regime.save_adapter(classifier, tmp)
     if regime.can_merge(classifier):
         regime.merge(classifier)
         with atomic_dir(run_dir / "merged") as tmp:
             classifier.save_merged(tmp, tokenizer)
+            if truncation is not None:
+                truncation.save(tmp)
     else:
-        log.warning("Regime %s: this trained model has no merged form; the job ships adapter/ only.", regime.name)
+        log.warning("Regime %s: this trained model has no merged form; the job ships %s/ only.", regime.name, regime.adapter_dir)
     confusion_matrix_png(metrics["test/confusion_matrix"], labels, run_dir / "confusion_matrix.png",
                          title=f"test acc {metrics['test/acc']:.3f}")
     # What a deployment adds on top of the shared base: the adapter, or the whole model for full.
-    shipped = run_dir / ("adapter" if regime.has_adapter else "merged")
+    shipped = run_dir / (regime.adapter_dir if regime.has_adapter else "merged")
     metrics = {
         **metrics,
         "artifact/adapter_bytes": dir_bytes(shipped) - _tokenizer_bytes(shipped),

@@ -81,7 +81,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         if not job.trainer.is_global_zero:
             return {}  # a DDP rank > 0: rank 0 writes the job's files (the test metrics are all ranks')
         metrics = job_metrics(job, prepare_s, val_acc_best)
-        metrics = write_job_outputs(run_dir, job.classifier, job.regime, job.tokenizer, metrics)
+        metrics = write_job_outputs(run_dir, job.classifier, job.regime, job.tokenizer, metrics, job.datamodule.truncation)
         job.log_summary(metrics)
     job.drop_checkpoints()
     print(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))

@@ -2,7 +2,7 @@
 
 The key is a hash of everything that determines the token ids: the source's identity (class,
 settings, file sizes and mtimes), the tokenizer (class, vocabulary, special tokens) and the
-max length. A stale entry cannot be hit; a corrupt or half-written one cannot exist (atomic rename).
+length settings (max length or auto, its cap, the truncation mode). A stale entry cannot be hit; a corrupt or half-written one cannot exist (atomic rename).
 
 Entries are JSON: they hold only lists, dicts, strings and numbers, and JSON cannot carry code.
 It is also the fast safe format here: a Banking77 entry (~14,000 rows of token ids) loads in
@@ -21,7 +21,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-CACHE_VERSION = 2  # bump when the cached layout or the loading pipeline changes (2: JSON files)
+CACHE_VERSION = 3  # bump when the cached layout or the loading pipeline changes (2: JSON files; 3: lengths, truncation)
 
 
 def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -30,8 +30,9 @@ def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(f"{type(tokenizer).__name__}|{specials}|{vocab}".encode()).hexdigest()
 
 
-def cache_key(source_identity: dict, tokenizer: PreTrainedTokenizerBase, max_length: int) -> str:
-    payload = {"v": CACHE_VERSION, "source": source_identity, "tokenizer": tokenizer_identity(tokenizer), "max_length": max_length}
+def cache_key(source_identity: dict, tokenizer: PreTrainedTokenizerBase, length: dict) -> str:
+    """`length`: the DataModule's length_key() (max_length or auto, its cap, the truncation mode)."""
+    payload = {"v": CACHE_VERSION, "source": source_identity, "tokenizer": tokenizer_identity(tokenizer), "length": length}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

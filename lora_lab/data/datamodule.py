@@ -15,6 +15,7 @@ from lora_lab.data import cache
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, TokenizedSplit
 from lora_lab.data.sources import Source
 from lora_lab.data.splits import Split
+from lora_lab.data.truncation import AUTO, Truncation, auto_length
 from lora_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,26 @@ class TextClassificationDataModule(pl.LightningDataModule):
         tokenizer: PreTrainedTokenizerBase,
         batch_size: int = 32,
         eval_batch_size: int = 128,
-        max_length: int = 128,
+        max_length: int | str = AUTO,
         group_by_length: bool = True,
         seed: int = 0,
         labels: Sequence[str] | None = None,
         cache_dir: str | None = None,
         shots_per_class: int | None = None,
+        max_length_cap: int = 512,
+        truncation: str = "head",
+        head_tokens: int | None = None,
     ):
         super().__init__()
         self.source, self.tokenizer = source, tokenizer
-        self.batch_size, self.eval_batch_size, self.max_length = batch_size, eval_batch_size, max_length
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        if max_length != AUTO and not (isinstance(max_length, int) and max_length > 0):
+            raise ConfigError(f"data.max_length={max_length!r}: a positive number of tokens, or auto")
+        # The requested length ("auto" or a number); `max_length` is the resolved one after setup().
+        self.length_spec, self.max_length_cap = max_length, max_length_cap
+        self.max_length: int = max_length if isinstance(max_length, int) else max_length_cap
+        self.truncation_mode, self.head_tokens = truncation, head_tokens
+        Truncation(self.max_length, truncation, head_tokens if isinstance(max_length, int) else None)  # checks mode early
         self.group_by_length, self.seed = group_by_length, seed
         self.labels: list[str] | None = list(labels) if labels is not None else None
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
@@ -52,7 +63,13 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.splits: dict[str, Split] = {}
         self.tokenized: dict[str, TokenizedSplit] = {}
         self.truncated: dict[str, float] = {}
+        self.full_lengths: dict[str, list[int]] = {}  # tokens per text before truncation
         self.problems: list[str] = []
+
+    @property
+    def truncation(self) -> Truncation:
+        """How this job's texts are cut to max_length (resolved by setup() when it is auto)."""
+        return Truncation(self.max_length, self.truncation_mode, self.head_tokens)
 
     def setup(self, stage: str | None = None) -> None:
         """Load, validate, tokenize: from the cache when this source + tokenizer + max_length was seen."""
@@ -60,7 +77,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return
         entry = None
         if self.cache_dir is not None:
-            key = cache.cache_key(self.source.identity(), self.tokenizer, self.max_length)
+            key = cache.cache_key(self.source.identity(), self.tokenizer, self.length_key())
             entry = cache.load(self.cache_dir, key)
         if entry is None:
             entry = self._build_entry()
@@ -73,6 +90,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         else:
             log.info("Tokenized splits from the cache (%s)", self.cache_dir)
         self.problems, self.truncated = entry["problems"], entry["truncated"]
+        self.max_length, self.full_lengths = entry["max_length"], entry["full_lengths"]
         self.splits = {name: Split(d["texts"], d["labels"], d["extra"]) for name, d in entry["splits"].items()}
         if self.labels is None:
             self.labels = sorted(set(self.splits["train"].labels))
@@ -103,22 +121,31 @@ class TextClassificationDataModule(pl.LightningDataModule):
         full = self.tokenized["train"]
         self.tokenized["train"] = TokenizedSplit([full.input_ids[i] for i in keep], [full.labels[i] for i in keep])
 
+    def length_key(self) -> dict:
+        """What decides the token ids besides source and tokenizer: the cache key's length part."""
+        return {"max_length": self.length_spec, "cap": self.max_length_cap, "truncation": self.truncation_mode,
+                "head_tokens": self.head_tokens}
+
     def _build_entry(self) -> dict:
-        """Rows and token ids of every split, with the share of texts the tokenizer truncated."""
+        """Rows and token ids of every split, each text's untruncated length, the share truncated."""
         splits = self.source.load()
-        out, truncated, problems = {}, {}, list(self.source.report.problems)
+        max_length = self.max_length
+        if self.length_spec == AUTO:
+            lengths = [len(row) for row in self.tokenizer(splits["train"].texts, verbose=False)["input_ids"]]
+            max_length = auto_length(lengths, self.max_length_cap)
+            log.info("data.max_length=auto: %d tokens (95%% of the training texts fit; cap %d)", max_length, self.max_length_cap)
+        cutter = Truncation(max_length, self.truncation_mode, self.head_tokens)
+        out, truncated, full, problems = {}, {}, {}, list(self.source.report.problems)
         for name, split in splits.items():
-            # Tokenize to max_length + 1: a row that reaches it was longer than max_length.
-            ids = self.tokenizer(split.texts, truncation=True, max_length=self.max_length + 1)["input_ids"]
-            long_rows = [i for i, row in enumerate(ids) if len(row) > self.max_length]
-            if long_rows:
-                cut = self.tokenizer([split.texts[i] for i in long_rows], truncation=True, max_length=self.max_length)["input_ids"]
-                for i, row in zip(long_rows, cut):
-                    ids[i] = row
-                problems.append(f"{name}: {len(long_rows)} of {len(ids)} texts ({len(long_rows) / len(ids):.1%}) truncated to max_length={self.max_length} tokens")
-            truncated[name] = len(long_rows) / max(1, len(ids))
+            ids, full[name] = cutter.encode(self.tokenizer, split.texts)
+            n_long = sum(n > max_length for n in full[name])
+            if n_long:
+                problems.append(f"{name}: {n_long} of {len(ids)} texts ({n_long / len(ids):.1%}) longer than "
+                                f"max_length={max_length} tokens: each keeps {cutter.describe()}")
+            truncated[name] = n_long / max(1, len(ids))
             out[name] = {"texts": split.texts, "labels": split.labels, "extra": split.extra, "input_ids": ids}
-        return {"splits": out, "truncated": truncated, "problems": problems}
+        return {"splits": out, "truncated": truncated, "problems": problems, "max_length": max_length,
+                "full_lengths": full}
 
     def label_descriptions(self) -> list[str]:
         """Each label in words, in label-id order (the dataset's label_descriptions, else its name)."""

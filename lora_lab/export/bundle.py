@@ -234,7 +234,10 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
         # these rows for /v1/similar where it can read them, and serves without that index elsewhere.
         "dataset_config": OmegaConf.to_container(cfg.dataset, resolve=True),
         "labels": job.labels,
-        "max_length": cfg.data.max_length,  # what the job tokenized to: the server truncates there too
+        # What the job tokenized to (data.max_length=auto resolved) and how it cut longer texts: the
+        # server and the Predictor cut alike. Jobs from before truncation modes: a number, at the head.
+        "max_length": metrics.get("data/max_length", cfg.data.max_length),
+        "truncation": metrics.get("data/truncation"),
         "metrics": {**scores, "val/acc_best": metrics.get("val/acc_best")},
         "params": {k.removeprefix("params/"): v for k, v in metrics.items() if k.startswith("params/")},
         "trained_at": modified_at(job.run_dir / "metrics.json"),
@@ -251,7 +254,7 @@ def train_label_counts(datamodule: TextClassificationDataModule) -> dict[str, in
     from lora_lab.data import cache  # transformers
 
     if not datamodule.tokenized:
-        key = cache.cache_key(datamodule.source.identity(), datamodule.tokenizer, datamodule.max_length)
+        key = cache.cache_key(datamodule.source.identity(), datamodule.tokenizer, datamodule.length_key())
         if datamodule.cache_dir is None or cache.load(datamodule.cache_dir, key) is None:
             return None
         datamodule.setup("fit")  # a cache hit; it also applies the job's shots_per_class

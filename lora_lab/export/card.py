@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from lora_lab.data.truncation import Truncation
+
 # The languages a backbone's pretraining text was in, where known; others send the reader to the base's card.
 LANGUAGES = {name: "en" for name in ("minilm_l6", "bert_base", "distilbert_base", "roberta_base", "deberta_v3_base",
                                      "phi_1_5", "phi_2", "smollm2_135m")}
@@ -103,7 +105,8 @@ def training_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict
         ("epochs", f"{metrics.get('epochs', '?')} run of max_epochs={trainer.get('max_epochs')}; "
                    f"model selection: {metrics.get('model_selection', '?')}"),
         ("batch size", data["batch_size"]),
-        ("max_length", f"{data['max_length']} tokens"),
+        ("max_length", f"{meta['max_length']} tokens" + (" (data.max_length=auto: 95% of the training texts fit)"
+                                                         if data["max_length"] == "auto" else "")),
         ("weight decay", module.get("weight_decay")),
         ("schedule", f"{module.get('scheduler')}, warmup ratio {module.get('warmup_ratio')}"),
         ("precision", trainer.get("precision")),
@@ -142,7 +145,10 @@ def limits_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict[s
         f"- One training run (seed {meta['seed']}): another seed moves the scores too.",
         f"- Every text gets one of its {labels} labels; there is no \"none of these\" answer, so out-of-scope "
         "texts are still labelled. Use the probability as a signal, and route low-confidence texts to a person.",
-        f"- Texts longer than {config['data']['max_length']} tokens are truncated: only their start is read.",
+        f"- Texts longer than {meta['max_length']} tokens are truncated: the model reads {cut_words(meta)} "
+        f"({100 * metrics.get('data/truncated_share', {}).get('train', 0.0):.0f}% of the training texts were)."
+        if "data/truncated_share" in metrics else
+        f"- Texts longer than {meta['max_length']} tokens are truncated: the model reads {cut_words(meta)}.",
     ]
     if language == "en":
         lines.append("- English only: the base model was pretrained on English text.")
@@ -168,7 +174,7 @@ def usage_section(meta: dict[str, Any]) -> str:
                      "(check `base_fingerprint` in lora_lab_export.json before attaching).")
     if meta["has_onnx"]:
         lines.append("- `onnx/model.onnx`: `input_ids`, `attention_mask` -> `logits` for onnxruntime, with the tokenizer "
-                     f"files here (truncate to {meta['max_length']} tokens); `onnx/check.json` compares its "
+                     f"files here (cut each text to {cut_words(meta)}); `onnx/check.json` compares its "
                      "predictions with PyTorch's on the test split.")
     lines.append("- `labels.json`: label ids to names; `lora_lab_export.json`: the machine-readable metadata.")
     return "\n".join(lines)
@@ -190,6 +196,11 @@ def provenance_section(provenance: dict[str, Any] | None) -> str:
         text += "\n\nData files read:\n\n" + table(("file", "sha256", "bytes"),
                                                      [(f["path"], f"`{f['sha256']}`", f"{f['bytes']:,}") for f in files])
     return text + "\n\nThe same record is in `provenance.json` beside this card."
+
+
+def cut_words(meta: dict[str, Any]) -> str:
+    """What a long text keeps, in words (exports from before truncation modes: its start)."""
+    return Truncation.from_record(meta.get("truncation"), int(meta["max_length"])).describe()
 
 
 def rank_words(meta: dict[str, Any]) -> str:

@@ -88,5 +88,5 @@ def embed_split(classifier: Classifier, datamodule: TextClassificationDataModule
 
 def embed_texts(classifier: Classifier, datamodule: TextClassificationDataModule, texts: Sequence[str]) -> torch.Tensor:
     """(n, hidden) embeddings of raw texts, tokenized as the datamodule tokenizes its splits."""
-    ids = datamodule.tokenizer(list(texts), truncation=True, max_length=datamodule.max_length)["input_ids"]
+    ids = datamodule.truncation.encode(datamodule.tokenizer, texts)[0]
     return embed_rows(classifier, ids, datamodule.tokenizer.pad_token_id, datamodule.eval_batch_size)

@@ -13,6 +13,7 @@ softmax sharpness varies with |x| (MiniLM's mean-pooled norms vary by about 20%:
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,25 +58,31 @@ def prototype_head(
     raise ValueError(f"metric={metric!r}: a prototype head measures by one of {PROTOTYPE_METRICS}")
 
 
-def logistic_regression_head(
-    x: torch.Tensor, y: torch.Tensor, num_labels: int, C: float, max_iter: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's (multinomial, L2) LogisticRegression on the embeddings, as a linear head."""
-    # Imported here: scikit-learn takes about a second to load and only this head needs it.
+def fit_logistic_regression(x: Any, y: Any, C: float, max_iter: int, seed: int) -> Any:
+    """scikit-learn's (multinomial, L2) LogisticRegression fitted on x (dense or scipy sparse) and
+    label ids y; not converging within max_iter is an error (RuntimeError), not a warning in a log."""
+    # Imported here: scikit-learn takes about a second to load and only the fitted heads need it.
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    class_means(x, y, num_labels)  # every label needs a row: the same check and message
     model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)  # an unconverged head is an error, not a warning in a log
+        warnings.simplefilter("error", ConvergenceWarning)
         try:
-            model.fit(x.double().numpy(), y.numpy())
+            return model.fit(x, y)
         except ConvergenceWarning as err:
             raise RuntimeError(
                 f"logistic regression did not converge in max_iter={max_iter} iterations; raise regime.max_iter "
                 "(or lower regime.C to regularise more)"
             ) from err
+
+
+def logistic_regression_head(
+    x: torch.Tensor, y: torch.Tensor, num_labels: int, C: float, max_iter: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's (multinomial, L2) LogisticRegression on the embeddings, as a linear head."""
+    class_means(x, y, num_labels)  # every label needs a row: the same check and message
+    model = fit_logistic_regression(x.double().numpy(), y.numpy(), C, max_iter, seed)
     weight = torch.from_numpy(model.coef_).float()
     bias = torch.from_numpy(model.intercept_).float()
     if num_labels == 2:

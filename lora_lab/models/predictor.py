@@ -27,6 +27,7 @@ from torch import nn
 from transformers import AutoTokenizer
 
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
+from lora_lab.data.truncation import Truncation
 from lora_lab.models.classifier import Classifier, load_classifier
 
 QUANTIZE = ("none", "int8")
@@ -87,9 +88,13 @@ class Predictor:
         quantize: str = "none",
         trace: bool = True,
         batch_size: int = 128,
-        max_length: int = 512,
+        max_length: int | None = None,
         sort_by_length: bool = True,
+        truncation: str | None = None,
+        head_tokens: int | None = None,
     ):
+        """max_length, truncation, head_tokens: None reads merged/truncation.json, written by the job
+        (its data.max_length resolved, its head|tail|head_tail cut); without it, the head to 512."""
         if quantize not in QUANTIZE:
             raise ValueError(f"quantize={quantize!r}: choose one of {QUANTIZE}")
         if batch_size < 1:
@@ -101,14 +106,17 @@ class Predictor:
         self.id2label = eager.id2label
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.collate = PadCollator(self.tokenizer.pad_token_id)
-        self.quantize, self.trace, self.batch_size, self.max_length = quantize, trace, batch_size, max_length
+        saved = Truncation.load(model_dir)
+        self.cut = Truncation(max_length or saved.max_length, truncation or saved.mode,
+                              head_tokens if head_tokens is not None or truncation else saved.head_tokens)
+        self.quantize, self.trace, self.batch_size, self.max_length = quantize, trace, batch_size, self.cut.max_length
         self.sort_by_length = sort_by_length
         if quantize == "int8":
             eager = quantize_int8(eager)
         self.classifier = self._traced(eager) if trace else eager
 
     def _batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        ids = self.cut.encode(self.tokenizer, texts)[0]
         return self.collate([(row, 0) for row in ids])
 
     def _traced(self, eager: nn.Module) -> torch.jit.ScriptModule:
@@ -117,7 +125,7 @@ class Predictor:
     @torch.inference_mode()
     def predict_ids(self, texts: Sequence[str]) -> list[int]:
         """Label ids for `texts`, in their order."""
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        ids = self.cut.encode(self.tokenizer, texts)[0]
         # The evaluation loaders' batching: sorted by length (group) or in order, never shuffled.
         batches = LengthGroupedBatchSampler([len(row) for row in ids], self.batch_size, shuffle=False, group=self.sort_by_length)
         preds = [0] * len(ids)
@@ -135,5 +143,5 @@ class Predictor:
     @torch.inference_mode()
     def predict_one(self, text: str) -> str:
         """The label of one text: no sorting or collating."""
-        enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return self.id2label[int(self.classifier(enc["input_ids"], enc["attention_mask"]).argmax(-1))]
+        ids = torch.tensor(self.cut.encode(self.tokenizer, [text])[0])
+        return self.id2label[int(self.classifier(ids, torch.ones_like(ids)).argmax(-1))]

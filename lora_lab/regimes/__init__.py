@@ -34,6 +34,7 @@ REGIMES: dict[str, str] = {
     "fewshot": "lora_lab.regimes.fewshot:FewShot",
     "contrastive": "lora_lab.regimes.contrastive:Contrastive",
     "dendrites": "lora_lab.regimes.dendrites:Dendrites",
+    "tfidf": "lora_lab.regimes.tfidf:Tfidf",
 }
 
 

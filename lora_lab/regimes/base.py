@@ -10,8 +10,10 @@ from lora_lab.models.classifier import Classifier
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
+    from transformers import PreTrainedTokenizerBase
 
     from lora_lab.data.datamodule import TextClassificationDataModule
+    from lora_lab.models.backbones import Backbone
 
 
 class Regime(ABC):
@@ -27,6 +29,9 @@ class Regime(ABC):
     # False for regimes fitted without gradient epochs (zero-shot, prototypes): the job skips
     # trainer.fit, validates and tests the model prepare() left behind.
     trains_by_gradient: ClassVar[bool] = True
+    # The job dir's subdir save_adapter() writes. tfidf: tfidf/, its whole model, which is no
+    # adapter of a transformer (export and serve look for adapter/ and merged/, and refuse it).
+    adapter_dir: ClassVar[str] = "adapter"
 
     def __init__(self, name: str, learning_rate: float, head_learning_rate: float | None = None):
         # The name the registry knew it by (lora_lab.regimes.REGIMES): dora is a LoRA named dora.
@@ -34,6 +39,14 @@ class Regime(ABC):
         # Read by the module's optimizer (module.learning_rate: ${regime.learning_rate}):
         # the right step size depends on the regime (a head alone takes far larger steps than full).
         self.learning_rate, self.head_learning_rate = learning_rate, head_learning_rate
+
+    def tokenizer(self, backbone: Backbone) -> PreTrainedTokenizerBase:
+        """What turns the job's texts into the model's token ids: the backbone's tokenizer."""
+        return backbone.tokenizer
+
+    def build_classifier(self, backbone: Backbone, id2label: dict[int, str], seed: int = 0) -> Classifier:
+        """The model apply() shapes: the backbone's transformer and head (tfidf: a model of its own)."""
+        return backbone.build_classifier(id2label, seed=seed)
 
     @abstractmethod
     def apply(self, classifier: Classifier) -> None:

@@ -26,6 +26,17 @@ NOISE_RULE = (
     f"t-test (unequal variances) gives p > {P_THRESHOLD}. With a single seed on either side the "
     "report cannot tell."
 )
+# The bag-of-words baseline every configuration should beat (conf/regime/tfidf.yaml).
+BASELINE_REGIME = "tfidf"
+BASELINE_RULE = (
+    "\"beats TF-IDF?\" compares each configuration with the bag-of-words baseline (regime=tfidf: TF-IDF n-grams + "
+    "logistic regression) on the same dataset, by the noise rule: yes when its mean test accuracy is higher and the "
+    "two are apart, no when lower and apart, within noise otherwise; with a single seed on either side the report "
+    "cannot tell. In brackets: its mean test accuracy minus the baseline's. The baseline ignores the backbone, so "
+    "it is matched by dataset alone; where several tfidf configurations ran on a dataset, the best by mean "
+    "validation accuracy is the baseline. A configuration that does not beat it (no, within noise) is not yet "
+    "worth its compute."
+)
 SELECTION_RULE = (
     f"★ marks the best configuration per (dataset, backbone): the highest mean {SELECTION_METRIC} over its "
     "seeds (ties: fewer trainable parameters), chosen on validation so that its test accuracy stays an "
@@ -140,6 +151,31 @@ def compare(leader: ConfigGroup, other: ConfigGroup) -> Comparison:
         p_value = float(ttest_ind(a, b, equal_var=False).pvalue) if larger_std > 0 else None
     within = abs(difference) <= larger_std or (p_value is not None and p_value > P_THRESHOLD)
     return Comparison(leader, other, difference, larger_std, p_value, "within noise" if within else "apart")
+
+
+def baselines(groups: Iterable[ConfigGroup]) -> dict[str, ConfigGroup]:
+    """The tfidf configuration per dataset, the best by the selection rule where several ran."""
+    best: dict[str, ConfigGroup] = {}
+    for group in groups:
+        dataset = str(group.first.dataset)
+        if group.first.regime == BASELINE_REGIME and (dataset not in best or _group_rank(group) > _group_rank(best[dataset])):
+            best[dataset] = group
+    return best
+
+
+def beats_baseline(group: ConfigGroup, baseline: ConfigGroup | None) -> str | None:
+    """BASELINE_RULE's answer for one configuration: yes | within noise | no | cannot tell, single seed,
+    with the difference in brackets; "baseline" for the baseline itself; None without a baseline."""
+    if baseline is None:
+        return None
+    if group is baseline:
+        return "baseline"
+    c = compare(group, baseline)  # difference: this configuration minus the baseline
+    if c.larger_std is None:
+        verdict = "cannot tell, single seed"
+    else:
+        verdict = "within noise" if c.verdict == "within noise" else "yes" if c.difference > 0 else "no"
+    return f"{verdict} ({c.difference:+.4f})"
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -8,9 +8,13 @@ from pathlib import Path
 
 from lora_lab.report import plots
 from lora_lab.report.aggregate import (
+    BASELINE_REGIME,
+    BASELINE_RULE,
     NOISE_RULE,
     SELECTION_RULE,
     ConfigGroup,
+    baselines,
+    beats_baseline,
     best_groups,
     best_job,
     compare_regimes,
@@ -26,6 +30,8 @@ def compose(sweep_dir: Path, jobs: Sequence[Job], study: SweepStudy | None, fig_
     """The whole report for `jobs`; figures are written into fig_dir, beside the report files."""
     groups = config_groups(jobs)
     best_group = best_groups(groups)
+    baseline = baselines(groups)
+    beats = [beats_baseline(g, baseline.get(str(g.first.dataset))) for g in groups]
     best = {key: best_job(group) for key, group in best_group.items()}
     states = Counter(j.state for j in jobs)
     doc = Document(f"lora_lab report: {sweep_dir.name}")
@@ -47,9 +53,10 @@ def compose(sweep_dir: Path, jobs: Sequence[Job], study: SweepStudy | None, fig_
         Paragraph("Finished jobs whose effective configs differ only by seed form one configuration; "
                   "mean ± sample standard deviation (number of seeds). Duplicates, failed, pruned and running "
                   "jobs are left out."),
-        configs_table(groups, list(best_group.values())),
+        configs_table(groups, list(best_group.values()), beats),
     )
     _regimes(doc, groups)
+    _baseline(doc, groups, beats)
     _figures(doc, jobs, groups, study, fig_dir)
     doc.add(Heading("Best job per (dataset, backbone)"))
     if not best:
@@ -80,6 +87,28 @@ def _regimes(doc: Document, groups: Sequence[ConfigGroup]) -> None:
             f"{c.leader.label} (difference {c.difference:+.4f}, larger std {c.larger_std:.4f}"
             + (f", Welch p = {c.p_value:.3g}" if c.p_value is not None else "") + ")."
         ))
+
+
+def _baseline(doc: Document, groups: Sequence[ConfigGroup], beats: Sequence[str | None]) -> None:
+    """Which configurations do not beat the bag-of-words baseline beyond noise; which datasets lack one."""
+    doc.add(Heading("Against the bag-of-words baseline"))
+    datasets = list(dict.fromkeys(str(g.first.dataset) for g in groups))
+    if not datasets:
+        doc.add(Paragraph("No job finished: nothing to compare with a baseline."))
+        return
+    doc.add(Paragraph(BASELINE_RULE))
+    lacking = [d for d in datasets if not any(str(g.first.dataset) == d and b is not None for g, b in zip(groups, beats))]
+    if lacking:
+        doc.add(Paragraph(
+            f"No regime={BASELINE_REGIME} job on {', '.join(lacking)}: nothing says whether these fine-tunes beat a "
+            f"bag of words. Add regime={BASELINE_REGIME} to the sweep (a CPU fit of seconds to a minute), over the same seeds."
+        ))
+    short = [(g, b) for g, b in zip(groups, beats) if b is not None and b != "baseline" and not b.startswith("yes")]
+    if short:
+        doc.add(Paragraph("Not beating TF-IDF beyond noise: " + "; ".join(
+            f"{g.first.dataset} / {g.first.backbone} / {g.label}: {b}" for g, b in short) + "."))
+    elif len(lacking) < len(datasets):
+        doc.add(Paragraph("Every configuration beats TF-IDF beyond noise on the datasets that have the baseline."))
 
 
 def _figures(doc: Document, jobs: Sequence[Job], groups: Sequence[ConfigGroup], study: SweepStudy | None, fig_dir: Path) -> None:

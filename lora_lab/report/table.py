@@ -39,19 +39,22 @@ def jobs_table(jobs: Sequence[Job], best: set[str]) -> Table:
     return table
 
 
-def configs_table(groups: Sequence[ConfigGroup], best: Sequence[ConfigGroup]) -> Table:
-    """One row per config: its seeds aggregated as mean ± std (n)."""
+def configs_table(groups: Sequence[ConfigGroup], best: Sequence[ConfigGroup], beats: Sequence[str | None] = ()) -> Table:
+    """One row per config: its seeds aggregated as mean ± std (n); `beats`, per group, the answer to
+    "beats TF-IDF?" (aggregate.beats_baseline), a column only where some dataset has the baseline."""
+    baseline = any(b is not None for b in beats)
     table = Table("configurations", [
         Column("dataset"), Column("backbone"), Column("config"), Column("seeds"), Column("jobs"),
         Column(f"{REPORTED_METRIC} mean ± std (n)"), Column("test/f1_macro mean ± std (n)"),
         Column(f"{SELECTION_METRIC} mean ± std (n)"), Column("trainable params", ",.0f"), Column("train s (mean)", ".1f"),
-        Column("best"),
+        Column("best"), *[Column("beats TF-IDF?")] * baseline,
     ])
-    for g in groups:
+    for i, g in enumerate(groups):
         table.rows.append([
             g.first.dataset, g.first.backbone, g.label, ", ".join(str(j.seed) for j in g.jobs), ", ".join(j.name for j in g.jobs),
             g.summary(REPORTED_METRIC), g.summary("test/f1_macro"), g.summary(SELECTION_METRIC),
             g.mean("params/trainable"), g.mean("time/train_s"), BEST if any(g is b for b in best) else "",
+            *[beats[i]] * baseline,
         ])
     return table
 

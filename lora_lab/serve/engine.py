@@ -35,6 +35,7 @@ from torch import nn
 
 from lora_lab.config import cpu_has_native_bf16
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
+from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
 from lora_lab.models.backbones import Backbone
 from lora_lab.models.classifier import HEAD_FILE, Classifier, PooledClassifier, load_classifier, pool
@@ -55,7 +56,7 @@ class Base:
     key: str
     classifier: Classifier
     tokenizer: PreTrainedTokenizerBase
-    max_length: int
+    max_length: int  # probes and a merged model's traced graph; requests are cut by their model's Truncation
     heads: dict[str, nn.Module] = field(default_factory=dict)  # PEFT adapter id -> its own head
     mixable: set[str] = field(default_factory=set)  # adapter ids checked to mix exactly
     # A merged model alone: its frozen TorchScript graph (the eager classifier stays, for embeddings).
@@ -79,6 +80,11 @@ class Served:
     @property
     def id2label(self) -> dict[int, str]:
         return self.source.id2label
+
+    @property
+    def truncation(self) -> Truncation:
+        """How this model's training cut long texts; every request to it is cut the same way."""
+        return self.source.truncation or Truncation(self.base.max_length)
 
 
 def resolve_precision(precision: str, quantize: str) -> str:
@@ -163,7 +169,8 @@ class Engine:
         if self.quantize == "int8":
             classifier = quantize_int8(classifier)
         tokenizer = AutoTokenizer.from_pretrained(str(source.merged_dir))
-        base = Base(key, classifier, tokenizer, int(source.backbone.get("max_length", 512)))
+        length = source.truncation.max_length if source.truncation else int(source.backbone.get("max_length", 512))
+        base = Base(key, classifier, tokenizer, length)
         if self.precision != "bf16":  # a traced graph keeps its fp32 kernels: under bf16 it runs eager
             base.graph = traced_and_checked(classifier, lambda texts: self._batch(base, texts))
         return base
@@ -171,7 +178,7 @@ class Engine:
     @staticmethod
     def _batch(base: Base, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Texts -> a right-padded batch as this base's tokenizer and max_length make it."""
-        ids = base.tokenizer(list(texts), truncation=True, max_length=base.max_length)["input_ids"]
+        ids = Truncation(base.max_length).encode(base.tokenizer, texts)[0]
         return PadCollator(base.tokenizer.pad_token_id)([(row, 0) for row in ids])
 
     def _attach(self, base: Base, adapter_id: str, source: ModelSource) -> None:
@@ -227,21 +234,33 @@ class Engine:
             by_base.setdefault(self.models[row[2]].base.key, []).append(row)
         for key, base_rows in by_base.items():
             base = self.bases[key]
-            ids = [self.models[r[2]].adapter_id for r in base_rows]
-            logits = self._logits(base, ids, [r[3] for r in base_rows])
+            served = [self.models[r[2]] for r in base_rows]
+            logits = self._logits(base, [m.adapter_id for m in served], self._encode(base, served, [r[3] for r in base_rows]))
             for (i, j, _, _), row_logits in zip(base_rows, logits):
                 out[i][j] = row_logits.float().softmax(-1)
         return out
 
-    def _logits(self, base: Base, names: list[str | None], texts: list[str]) -> list[torch.Tensor]:
+    @staticmethod
+    def _encode(base: Base, models: list[Served], texts: list[str]) -> list[list[int]]:
+        """Each text's token ids, cut as its own model's training cut them (models may differ)."""
+        ids: list[list[int]] = [[] for _ in texts]
+        by_cut: dict[Truncation, list[int]] = {}
+        for i, model in enumerate(models):
+            by_cut.setdefault(model.truncation, []).append(i)
+        for cut, rows in by_cut.items():
+            for i, row in zip(rows, cut.encode(base.tokenizer, [texts[i] for i in rows])[0]):
+                ids[i] = row
+        return ids
+
+    def _logits(self, base: Base, names: list[str | None], ids: list[list[int]]) -> list[torch.Tensor]:
         """One logits row per text, through each text's own adapter id (None: the base is a merged model).
 
         Rows run in order of token length, SUB_BATCH at a time, each padded to its own longest row:
         Banking77's texts run from 2 to 80 tokens, and one padded batch of 32 random ones took
         169 ms against 154 ms as two sorted halves (MiniLM, this 2-core CPU, median of 8).
         """
-        result: list[torch.Tensor | None] = [None] * len(texts)
-        for rows, batch in self._length_batches(base, texts, SUB_BATCH):
+        result: list[torch.Tensor | None] = [None] * len(ids)
+        for rows, batch in self._length_batches(base, ids, SUB_BATCH):
             with self._autocast():
                 logits = self._forward(base, batch, [names[i] for i in rows])
             for i, row in zip(rows, logits):
@@ -249,10 +268,9 @@ class Engine:
         return result
 
     @staticmethod
-    def _length_batches(base: Base, texts: Sequence[str], size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        """(row indices, padded batch) of `texts`, `size` rows at a time in order of token length (the
+    def _length_batches(base: Base, ids: list[list[int]], size: int) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+        """(row indices, padded batch) of token ids, `size` rows at a time in order of length (the
         evaluation loaders' and Predictor's LengthGroupedBatchSampler), each padded to its own longest row."""
-        ids = base.tokenizer(list(texts), truncation=True, max_length=base.max_length)["input_ids"]
         collate = PadCollator(base.tokenizer.pad_token_id)
         for rows in LengthGroupedBatchSampler([len(row) for row in ids], size, shuffle=False):
             yield rows, collate([(ids[i], 0) for i in rows])
@@ -298,7 +316,7 @@ class Engine:
         if not isinstance(base.classifier, PooledClassifier):
             raise ConfigError(f"model {name!r} has HF's stock head and no pooled embedding to search by")
         out = torch.empty(len(texts), base.classifier.transformer.config.hidden_size)
-        for rows, batch in self._length_batches(base, texts, batch_size):
+        for rows, batch in self._length_batches(base, served.truncation.encode(base.tokenizer, texts)[0], batch_size):
             with self._autocast():
                 if base.peft is None:
                     vectors = base.classifier.embed(batch["input_ids"], batch["attention_mask"])

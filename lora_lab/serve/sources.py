@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 import lora_lab.config  # noqa: F401  (registers the resolvers a job's saved config uses)
 from lora_lab.artifacts import modified_at, pickled_weights, read_json
 from lora_lab.errors import ConfigError
+from lora_lab.data.truncation import Truncation
 from lora_lab.export.bundle import EXPORT_FILE
 
 
@@ -34,6 +35,7 @@ class ModelSource:
     merged_dir: Path | None
     fingerprint: str | None = None  # the base's, as recorded by an export (a job dir: computed on load)
     dataset: DictConfig | None = None  # the training data's Source config: /v1/similar's index
+    truncation: Truncation | None = None  # how training cut long texts: the server cuts them alike
     info: dict[str, Any] = field(default_factory=dict)  # rank, test metrics, trained_at: GET /v1/adapters
 
     @property
@@ -74,6 +76,9 @@ def _from_job(run_dir: Path) -> ModelSource:
     }
     source = _checked(run_dir, cfg.backbone, int(cfg.seed), regime.name, info)
     source.dataset = _resolved(cfg.dataset)
+    length = cfg.data.get("max_length")  # jobs from before data/truncation: a number, cut at the head
+    source.truncation = Truncation.from_record(metrics.get("data/truncation"),
+                                               length if isinstance(length, int) else cfg.backbone.max_length)
     return source
 
 
@@ -93,6 +98,7 @@ def _from_export(export_dir: Path) -> ModelSource:
     except KeyError as err:
         raise ConfigError(f"{export_dir / EXPORT_FILE}: no {err} entry; re-export the job with python -m lora_lab.export") from err
     source.dataset = OmegaConf.create(meta["dataset_config"]) if meta.get("dataset_config") else None
+    source.truncation = Truncation.from_record(meta.get("truncation"), int(meta.get("max_length") or 512))
     return source
 
 

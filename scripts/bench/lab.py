@@ -48,7 +48,7 @@ def write_rows(overrides: list[str], path: Path) -> dict:
     rows = {
         "overrides": list(overrides),
         "seed": int(cfg.seed),
-        "max_length": int(cfg.data.max_length),
+        "max_length": int(datamodule.max_length),  # data.max_length=auto resolved on the training texts
         "eval_batch_size": int(cfg.data.eval_batch_size),
         "model_path": str(backbone.pretrained),
         **{name: {"texts": datamodule.splits[name].texts, "labels": datamodule.splits[name].labels} for name in ROWS_SPLITS},

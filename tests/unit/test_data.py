@@ -171,7 +171,7 @@ def test_datamodule_fixes_labels_from_train_and_pads_with_the_tokenizer(backbone
     assert dm.labels == sorted(set(dm.splits["train"].labels))
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape[0] == cfg.data.batch_size
-    assert batch["input_ids"].shape[1] <= cfg.data.max_length
+    assert batch["input_ids"].shape[1] <= dm.max_length <= cfg.data.max_length_cap  # data.max_length=auto, resolved
     assert bb.tokenizer.pad_token_id is not None
     pads = batch["input_ids"][batch["attention_mask"] == 0]
     assert (pads == bb.tokenizer.pad_token_id).all()

@@ -116,7 +116,8 @@ def test_long_texts_are_truncated_and_the_share_reported(tiny_cfg):
     dm.setup("fit")
     assert max(dm.tokenized["train"].lengths) == 16
     assert 0.5 < dm.truncated["train"] <= 1.0  # sales notes run 8-60 words
-    assert any("truncated to max_length=16" in p for p in dm.problems)
+    assert any("longer than max_length=16 tokens: each keeps the first 16 tokens" in p for p in dm.problems)
+    assert max(dm.full_lengths["train"]) > 16  # the real lengths are kept beside the cut ids
 
 
 def test_tokenized_splits_come_from_the_cache_on_the_second_job(tiny_cfg, tmp_path: Path, monkeypatch):

@@ -35,14 +35,15 @@ def _texts() -> list[str]:
 
 
 def _reference(merged_dir: Path, texts: list[str]) -> list[str]:
-    """One text per forward, no padding, no sorting: what the Predictor's batching must not change."""
+    """One text per forward, no padding, no sorting: what the Predictor's batching must not change.
+    Each text cut as the job cut it (merged/truncation.json: its data.max_length=auto, resolved)."""
     predictor = Predictor(merged_dir, trace=False)
     classifier = load_classifier(merged_dir).eval()
     out = []
     with torch.inference_mode():
         for text in texts:
-            enc = predictor.tokenizer(text, return_tensors="pt")
-            out.append(classifier.id2label[int(classifier(enc["input_ids"], enc["attention_mask"]).argmax(-1))])
+            ids = torch.tensor(predictor.cut.encode(predictor.tokenizer, [text])[0])
+            out.append(classifier.id2label[int(classifier(ids, torch.ones_like(ids)).argmax(-1))])
     return out
 
 
