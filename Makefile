@@ -69,10 +69,14 @@ bench-serve: install ## Load-test the server on loopback (batching, mixed adapte
 bench-storage: install ## Per-trial cost of SQLite, journal and PostgreSQL studies with 3 workers (PostgreSQL from the test fixture; a minute)
 	$(PY) scripts/bench_storage.py $(ARGS)
 
-bench-long: install ## Long reviews (multi_domain_sentiment): head-128 vs max_length=auto vs head_tail, beside TF-IDF (about an hour)
+bench-long: install ## Long reviews (multi_domain_sentiment): head-128, max_length=auto, head_tail, tail and chunk beside TF-IDF (about 3.5 h); ARGS="--modes chunk"
 	$(PY) scripts/bench_long_texts.py $(ARGS)
+
+bench-fewshot: install ## regime=contrastive vs SetFit on lora_lab's few-shot rows: FPB 8 & 16 shots, Banking77 8, seeds 1-3 (about 2 h); ARGS="--settings fpb8"
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) scripts/bench_fewshot.py $(ARGS)
 
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long clean
+.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long bench-fewshot clean

@@ -108,6 +108,13 @@ def register_resolvers() -> None:
 register_resolvers()
 
 
+# Regimes that read a text as one row, so windows have no meaning for them (why, in the error).
+WHOLE_ROW_REGIMES = {
+    "tfidf": "reads each whole text as characters already (max_length counts characters)",
+    "contrastive": "trains its body on pairs of whole rows, and its pair loop has no windows",
+}
+
+
 def validate(cfg: DictConfig) -> None:
     """Fail before any model loads: each check names the offending key and how to fix it."""
     if not isinstance(cfg.rank, int) or cfg.rank < 1:
@@ -121,7 +128,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"data.max_length={length!r}: a positive number of tokens, or auto (covers 95% of the training texts)")
     # The mode and head_tokens, checked as the DataModule will use them (head_tokens against a fixed length).
     Truncation(length if isinstance(length, int) else cfg.data.max_length_cap, cfg.data.truncation,
-               cfg.data.head_tokens)
+               cfg.data.head_tokens, cfg.data.get("long_text", "truncate"), cfg.data.get("max_chunks", 4))
+    if cfg.data.get("long_text") == "chunk" and cfg.regime.name in WHOLE_ROW_REGIMES:
+        raise ConfigError(f"data.long_text=chunk: regime={cfg.regime.name} {WHOLE_ROW_REGIMES[cfg.regime.name]}; "
+                          "use data.long_text=truncate (the default) with it")
     fractions = (cfg.dataset.get("val_fraction", 0.0), cfg.dataset.get("test_fraction", 0.0))
     if any(f < 0 or f >= 1 for f in fractions) or sum(fractions) >= 1:
         raise ConfigError(

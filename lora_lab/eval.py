@@ -56,6 +56,9 @@ def evaluate(
         # One process, whatever trained the job: a DDP trainer (trainer=ddp_cpu) would re-run this command.
         job_cfg.trainer.strategy, job_cfg.trainer.devices = "auto", 1
         job_cfg.logger = {}
+        # The length the job resolved (data.max_length=auto): a file of new rows is cut as training cut.
+        if isinstance(resolved := read_json(saved_path).get("data/max_length"), int):
+            job_cfg.data.max_length = resolved
         if data_file is not None and job_cfg.module.get("class_weights") == "inverse_frequency":
             job_cfg.module.class_weights = None  # fitted on the job's training rows, not loaded here: file/loss is unweighted
     job = build_job(job_cfg, trained=run_dir, load=load)
@@ -123,7 +126,7 @@ def serve_as_test(job: Any, split: str, data_file: Path | None, text_column: str
         source = LabelledFile(data_file, dm.labels, text_column, label_column)
         dm = job.datamodule = TextClassificationDataModule(
             source, job.tokenizer, eval_batch_size=dm.eval_batch_size, max_length=dm.max_length, labels=dm.labels,
-            truncation=dm.truncation_mode, head_tokens=dm.head_tokens,
+            **dm.cut_settings,
         )
     dm.setup("test")
     if data_file is None and split != "test":

@@ -14,12 +14,42 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
-class TokenizedSplit(Dataset):
-    """Token ids (unpadded) and label ids of one split, tokenized once up front."""
+# A text's token ids: one row, or (data.long_text=chunk) a list of windows, each a row.
+Row = list[int] | list[list[int]]
 
-    def __init__(self, input_ids: list[list[int]], labels: list[int]):
+
+def windows_of(row: Row) -> list[list[int]]:
+    """A text's rows: its windows when chunked, else its one row."""
+    return row if row and isinstance(row[0], list) else [row]
+
+
+def flatten_windows(rows: Sequence[Row]) -> tuple[list[list[int]], list[int]]:
+    """Every text's windows in one list, and for each window the index of its text."""
+    flat, owner = [], []
+    for i, row in enumerate(rows):
+        for window in windows_of(row):
+            flat.append(window)
+            owner.append(i)
+    return flat, owner
+
+
+def average_windows(values: torch.Tensor, owner: torch.Tensor, n_texts: int) -> torch.Tensor:
+    """(windows, k) -> (n_texts, k): each text's mean over its windows (owner[w] = text of window w).
+
+    Logits of a linear head average exactly as the embeddings they come from: mean_w (W e_w + b) =
+    W mean_w(e_w) + b."""
+    counts = torch.bincount(owner, minlength=n_texts).clamp(min=1).to(values.dtype)
+    sums = torch.zeros(n_texts, values.shape[1], dtype=values.dtype, device=values.device).index_add_(0, owner, values)
+    return sums / counts.unsqueeze(1)
+
+
+class TokenizedSplit(Dataset):
+    """Token ids (unpadded) and label ids of one split, tokenized once up front. A row of a chunked
+    split is a list of windows; its length (what batches group by) is its tokens over all windows."""
+
+    def __init__(self, input_ids: list[Row], labels: list[int]):
         self.input_ids, self.labels = input_ids, labels
-        self.lengths = [len(ids) for ids in input_ids]
+        self.lengths = [sum(len(w) for w in windows_of(ids)) for ids in input_ids]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -29,20 +59,27 @@ class TokenizedSplit(Dataset):
 
 
 class PadCollator:
-    """Pads a batch to its longest row (right padding) and builds the attention mask."""
+    """Pads a batch to its longest row (right padding) and builds the attention mask.
+
+    Chunked texts (rows that are lists of windows) become one row per window, with `text_index`
+    naming each window's text; `labels` stays one per text (see average_windows)."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
-    def __call__(self, rows: Sequence[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (ids, _) in enumerate(rows):
+    def __call__(self, rows: Sequence[tuple[Row, int]]) -> dict[str, torch.Tensor]:
+        windows, owner = flatten_windows([ids for ids, _ in rows])
+        width = max(len(ids) for ids in windows)
+        input_ids = torch.full((len(windows), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
+        for i, ids in enumerate(windows):
             input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention_mask[i, : len(ids)] = 1
         labels = torch.tensor([label for _, label in rows], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if len(windows) != len(rows):  # some text has several windows (one each: the rows as they are)
+            batch["text_index"] = torch.tensor(owner, dtype=torch.long)
+        return batch
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):

@@ -43,17 +43,19 @@ class TextClassificationDataModule(pl.LightningDataModule):
         max_length_cap: int = 512,
         truncation: str = "head",
         head_tokens: int | None = None,
+        long_text: str = "truncate",
+        max_chunks: int = 4,
     ):
+        """max_length, truncation, head_tokens, long_text, max_chunks: how long texts become token
+        ids (data/truncation.py); config.validate checks them before any model loads."""
         super().__init__()
         self.source, self.tokenizer = source, tokenizer
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        if max_length != AUTO and not (isinstance(max_length, int) and max_length > 0):
-            raise ConfigError(f"data.max_length={max_length!r}: a positive number of tokens, or auto")
-        # The requested length ("auto" or a number); `max_length` is the resolved one after setup().
+        # The requested length ("auto" or a number); `max_length` is the resolved one, set by setup().
         self.length_spec, self.max_length_cap = max_length, max_length_cap
-        self.max_length: int = max_length if isinstance(max_length, int) else max_length_cap
-        self.truncation_mode, self.head_tokens = truncation, head_tokens
-        Truncation(self.max_length, truncation, head_tokens if isinstance(max_length, int) else None)  # checks mode early
+        self.max_length: int | None = max_length if isinstance(max_length, int) else None
+        # The constructor's own arguments, so a datamodule for other rows (lora_lab.eval's file) cuts alike.
+        self.cut_settings = {"truncation": truncation, "head_tokens": head_tokens, "long_text": long_text, "max_chunks": max_chunks}
         self.group_by_length, self.seed = group_by_length, seed
         self.labels: list[str] | None = list(labels) if labels is not None else None
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
@@ -69,7 +71,12 @@ class TextClassificationDataModule(pl.LightningDataModule):
     @property
     def truncation(self) -> Truncation:
         """How this job's texts are cut to max_length (resolved by setup() when it is auto)."""
-        return Truncation(self.max_length, self.truncation_mode, self.head_tokens)
+        assert self.max_length is not None, "call setup() first: data.max_length=auto reads the training texts"
+        return self._cutter(self.max_length)
+
+    def _cutter(self, max_length: int) -> Truncation:
+        c = self.cut_settings
+        return Truncation(max_length, c["truncation"], c["head_tokens"], c["long_text"], c["max_chunks"])
 
     def setup(self, stage: str | None = None) -> None:
         """Load, validate, tokenize: from the cache when this source + tokenizer + max_length was seen."""
@@ -123,21 +130,22 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
     def length_key(self) -> dict:
         """What decides the token ids besides source and tokenizer: the cache key's length part."""
-        return {"max_length": self.length_spec, "cap": self.max_length_cap, "truncation": self.truncation_mode,
-                "head_tokens": self.head_tokens}
+        return {"max_length": self.length_spec, "cap": self.max_length_cap, **self.cut_settings}
 
     def _build_entry(self) -> dict:
         """Rows and token ids of every split, each text's untruncated length, the share truncated."""
         splits = self.source.load()
+        # Each text tokenized once, untruncated: its real length, then the cut (auto reads the lengths first).
+        full_ids = {name: self.tokenizer(split.texts, verbose=False)["input_ids"] for name, split in splits.items()}
+        full = {name: [len(row) for row in rows] for name, rows in full_ids.items()}
         max_length = self.max_length
-        if self.length_spec == AUTO:
-            lengths = [len(row) for row in self.tokenizer(splits["train"].texts, verbose=False)["input_ids"]]
-            max_length = auto_length(lengths, self.max_length_cap)
+        if max_length is None:
+            max_length = auto_length(full["train"], self.max_length_cap)
             log.info("data.max_length=auto: %d tokens (95%% of the training texts fit; cap %d)", max_length, self.max_length_cap)
-        cutter = Truncation(max_length, self.truncation_mode, self.head_tokens)
-        out, truncated, full, problems = {}, {}, {}, list(self.source.report.problems)
+        cutter = self._cutter(max_length)
+        out, truncated, problems = {}, {}, list(self.source.report.problems)
         for name, split in splits.items():
-            ids, full[name] = cutter.encode(self.tokenizer, split.texts)
+            ids = cutter.cut(self.tokenizer, full_ids[name])
             n_long = sum(n > max_length for n in full[name])
             if n_long:
                 problems.append(f"{name}: {n_long} of {len(ids)} texts ({n_long / len(ids):.1%}) longer than "

@@ -145,10 +145,10 @@ def limits_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict[s
         f"- One training run (seed {meta['seed']}): another seed moves the scores too.",
         f"- Every text gets one of its {labels} labels; there is no \"none of these\" answer, so out-of-scope "
         "texts are still labelled. Use the probability as a signal, and route low-confidence texts to a person.",
-        f"- Texts longer than {meta['max_length']} tokens are truncated: the model reads {cut_words(meta)} "
+        f"- Texts longer than {meta['max_length']} tokens are {cut_verb(meta)}: the model reads {cut_words(meta)} "
         f"({100 * metrics.get('data/truncated_share', {}).get('train', 0.0):.0f}% of the training texts were)."
         if "data/truncated_share" in metrics else
-        f"- Texts longer than {meta['max_length']} tokens are truncated: the model reads {cut_words(meta)}.",
+        f"- Texts longer than {meta['max_length']} tokens are {cut_verb(meta)}: the model reads {cut_words(meta)}.",
     ]
     if language == "en":
         lines.append("- English only: the base model was pretrained on English text.")
@@ -201,6 +201,11 @@ def provenance_section(provenance: dict[str, Any] | None) -> str:
 def cut_words(meta: dict[str, Any]) -> str:
     """What a long text keeps, in words (exports from before truncation modes: its start)."""
     return Truncation.from_record(meta.get("truncation"), int(meta["max_length"])).describe()
+
+
+def cut_verb(meta: dict[str, Any]) -> str:
+    """What happens to a long text: split into windows (data.long_text=chunk) or truncated."""
+    return "split" if Truncation.from_record(meta.get("truncation"), int(meta["max_length"])).chunked else "truncated"
 
 
 def rank_words(meta: dict[str, Any]) -> str:

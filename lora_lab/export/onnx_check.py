@@ -19,6 +19,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from lora_lab.artifacts import write_json
+from lora_lab.data.batching import average_windows
 from lora_lab.data.datamodule import TextClassificationDataModule
 from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
@@ -67,8 +68,13 @@ def compare_on_test(path: Path, classifier: Classifier, datamodule: TextClassifi
     torch_logits, onnx_logits, labels = [], [], []
     with torch.inference_mode():
         for batch in datamodule.test_dataloader():
-            torch_logits.append(classifier(batch["input_ids"], batch["attention_mask"]).numpy())
-            onnx_logits.append(session.run(["logits"], {name: batch[name].numpy() for name in INPUTS})[0])
+            pt_rows = classifier(batch["input_ids"], batch["attention_mask"])
+            ox_rows = torch.from_numpy(session.run(["logits"], {name: batch[name].numpy() for name in INPUTS})[0])
+            if "text_index" in batch:  # data.long_text=chunk: a text's logits are its windows' mean, on both sides
+                n = batch["labels"].numel()
+                pt_rows, ox_rows = (average_windows(rows, batch["text_index"], n) for rows in (pt_rows, ox_rows))
+            torch_logits.append(pt_rows.numpy())
+            onnx_logits.append(ox_rows.numpy())
             labels.append(batch["labels"].numpy())
     pt, ox, y = np.concatenate(torch_logits), np.concatenate(onnx_logits), np.concatenate(labels)
     same = pt.argmax(1) == ox.argmax(1)

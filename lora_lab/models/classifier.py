@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
@@ -100,11 +101,14 @@ class PooledClassifier(Classifier):
     peft_task_type = "FEATURE_EXTRACTION"
     external_head = True
 
-    def __init__(self, encoder: nn.Module, id2label: dict[int, str], pooling: str = "mean", dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, id2label: dict[int, str], pooling: str = "mean", dropout: float = 0.1,
+                 normalize: bool = False):
+        """normalize: the head reads unit-length embeddings (sentence-transformers' Normalize module,
+        which all-MiniLM-L6-v2 ends with); the fitted-head regimes set it (regime.normalize)."""
         super().__init__(encoder, id2label)
         if pooling not in ("mean", "last"):
             raise ValueError(f"pooling={pooling!r}: PooledClassifier pools by mean or last (cls uses HF's stock head)")
-        self.pooling, self.dropout_p = pooling, dropout
+        self.pooling, self.dropout_p, self.normalize = pooling, dropout, normalize
         self.classifier_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder.config.hidden_size, len(id2label)))
 
     def head(self) -> nn.ModuleDict:
@@ -114,14 +118,21 @@ class PooledClassifier(Classifier):
         return name.startswith("classifier_head.")
 
     def spec(self) -> dict:
-        return {**super().spec(), "pooling": self.pooling, "dropout": self.dropout_p}
+        return {**super().spec(), "pooling": self.pooling, "dropout": self.dropout_p, "normalize": self.normalize}
+
+    def load_head(self, in_dir: Path) -> None:
+        """The head's weights, and whether it reads unit-length embeddings (its saved spec says)."""
+        super().load_head(in_dir)
+        if (in_dir / SPEC_FILE).is_file():
+            self.normalize = bool(json.loads((in_dir / SPEC_FILE).read_text()).get("normalize", False))
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if (virtual := hidden.size(1) - attention_mask.size(1)) > 0:
             # Prompt tuning prepended `virtual` tokens that every row attends to: pool them too.
             attention_mask = torch.cat([attention_mask.new_ones(attention_mask.size(0), virtual), attention_mask], 1)
-        return pool(hidden, attention_mask, self.pooling)
+        pooled = pool(hidden, attention_mask, self.pooling)
+        return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classifier_head(self.embed(input_ids, attention_mask))
@@ -129,6 +140,13 @@ class PooledClassifier(Classifier):
     def save_merged(self, out_dir: Path, tokenizer: PreTrainedTokenizerBase) -> None:
         super().save_merged(out_dir, tokenizer)
         self.save_head(out_dir)
+
+
+class UnitLength(nn.Module):
+    """x / |x| over the last dim: a served adapter's head input when its regime set normalize."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:

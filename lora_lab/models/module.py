@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torchmetrics import MaxMetric
 from transformers import get_scheduler
 
+from lora_lab.data.batching import average_windows
 from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.head_init import check_head_init, init_head
@@ -102,6 +103,8 @@ class ClassifierModule(pl.LightningModule):
 
     def _loss_and_logits(self, batch: dict[str, torch.Tensor], smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"]).float()
+        if "text_index" in batch:  # data.long_text=chunk: a row per window; a text's logits are their mean
+            logits = average_windows(logits, batch["text_index"], batch["labels"].numel())
         loss = F.cross_entropy(logits, batch["labels"], weight=self.loss_weights, label_smoothing=smoothing)
         return loss, logits
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
+from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, average_windows, flatten_windows
 from lora_lab.data.truncation import Truncation
 from lora_lab.models.classifier import Classifier, load_classifier
 
@@ -92,9 +92,11 @@ class Predictor:
         sort_by_length: bool = True,
         truncation: str | None = None,
         head_tokens: int | None = None,
+        long_text: str | None = None,
     ):
-        """max_length, truncation, head_tokens: None reads merged/truncation.json, written by the job
-        (its data.max_length resolved, its head|tail|head_tail cut); without it, the head to 512."""
+        """max_length, truncation, head_tokens, long_text: None reads merged/truncation.json, written
+        by the job (its data.max_length resolved, its head|tail|head_tail cut, or its windows when it
+        trained with data.long_text=chunk); without it, the head to 512."""
         if quantize not in QUANTIZE:
             raise ValueError(f"quantize={quantize!r}: choose one of {QUANTIZE}")
         if batch_size < 1:
@@ -108,7 +110,8 @@ class Predictor:
         self.collate = PadCollator(self.tokenizer.pad_token_id)
         saved = Truncation.load(model_dir)
         self.cut = Truncation(max_length or saved.max_length, truncation or saved.mode,
-                              head_tokens if head_tokens is not None or truncation else saved.head_tokens)
+                              head_tokens if head_tokens is not None or truncation else saved.head_tokens,
+                              long_text or saved.long_text, saved.max_chunks)
         self.quantize, self.trace, self.batch_size, self.max_length = quantize, trace, batch_size, self.cut.max_length
         self.sort_by_length = sort_by_length
         if quantize == "int8":
@@ -116,7 +119,8 @@ class Predictor:
         self.classifier = self._traced(eager) if trace else eager
 
     def _batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        ids = self.cut.encode(self.tokenizer, texts)[0]
+        """A padded batch of short texts (tracing and its check: one window each)."""
+        ids = Truncation(self.cut.max_length, self.cut.mode, self.cut.head_tokens).encode(self.tokenizer, texts)[0]
         return self.collate([(row, 0) for row in ids])
 
     def _traced(self, eager: nn.Module) -> torch.jit.ScriptModule:
@@ -125,16 +129,19 @@ class Predictor:
     @torch.inference_mode()
     def predict_ids(self, texts: Sequence[str]) -> list[int]:
         """Label ids for `texts`, in their order."""
-        ids = self.cut.encode(self.tokenizer, texts)[0]
+        return self.logits(texts).argmax(-1).tolist()
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), labels) logits; a chunked model's are the mean over each text's windows."""
+        windows, owner = flatten_windows(self.cut.encode(self.tokenizer, texts)[0])
         # The evaluation loaders' batching: sorted by length (group) or in order, never shuffled.
-        batches = LengthGroupedBatchSampler([len(row) for row in ids], self.batch_size, shuffle=False, group=self.sort_by_length)
-        preds = [0] * len(ids)
+        batches = LengthGroupedBatchSampler([len(w) for w in windows], self.batch_size, shuffle=False, group=self.sort_by_length)
+        out = torch.empty(len(windows), len(self.id2label))
         for rows in batches:
-            batch = self.collate([(ids[i], 0) for i in rows])
-            logits = self.classifier(batch["input_ids"], batch["attention_mask"])
-            for i, pred in zip(rows, logits.argmax(-1).tolist()):
-                preds[i] = pred
-        return preds
+            batch = self.collate([(windows[i], 0) for i in rows])
+            out[torch.tensor(rows)] = self.classifier(batch["input_ids"], batch["attention_mask"]).float()
+        return average_windows(out, torch.tensor(owner), len(texts)) if len(windows) > len(texts) else out
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """Labels for `texts`, in their order."""
@@ -142,6 +149,8 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_one(self, text: str) -> str:
-        """The label of one text: no sorting or collating."""
+        """The label of one text: no sorting or collating (a chunked model's windows do need a batch)."""
+        if self.cut.chunked:
+            return self.predict([text])[0]
         ids = torch.tensor(self.cut.encode(self.tokenizer, [text])[0])
         return self.id2label[int(self.classifier(ids, torch.ones_like(ids)).argmax(-1))]

@@ -36,6 +36,7 @@ class FewShot(HeadOnly):
         max_iter: int = 1000,
         seed: int = 0,
         head_learning_rate: float | None = None,
+        normalize: bool = True,
     ):
         super().__init__(name, learning_rate, head_learning_rate)
         if method not in METHODS:
@@ -43,10 +44,11 @@ class FewShot(HeadOnly):
         if metric not in PROTOTYPE_METRICS:
             raise ConfigError(f"regime.metric={metric!r}: choose one of {PROTOTYPE_METRICS}")
         self.method, self.metric, self.scale = method, metric, scale
-        self.C, self.max_iter, self.seed = C, max_iter, seed
+        self.C, self.max_iter, self.seed, self.normalize = C, max_iter, seed, normalize
 
     def apply(self, classifier: Classifier) -> None:
         require_embeddings(classifier, self.name)
+        classifier.normalize = self.normalize  # the head is fitted on, and reads, unit-length embeddings
         super().apply(classifier)  # frozen body; the head is what the labelled rows fit
 
     def fit_head(self, x: torch.Tensor, y: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,12 +33,13 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from torch import nn
 
+from lora_lab.artifacts import read_json
 from lora_lab.config import cpu_has_native_bf16
-from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
+from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, Row, average_windows, flatten_windows
 from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
 from lora_lab.models.backbones import Backbone
-from lora_lab.models.classifier import HEAD_FILE, Classifier, PooledClassifier, load_classifier, pool
+from lora_lab.models.classifier import HEAD_FILE, SPEC_FILE, Classifier, PooledClassifier, UnitLength, load_classifier, pool
 from lora_lab.models.predictor import quantize_int8, traced_and_checked
 from lora_lab.serve.sources import ModelSource
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -188,6 +189,9 @@ class Engine:
         state = load_file(str(source.adapter_dir / HEAD_FILE))
         # PooledClassifier saves head() = {"classifier_head": Sequential(Dropout, Linear)}.
         head.load_state_dict({"weight": state["classifier_head.1.weight"], "bias": state["classifier_head.1.bias"]})
+        spec_file = source.adapter_dir / SPEC_FILE
+        if spec_file.is_file() and read_json(spec_file).get("normalize"):
+            head = nn.Sequential(UnitLength(), head)  # its head was fitted on unit-length embeddings (regime.normalize)
         if base.peft is None:
             base.classifier.transformer = PeftModel.from_pretrained(
                 base.classifier.transformer, str(source.adapter_dir), adapter_name=adapter_id, is_trainable=False
@@ -235,15 +239,21 @@ class Engine:
         for key, base_rows in by_base.items():
             base = self.bases[key]
             served = [self.models[r[2]] for r in base_rows]
-            logits = self._logits(base, [m.adapter_id for m in served], self._encode(base, served, [r[3] for r in base_rows]))
-            for (i, j, _, _), row_logits in zip(base_rows, logits):
-                out[i][j] = row_logits.float().softmax(-1)
+            # A chunked model's text is several windows: each runs as a row, their logits are averaged.
+            windows, owner = flatten_windows(self._encode(base, served, [r[3] for r in base_rows]))
+            logits = self._logits(base, [served[t].adapter_id for t in owner], windows)
+            # Row by row: models sharing a base may have different label counts.
+            per_text: list[list[torch.Tensor]] = [[] for _ in base_rows]
+            for t, row_logits in zip(owner, logits):
+                per_text[t].append(row_logits.float())
+            for (i, j, _, _), rows in zip(base_rows, per_text):
+                out[i][j] = torch.stack(rows).mean(0).softmax(-1)
         return out
 
     @staticmethod
-    def _encode(base: Base, models: list[Served], texts: list[str]) -> list[list[int]]:
-        """Each text's token ids, cut as its own model's training cut them (models may differ)."""
-        ids: list[list[int]] = [[] for _ in texts]
+    def _encode(base: Base, models: list[Served], texts: list[str]) -> list[Row]:
+        """Each text's token ids, cut (or cut into windows) as its own model's training did (models may differ)."""
+        ids: list[Row] = [[] for _ in texts]
         by_cut: dict[Truncation, list[int]] = {}
         for i, model in enumerate(models):
             by_cut.setdefault(model.truncation, []).append(i)
@@ -315,15 +325,18 @@ class Engine:
         base = served.base
         if not isinstance(base.classifier, PooledClassifier):
             raise ConfigError(f"model {name!r} has HF's stock head and no pooled embedding to search by")
-        out = torch.empty(len(texts), base.classifier.transformer.config.hidden_size)
-        for rows, batch in self._length_batches(base, served.truncation.encode(base.tokenizer, texts)[0], batch_size):
+        windows, owner = flatten_windows(served.truncation.encode(base.tokenizer, texts)[0])
+        out = torch.empty(len(windows), base.classifier.transformer.config.hidden_size)
+        for rows, batch in self._length_batches(base, windows, batch_size):
             with self._autocast():
                 if base.peft is None:
                     vectors = base.classifier.embed(batch["input_ids"], batch["attention_mask"])
                 else:
                     vectors = self._embed(base, batch, [served.adapter_id] * len(rows))
-            out[rows] = torch.nn.functional.normalize(vectors.float(), dim=-1)
-        return out
+            out[rows] = vectors.float()
+        if len(windows) > len(texts):  # a chunked model's text: the mean of its windows, as its head reads it
+            out = average_windows(out, torch.tensor(owner), len(texts))
+        return torch.nn.functional.normalize(out, dim=-1)
 
     def _mixes_exactly(self, base: Base, name: str) -> bool:
         """Whether a batch mixing adapter `name` with another of the base's gives each its own embedding."""

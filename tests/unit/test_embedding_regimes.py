@@ -181,6 +181,37 @@ def test_contrastive_trains_the_body_it_claims_and_fits_the_head(tiny_job, body:
         assert changed - head and changed - head <= trainable  # base weights never move under LoRA
         assert any("lora_B" in n for n in changed)  # B starts at zero: moving it is what changes the encoder
     assert len(regime.loss_history) == 1 and torch.isfinite(torch.tensor(regime.loss_history)).all()
+    # regime.normalize (the default): the head was fitted on, and reads, unit-length embeddings.
+    x, y = embed_split(classifier, dm)
+    torch.testing.assert_close(x.norm(dim=1), torch.ones(len(x)))
+    weight, bias = logistic_regression_head(x, y, LABELS, regime.C, regime.max_iter, regime.seed)
+    torch.testing.assert_close(head_linear(classifier).weight, weight)
+    torch.testing.assert_close(head_linear(classifier).bias, bias)
+
+
+def test_contrastive_without_normalize_fits_the_head_on_raw_embeddings(tiny_job):
+    classifier, regime, dm = _prepared(tiny_job, "regime=contrastive", "regime.normalize=false", "regime.num_iterations=1", *SHOTS)
+    regime.prepare(classifier, dm)
+    x, _ = embed_split(classifier, dm)
+    assert not classifier.normalize and (x.norm(dim=1) - 1).abs().max() > 0.1
+
+
+def test_a_served_contrastive_adapter_reads_unit_embeddings_as_its_merged_model_does(tiny_cfg):
+    from lora_lab.models.predictor import Predictor
+    from lora_lab.serve.engine import Engine
+    from lora_lab.serve.sources import resolve_source
+
+    cfg = tiny_cfg("regime=contrastive", "regime.body=lora", "regime.num_iterations=1", "regime.learning_rate=1e-3", *SHOTS)
+    run_dir = Path(cfg.paths.output_dir)
+    save_hydra_config(cfg, run_dir)
+    fit_and_test(cfg, run_dir)
+    texts = ["need 40 more boxes asap", "the invoice is wrong again", "can we move the demo to friday"]
+    want = Predictor(run_dir / "merged", trace=False).logits(texts).softmax(-1)
+    engine = Engine()
+    served = engine.load("contrastive", resolve_source(run_dir))
+    assert served.adapter_id is not None  # through the shared base and PEFT, not the merged copy
+    (got,) = engine.predict([("contrastive", texts)])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
 def test_pair_sampler_draws_positives_within_and_negatives_across_labels_reproducibly():
