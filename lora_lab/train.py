@@ -7,6 +7,7 @@ at once; the job's libraries (torch, lightning, transformers, peft) load when a 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -77,15 +78,26 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         if job.regime.trains_by_gradient and not job.selects_best_epoch:
             log.warning("No ModelCheckpoint monitoring a metric: testing the last epoch, not the best one.")
         # Model selection on validation: test the best epoch, not the last one.
-        job.trainer.test(job.module, datamodule=job.datamodule, ckpt_path=job.test_checkpoint)
+        # verbose=False: Lightning prints its table through rich, which ends the process on a closed
+        # stdout (a killed `| tee`, a parent gone) before the job's files are written; ours follows them.
+        job.trainer.test(job.module, datamodule=job.datamodule, ckpt_path=job.test_checkpoint, verbose=False)
         if not job.trainer.is_global_zero:
             return {}  # a DDP rank > 0: rank 0 writes the job's files (the test metrics are all ranks')
         metrics = job_metrics(job, prepare_s, val_acc_best)
         metrics = write_job_outputs(run_dir, job.classifier, job.regime, job.tokenizer, metrics, job.datamodule.truncation)
         job.log_summary(metrics)
     job.drop_checkpoints()
-    print(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))
+    print_closing(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))
     return metrics
+
+
+def print_closing(text: str) -> None:
+    """The job's result table. A closed stdout must not fail a job whose files are written: stdout
+    then points at /dev/null, so Python's flush at exit does not raise again (its docs' SIGPIPE recipe)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def check_relaunch(cfg: DictConfig) -> None:
