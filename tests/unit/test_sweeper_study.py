@@ -9,6 +9,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
+from sqlalchemy.exc import ProgrammingError
 
 from lora_lab.artifacts import read_json, write_json
 from lora_lab.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
@@ -47,6 +48,34 @@ def test_default_storage_is_an_absolute_sqlite_file_in_the_sweep_dir(tmp_path: P
 def test_a_password_in_the_storage_url_is_refused(tmp_path: Path):
     with pytest.raises(StorageError, match="PGPASSWORD"):
         storage_url("postgresql://sweeper:secret@db/optuna", tmp_path)
+
+
+def _failing_first(monkeypatch: pytest.MonkeyPatch, failures: int, message: str) -> list[int]:
+    """RDBStorage raising ProgrammingError(message) on its first `failures` builds; the build count."""
+    real, calls = optuna.storages.RDBStorage, []
+
+    def build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) <= failures:
+            raise ProgrammingError("CREATE TABLE studies", {}, Exception(message))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", build)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    return calls
+
+
+def test_a_worker_that_lost_the_schema_race_opens_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # What PostgreSQL answers the loser when another worker just created the table (CI, 3 workers).
+    calls = _failing_first(monkeypatch, 2, 'relation "studies" already exists')
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    assert len(calls) == 3 and storage.get_all_studies() == []
+
+
+def test_a_role_that_may_not_create_tables_gets_a_storage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _failing_first(monkeypatch, 99, "permission denied for schema public")
+    with pytest.raises(StorageError, match="permission denied for schema public.*database it owns"):
+        open_storage(f"sqlite:///{tmp_path}/optuna.db")
 
 
 def test_resuming_loads_the_study_and_does_not_replay_the_first_runs_draws(tmp_path: Path):
