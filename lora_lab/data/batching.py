@@ -33,14 +33,27 @@ def flatten_windows(rows: Sequence[Row]) -> tuple[list[list[int]], list[int]]:
     return flat, owner
 
 
-def average_windows(values: torch.Tensor, owner: torch.Tensor, n_texts: int) -> torch.Tensor:
-    """(windows, k) -> (n_texts, k): each text's mean over its windows (owner[w] = text of window w).
+def average_windows(values: torch.Tensor, owner: torch.Tensor | Sequence[int], n_texts: int) -> torch.Tensor:
+    """(windows, k) -> (n_texts, k): each text's mean over its windows (owner[w] = text of window w);
+    `values` as they are when each text has one window.
 
     Logits of a linear head average exactly as the embeddings they come from: mean_w (W e_w + b) =
     W mean_w(e_w) + b."""
+    if values.shape[0] == n_texts:  # every text has at least one window: as many means as windows
+        return values
+    owner = torch.as_tensor(owner, dtype=torch.long, device=values.device)
     counts = torch.bincount(owner, minlength=n_texts).clamp(min=1).to(values.dtype)
     sums = torch.zeros(n_texts, values.shape[1], dtype=values.dtype, device=values.device).index_add_(0, owner, values)
     return sums / counts.unsqueeze(1)
+
+
+def length_batches(
+    rows: Sequence[list[int]], size: int, collate: PadCollator, group: bool = True
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+    """(row indices, padded batch) of token-id rows, `size` at a time in order of length (group=True,
+    the evaluation loaders' order: each batch pads to rows of its own length) or as given."""
+    for indices in LengthGroupedBatchSampler([len(row) for row in rows], size, shuffle=False, group=group):
+        yield indices, collate([(rows[i], 0) for i in indices])
 
 
 class TokenizedSplit(Dataset):

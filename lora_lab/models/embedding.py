@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from lora_lab.data.batching import PadCollator, Row, average_windows, flatten_windows
+from lora_lab.data.batching import PadCollator, Row, average_windows, flatten_windows, length_batches
 from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 
@@ -55,31 +55,27 @@ def write_head(classifier: Classifier, weight: torch.Tensor, bias: torch.Tensor)
 def embed_rows(classifier: Classifier, input_ids: Sequence[Row], pad_token_id: int, batch_size: int) -> torch.Tensor:
     """(n, hidden) embeddings of token-id rows, in the given order; eval mode, no gradients.
 
-    Rows are embedded longest first, so each batch pads to similar lengths, then put back in order.
+    Rows are embedded in order of length, so each batch pads to similar lengths, then put back in order.
     A chunked text (data.long_text=chunk) is the mean of its windows' embeddings: a linear head on
     it gives the mean of the windows' logits, what the module and the Predictor compute.
     """
     windows, owner = flatten_windows(input_ids)
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]), reverse=True)
-    collate = PadCollator(pad_token_id)
     device = next(classifier.parameters()).device
     out: torch.Tensor | None = None
     was_training = classifier.training
     classifier.eval()
     try:
         with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                batch = collate([(windows[i], 0) for i in rows])
+            for rows, batch in length_batches(windows, batch_size, PadCollator(pad_token_id)):
                 vectors = classifier.embed(batch["input_ids"].to(device), batch["attention_mask"].to(device)).float()
                 if out is None:
-                    out = torch.empty(len(order), vectors.shape[1])
-                out[torch.tensor(rows)] = vectors.cpu()
+                    out = torch.empty(len(windows), vectors.shape[1])
+                out[rows] = vectors.cpu()
     finally:
         classifier.train(was_training)
     if out is None:
         raise ValueError("nothing to embed: no rows given")
-    return average_windows(out, torch.tensor(owner), len(input_ids)) if len(windows) > len(input_ids) else out
+    return average_windows(out, owner, len(input_ids))
 
 
 def embed_split(classifier: Classifier, datamodule: TextClassificationDataModule, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:

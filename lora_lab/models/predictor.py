@@ -18,6 +18,7 @@ The fast settings are the defaults; each has a switch, so its worth can be measu
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer
 
-from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, average_windows, flatten_windows
+from lora_lab.data.batching import PadCollator, average_windows, flatten_windows, length_batches
 from lora_lab.data.truncation import Truncation
 from lora_lab.models.classifier import Classifier, load_classifier
 
@@ -120,7 +121,7 @@ class Predictor:
 
     def _batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """A padded batch of short texts (tracing and its check: one window each)."""
-        ids = Truncation(self.cut.max_length, self.cut.mode, self.cut.head_tokens).encode(self.tokenizer, texts)[0]
+        ids = dataclasses.replace(self.cut, long_text="truncate").encode(self.tokenizer, texts)[0]
         return self.collate([(row, 0) for row in ids])
 
     def _traced(self, eager: nn.Module) -> torch.jit.ScriptModule:
@@ -135,13 +136,10 @@ class Predictor:
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
         """(len(texts), labels) logits; a chunked model's are the mean over each text's windows."""
         windows, owner = flatten_windows(self.cut.encode(self.tokenizer, texts)[0])
-        # The evaluation loaders' batching: sorted by length (group) or in order, never shuffled.
-        batches = LengthGroupedBatchSampler([len(w) for w in windows], self.batch_size, shuffle=False, group=self.sort_by_length)
         out = torch.empty(len(windows), len(self.id2label))
-        for rows in batches:
-            batch = self.collate([(windows[i], 0) for i in rows])
-            out[torch.tensor(rows)] = self.classifier(batch["input_ids"], batch["attention_mask"]).float()
-        return average_windows(out, torch.tensor(owner), len(texts)) if len(windows) > len(texts) else out
+        for rows, batch in length_batches(windows, self.batch_size, self.collate, group=self.sort_by_length):
+            out[rows] = self.classifier(batch["input_ids"], batch["attention_mask"]).float()
+        return average_windows(out, owner, len(texts))
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """Labels for `texts`, in their order."""
