@@ -178,6 +178,10 @@ def validate_regime(cfg: DictConfig) -> None:
             raise ConfigError(f"regime.{key}={value}: a dropout probability must lie in [0, 1), e.g. regime.{key}=0.1")
         if key in ("lora_alpha", "alpha") and value is not None and value <= 0:
             raise ConfigError(f"regime.{key}={value}: must be > 0, or null for the regime's default (see conf/regime/{regime.name}.yaml)")
+    if "val_checks" in regime:
+        from lora_lab.regimes.val_checks import check_settings
+
+        check_settings(regime.val_checks, regime.get("patience"))
     if "bits" in regime and importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError(f"regime={regime.name} quantizes the base with bitsandbytes, which is not installed: "
                           "pip install bitsandbytes (make install does), or use regime=lora")

@@ -61,6 +61,7 @@ def job_metrics(job: Job, prepare_s: float, val_acc_best: float) -> dict[str, An
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
         "val/acc_best": val_acc_best,
         "model_selection": selection,
+        **job.regime.results(),  # what prepare() measured; may name its own model selection
         "epochs": trainer.current_epoch,
         "world_size": trainer.world_size,  # processes that trained it (trainer=ddp_cpu: 2), each on its share
         # Fitted without gradients: counted once fitted (a TF-IDF model's size is its vocabulary's).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lora_lab.models.classifier import Classifier
 
@@ -55,6 +55,10 @@ class Regime(ABC):
     def prepare(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> None:
         """Fit what the regime fits outside the gradient epochs, after apply() and before training:
         label-description or prototype heads, a contrastive phase. Timed as training time."""
+
+    def results(self) -> dict[str, Any]:
+        """What prepare() measured, for metrics.json (e.g. a contrastive run's validation checks)."""
+        return {}
 
     def callbacks(self) -> list[pl.Callback]:
         """Lightning callbacks the regime needs during training (added to the job's own)."""

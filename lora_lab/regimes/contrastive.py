@@ -5,6 +5,9 @@ prepare() runs both stages, timed as training time (no gradient epochs follow):
    infonce | triplet, contrastive_objectives.py), in a short plain-torch loop, fp32; the body is
    trained in full (`body: full`) or through LoRA (`body: lora`, the lora regime's PEFT config);
 2. the head is a logistic regression on the new embeddings (fitted_heads.py, as regime=fewshot).
+Stage 1 selects its body on validation (val_checks.py): before the first step and at val_checks
+steps, a head fitted on the training rows is scored on the validation split; the best body is
+kept, the pretrained one included, and patience checks without a gain end stage 1 early.
 
 Artifacts: body=lora -> adapter/ is the PEFT adapter + head (like regime=lora), merged/ folds it
 in; body=full -> the adapter would be the whole encoder, so merged/ only (like regime=full).
@@ -14,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import get_scheduler
@@ -28,6 +32,7 @@ from lora_lab.regimes.contrastive_objectives import Example, Objective, make_obj
 from lora_lab.models.embedding import embed_split, require_embeddings, write_head
 from lora_lab.models.fitted_heads import logistic_regression_head
 from lora_lab.regimes.lora import LoRA
+from lora_lab.regimes.val_checks import ValidationChecks, check_settings
 
 if TYPE_CHECKING:
     from lora_lab.data.batching import TokenizedSplit
@@ -63,8 +68,11 @@ class Contrastive(Regime):
         seed: int = 0,
         head_learning_rate: float | None = None,
         normalize: bool = True,
+        val_checks: int = 10,
+        patience: int | None = 3,
     ):
         super().__init__(name, learning_rate, head_learning_rate)
+        check_settings(val_checks, patience)
         if body not in BODIES:
             raise ConfigError(f"regime.body={body!r}: choose one of {BODIES}")
         for key, value in (("num_iterations", num_iterations), ("epochs", epochs), ("batch_size", batch_size)):
@@ -74,6 +82,8 @@ class Contrastive(Regime):
         self.loss, self.body = loss, body
         self.num_iterations, self.epochs, self.batch_size = num_iterations, epochs, batch_size
         self.C, self.max_iter, self.seed, self.normalize = C, max_iter, seed, normalize
+        self.val_checks, self.patience = val_checks, patience
+        self.checks: ValidationChecks | None = None  # set by train_body when it selects on validation
         # body=lora: the lora regime's PEFT config, save, load and merge, as they are.
         self.lora = (
             LoRA("lora", learning_rate, r=r, target_modules=target_modules, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
@@ -93,11 +103,36 @@ class Contrastive(Regime):
             classifier.requires_grad_(True)
 
     def prepare(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> None:
-        self.train_body(classifier, datamodule.tokenized["train"], datamodule.tokenizer.pad_token_id)
-        x, y = embed_split(classifier, datamodule, "train")
-        write_head(classifier, *logistic_regression_head(x, y, len(classifier.id2label), self.C, self.max_iter, self.seed))
+        has_validation = len(datamodule.tokenized.get("validation") or ()) > 0
+        score = self._validation_score(classifier, datamodule) if self.val_checks and has_validation else None
+        self.train_body(classifier, datamodule.tokenized["train"], datamodule.tokenizer.pad_token_id, score)
+        write_head(classifier, *self._fit_head(classifier, datamodule))
 
-    def train_body(self, classifier: Classifier, data: TokenizedSplit, pad_token_id: int) -> None:
+    def _fit_head(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 2 on the body as it is: (weight, bias) of the logistic regression on the training rows."""
+        x, y = embed_split(classifier, datamodule, "train")
+        return logistic_regression_head(x, y, len(classifier.id2label), self.C, self.max_iter, self.seed)
+
+    def _validation_score(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> Callable[[], float]:
+        """Validation accuracy of what prepare() would ship now: the body as it is, its fitted head."""
+        def score() -> float:
+            weight, bias = self._fit_head(classifier, datamodule)
+            x, y = embed_split(classifier, datamodule, "validation")
+            return ((x @ weight.T + bias).argmax(1) == y).float().mean().item()
+        return score
+
+    def results(self) -> dict[str, Any]:
+        if self.checks is None:
+            return {}
+        return {
+            "model_selection": "best_val_check",
+            "contrastive/val_checks": [[step, value] for step, value in self.checks.history],
+            "contrastive/selected_step": self.checks.best_step,
+        }
+
+    def train_body(
+        self, classifier: Classifier, data: TokenizedSplit, pad_token_id: int, score: Callable[[], float] | None = None
+    ) -> None:
         """Stage 1: the objective's examples, shuffled each epoch, in random batches of batch_size examples.
 
         Not length-grouped, unlike the datamodule's batches, though a random batch pads to its
@@ -106,6 +141,9 @@ class Contrastive(Regime):
         rows together. On FPB all-agree at 8 shots (24 rows, 960 pairs, batches of 16), grouped
         batches held 4 to 12 distinct rows (median 12) and 2 to 16 positive pairs; random ones hold
         13 or more (median 18) and 4 to 11 positives, like SetFit's random batches.
+
+        With `score` (validation accuracy now), ValidationChecks selects the body and may stop early.
+        Scoring runs in eval mode and draws no random numbers: the steps it lets run are the same.
         """
         examples = self.objective.examples(data.labels, self.num_iterations, random.Random(self.seed))
         sampler = LengthGroupedBatchSampler([0] * len(examples), self.batch_size, shuffle=True, seed=self.seed, group=False)
@@ -116,8 +154,11 @@ class Contrastive(Regime):
         log.info("Contrastive body training (%s, body=%s): %d examples, %d steps", self.loss, self.body, len(examples), total)
         collate = PadCollator(pad_token_id)
         report_every = max(1, total // 10)  # a tenth of the run: the loop runs minutes on a CPU
+        named = {n: p for n, p in classifier.transformer.named_parameters() if p.requires_grad}
+        self.checks = ValidationChecks(named, total, self.val_checks, self.patience, score) if score else None
         was_training = classifier.training
         classifier.train()  # dropout on, as SetFit trains the body
+        step, stop = 0, False
         try:
             for epoch in range(self.epochs):
                 sampler.set_epoch(epoch)  # a new (seeded) order each epoch
@@ -127,13 +168,21 @@ class Contrastive(Regime):
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
+                    step += 1
                     if len(losses) % report_every == 0:
                         recent = losses[-report_every:]
                         log.info("Contrastive epoch %d, step %d: mean loss of the last %d steps %.4f", epoch, len(losses), len(recent), sum(recent) / len(recent))
+                    if self.checks is not None and (stop := self.checks.after_step(step)):
+                        log.info("Contrastive: %d checks without a gain, stopped at step %d of %d", self.patience, step, total)
+                        break
                 self.loss_history.append(sum(losses) / len(losses))
                 log.info("Contrastive epoch %d: mean loss %.4f", epoch, self.loss_history[-1])
+                if stop:
+                    break
         finally:
             classifier.train(was_training)
+        if self.checks is not None:
+            self.checks.restore_best()
 
     def _backward(
         self,
