@@ -106,19 +106,22 @@ class Contrastive(Regime):
         has_validation = len(datamodule.tokenized.get("validation") or ()) > 0
         score = self._validation_score(classifier, datamodule) if self.val_checks and has_validation else None
         self.train_body(classifier, datamodule.tokenized["train"], datamodule.tokenizer.pad_token_id, score)
-        write_head(classifier, *self._fit_head(classifier, datamodule))
+        # The best check fitted its head on the body restore_best() put back: the same fit, done.
+        write_head(classifier, *(self.checks.best_kept if self.checks is not None else self._fit_head(classifier, datamodule)))
 
     def _fit_head(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 2 on the body as it is: (weight, bias) of the logistic regression on the training rows."""
         x, y = embed_split(classifier, datamodule, "train")
         return logistic_regression_head(x, y, len(classifier.id2label), self.C, self.max_iter, self.seed)
 
-    def _validation_score(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> Callable[[], float]:
-        """Validation accuracy of what prepare() would ship now: the body as it is, its fitted head."""
-        def score() -> float:
+    def _validation_score(
+        self, classifier: Classifier, datamodule: TextClassificationDataModule
+    ) -> Callable[[], tuple[float, tuple[torch.Tensor, torch.Tensor]]]:
+        """Validation accuracy of what prepare() would ship now (the body as it is, its fitted head), and that head."""
+        def score() -> tuple[float, tuple[torch.Tensor, torch.Tensor]]:
             weight, bias = self._fit_head(classifier, datamodule)
             x, y = embed_split(classifier, datamodule, "validation")
-            return ((x @ weight.T + bias).argmax(1) == y).float().mean().item()
+            return ((x @ weight.T + bias).argmax(1) == y).float().mean().item(), (weight, bias)
         return score
 
     def results(self) -> dict[str, Any]:
@@ -131,7 +134,7 @@ class Contrastive(Regime):
         }
 
     def train_body(
-        self, classifier: Classifier, data: TokenizedSplit, pad_token_id: int, score: Callable[[], float] | None = None
+        self, classifier: Classifier, data: TokenizedSplit, pad_token_id: int, score: Callable[[], tuple[float, Any]] | None = None
     ) -> None:
         """Stage 1: the objective's examples, shuffled each epoch, in random batches of batch_size examples.
 
@@ -142,7 +145,7 @@ class Contrastive(Regime):
         batches held 4 to 12 distinct rows (median 12) and 2 to 16 positive pairs; random ones hold
         13 or more (median 18) and 4 to 11 positives, like SetFit's random batches.
 
-        With `score` (validation accuracy now), ValidationChecks selects the body and may stop early.
+        With `score` (validation accuracy now, and its head), ValidationChecks selects the body and may stop early.
         Scoring runs in eval mode and draws no random numbers: the steps it lets run are the same.
         """
         examples = self.objective.examples(data.labels, self.num_iterations, random.Random(self.seed))

@@ -3,8 +3,9 @@
 The gradient regimes test the epoch with the best validation accuracy (ModelCheckpoint) and may
 stop when it stalls (EarlyStopping). ValidationChecks does the same for a plain loop: it scores
 the model before the first step and at `checks` evenly spaced steps, keeps a copy of the trainable
-weights of the best check (the untrained start included), stops after `patience` checks in a row
-without a gain, and puts the best weights back at the end.
+weights of the best check (the untrained start included) and what its score was computed with
+(contrastive: the head fitted on that body, so the job need not fit it again), stops after
+`patience` checks in a row without a gain, and puts the best weights back at the end.
 
 Why stage 1 needs it: contrastive training can make the embeddings worse than the pretrained ones.
 On Banking77 at 8 shots (77 labels, 616 rows, 1,540 steps of SetFit's recipe) the frozen
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lora_lab.errors import ConfigError
 
@@ -36,13 +37,15 @@ class ValidationChecks:
         total_steps: int,
         checks: int,
         patience: int | None,
-        score: Callable[[], float],
+        score: Callable[[], tuple[float, Any]],
     ):
+        """score(): the model's validation accuracy now, and what goes with these weights (kept as
+        `best_kept` alongside the best check's weights)."""
         self.params, self.patience, self.score = params, patience, score
         # Evenly spaced, the last at the final step; fewer when there are fewer steps than checks.
         self.steps = sorted({round(total_steps * k / checks) for k in range(1, checks + 1)} - {0})
         self.history: list[tuple[int, float]] = []
-        self.best_step, self.best_score, self.best_weights = 0, float("-inf"), {}
+        self.best_step, self.best_score, self.best_weights, self.best_kept = 0, float("-inf"), {}, None
         self.stale = 0  # checks since the last gain
         self._check(0)
 
@@ -64,10 +67,10 @@ class ValidationChecks:
                  ", ".join(f"{s}: {a:.4f}" for s, a in self.history), self.best_step, self.best_score)
 
     def _check(self, step: int) -> None:
-        value = self.score()
+        value, kept = self.score()
         self.history.append((step, value))
         if value > self.best_score:
-            self.best_step, self.best_score, self.stale = step, value, 0
+            self.best_step, self.best_score, self.best_kept, self.stale = step, value, kept, 0
             self.best_weights = {name: p.detach().clone() for name, p in self.params.items()}
         else:
             self.stale += 1

@@ -26,6 +26,7 @@ import ctypes.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from hydra.utils import instantiate
@@ -66,6 +67,11 @@ class Base:
     @property
     def peft(self) -> PeftModel | None:
         return self.classifier.transformer if isinstance(self.classifier.transformer, PeftModel) else None
+
+    @cached_property
+    def collate(self) -> PadCollator:
+        """Token-id rows -> a right-padded batch with this tokenizer's pad id."""
+        return PadCollator(self.tokenizer.pad_token_id)
 
 
 @dataclass
@@ -180,7 +186,7 @@ class Engine:
     def _batch(base: Base, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Texts -> a right-padded batch as this base's tokenizer and max_length make it."""
         ids = Truncation(base.max_length).encode(base.tokenizer, texts)[0]
-        return PadCollator(base.tokenizer.pad_token_id)([(row, 0) for row in ids])
+        return base.collate([(row, 0) for row in ids])
 
     def _attach(self, base: Base, adapter_id: str, source: ModelSource) -> None:
         """Load the adapter into the base's PeftModel and its head beside it; check mixed batches."""
@@ -270,7 +276,7 @@ class Engine:
         169 ms against 154 ms as two sorted halves (MiniLM, this 2-core CPU, median of 8).
         """
         result: list[torch.Tensor | None] = [None] * len(ids)
-        for rows, batch in length_batches(ids, SUB_BATCH, PadCollator(base.tokenizer.pad_token_id)):
+        for rows, batch in length_batches(ids, SUB_BATCH, base.collate):
             with self._autocast():
                 logits = self._forward(base, batch, [names[i] for i in rows])
             for i, row in zip(rows, logits):
@@ -319,7 +325,7 @@ class Engine:
             raise ConfigError(f"model {name!r} has HF's stock head and no pooled embedding to search by")
         windows, owner = flatten_windows(served.truncation.encode(base.tokenizer, texts)[0])
         out = torch.empty(len(windows), base.classifier.transformer.config.hidden_size)
-        for rows, batch in length_batches(windows, batch_size, PadCollator(base.tokenizer.pad_token_id)):
+        for rows, batch in length_batches(windows, batch_size, base.collate):
             with self._autocast():
                 if base.peft is None:
                     vectors = base.classifier.embed(batch["input_ids"], batch["attention_mask"])

@@ -25,9 +25,14 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 def _scripted(job, scores) -> None:
-    """Replace the job's validation score by a scripted sequence (one value per check)."""
-    values = iter(scores)
-    job.regime._validation_score = lambda classifier, datamodule: lambda: next(values)
+    """Replace the job's validation accuracy by a scripted sequence (one value per check); the head
+    that goes with it is still fitted on the body of the moment."""
+    values, real = iter(scores), job.regime._validation_score
+
+    def scripted(classifier, datamodule):
+        score = real(classifier, datamodule)
+        return lambda: (next(values), score()[1])
+    job.regime._validation_score = scripted
 
 
 def test_checks_leave_training_as_it_was_and_a_last_best_keeps_the_last_body(tiny_job):
@@ -57,6 +62,10 @@ def test_no_gain_after_the_start_stops_early_and_ships_the_pretrained_body(tiny_
     assert results["contrastive/val_checks"] == [[0, 0.9], [1, 0.5], [2, 0.5]]
     assert results["contrastive/selected_step"] == 0
     assert _same(_body(job.classifier), pretrained)
+    # The shipped head is step 0's, kept from its check, not the last check's (fitted on step 2's body).
+    weight, bias = job.regime._fit_head(job.classifier, job.datamodule)
+    shipped = head_linear(job.classifier)
+    assert torch.allclose(shipped.weight, weight) and torch.allclose(shipped.bias, bias)
 
 
 def test_the_shipped_model_scores_the_best_checks_validation_accuracy(tiny_job):
