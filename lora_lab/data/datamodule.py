@@ -179,6 +179,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             group=self.group_by_length,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
+            windows=data.windows if max(data.windows, default=1) > 1 else None,  # chunked texts
         )
         return DataLoader(data, batch_sampler=sampler, collate_fn=PadCollator(self.tokenizer.pad_token_id))
 

@@ -153,6 +153,28 @@ def test_ddp_ranks_train_on_disjoint_equal_shares_of_one_epoch_and_evaluate_ever
     assert list(resumed) == ranks(shuffle=True)[1][3:]
 
 
+@pytest.mark.parametrize("world", [1, 2])
+def test_chunked_evaluation_batches_count_windows_and_training_batches_count_texts(world: int):
+    # data.long_text=chunk: 1 to 4 windows per text; the longest texts (most windows) sort together.
+    windows = [1 + (i * 7) % 4 for i in range(300)]
+    windows[5] = 9  # one text with more windows than a batch holds: it goes alone
+    lengths = [100 * w for w in windows]
+    shares = [LengthGroupedBatchSampler(lengths, 8, shuffle=False, rank=r, world_size=world, windows=windows)
+              for r in range(world)]
+    batches = [b for s in shares for b in s]
+    assert all(len(list(s)) == len(s) for s in shares)  # Lightning counts eval batches with len()
+    assert sorted(i for b in batches for i in b) == list(range(300))
+    assert max(sum(windows[i] for i in b) for b in batches if b != [5]) <= 8 and [5] in batches
+    for s in shares:  # full: a batch closed when the next text (1 to 4 windows, or 9) did not fit
+        assert min(sum(windows[i] for i in b) for b in list(s)[:-1]) >= 5
+    # By texts, the first batch would be 8 texts of 4 windows: 32 sequences in one forward pass.
+    by_texts = next(iter(LengthGroupedBatchSampler(lengths, 8, shuffle=False)))
+    assert sum(windows[i] for i in by_texts) > 8
+    # Training batches keep 8 texts (the optimizer's batch), windows or not.
+    train = LengthGroupedBatchSampler(lengths, 8, shuffle=True, seed=0, windows=windows)
+    assert list(train) == list(LengthGroupedBatchSampler(lengths, 8, shuffle=True, seed=0))
+
+
 def test_pad_collator_right_pads_and_masks():
     batch = PadCollator(pad_token_id=0)([([5, 6, 7], 1), ([8], 0)])
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]

@@ -181,6 +181,11 @@ def test_chunked_logits_are_averaged_alike_in_the_module_the_predictor_and_the_s
         assert predictor.predict_one(texts[0]) == dm.id2label[int(expected[0].argmax())]
     accuracy = (expected.argmax(-1) == torch.tensor(labels)).float().mean().item()
     assert metrics["test/acc"] == pytest.approx(accuracy)  # the job's own test loop averaged alike
+    # Its evaluation batches held eval_batch_size windows at most, not eval_batch_size texts.
+    dm.eval_batch_size = 4
+    loaded = list(dm.test_dataloader())
+    assert sum(len(b["labels"]) for b in loaded) == len(texts)
+    assert all(len(b["input_ids"]) <= 4 or len(b["labels"]) == 1 for b in loaded)
 
     engine = Engine()
     engine.load("chunked", resolve_source(run_dir))
