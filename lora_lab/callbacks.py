@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -15,12 +16,20 @@ class ResourceMonitor(pl.Callback):
     time/train_s counts the training epochs only (validation subtracted), so examples/s compares
     regimes on the work they do, not on how often they are validated. Under DDP the example counts
     are every rank's together (each rank sees its own share); times and memory are this rank's.
+
+    A resumed job (resume=true) reports the whole job: every checkpoint carries the training and
+    validation seconds and the examples so far (state_dict), and the run that resumes adds its own
+    to them. The work between the last checkpoint and the kill was trained again, so it counts once.
+    Peak memory is the last run's.
     """
 
     def __init__(self) -> None:
         self.results: dict[str, float] = {}
         self._examples = 0
         self._val_s = 0.0
+        self._val_t0: float | None = None  # set while a validation loop runs
+        self._fit_t0: float | None = None
+        self._before = {"train_s": 0.0, "val_s": 0.0, "examples": 0}  # earlier runs of a resumed job
 
     @staticmethod
     def _now(trainer: pl.Trainer) -> float:
@@ -39,18 +48,35 @@ class ResourceMonitor(pl.Callback):
         self._val_t0 = self._now(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.state.fn == "fit":
+        if trainer.state.fn == "fit" and self._val_t0 is not None:
             self._val_s += self._now(trainer) - self._val_t0
+        self._val_t0 = None
+
+    def _so_far(self, now: float) -> dict[str, Any]:
+        """The job's training and validation seconds and examples up to `now`, earlier runs included
+        (a validation loop still running counts as validation)."""
+        if self._fit_t0 is None:
+            return dict(self._before)
+        val_s = self._val_s + (now - self._val_t0 if self._val_t0 is not None else 0.0)
+        return {"train_s": self._before["train_s"] + now - self._fit_t0 - val_s,
+                "val_s": self._before["val_s"] + val_s, "examples": self._before["examples"] + self._examples}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._so_far(time.perf_counter())
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._before.update(state_dict)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        fit_s = self._now(trainer) - self._fit_t0
-        train_s = fit_s - self._val_s
-        examples = all_ranks(trainer, self._examples)
+        job = self._so_far(self._now(trainer))
+        train_s, val_s = job["train_s"], job["val_s"]
+        # Under DDP each rank resumes from rank 0's count; ranks train equal numbers of batches.
+        examples = all_ranks(trainer, job["examples"])
         self.results.update(
             {
-                "time/fit_s": fit_s,
+                "time/fit_s": train_s + val_s,
                 "time/train_s": train_s,
-                "time/val_s": self._val_s,
+                "time/val_s": val_s,
                 "train/examples_seen": examples,
                 "throughput/train_examples_per_s": examples / train_s if train_s > 0 else 0.0,
             }

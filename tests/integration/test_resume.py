@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from lora_lab.artifacts import read_json
@@ -24,8 +25,9 @@ def _train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lora_lab.train", *args], capture_output=True, text=True, timeout=600)
 
 
-def _kill_after_first_checkpoint(run_dir: Path) -> dict:
-    """Start the job, SIGKILL it once checkpoints/last.ckpt exists; the checkpoint's resume state."""
+def _kill_after_first_checkpoint(run_dir: Path) -> tuple[dict, dict]:
+    """Start the job, SIGKILL it once checkpoints/last.ckpt exists; the checkpoint's resume state
+    and its time and example counts."""
     process = subprocess.Popen([sys.executable, "-m", "lora_lab.train", *JOB, f"hydra.run.dir={run_dir}"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -35,14 +37,16 @@ def _kill_after_first_checkpoint(run_dir: Path) -> dict:
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     checkpoint = torch.load(last, weights_only=False)
-    return next(state for key, state in checkpoint["callbacks"].items() if "ResumeState" in key)
+    def state(name: str) -> dict:
+        return next(state for key, state in checkpoint["callbacks"].items() if name in key)
+    return state("ResumeState"), state("ResourceMonitor")
 
 
 def test_a_job_killed_mid_epoch_resumes_to_the_same_metrics_and_bytes(tmp_path: Path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert _train(*JOB, f"hydra.run.dir={whole}").returncode == 0
 
-    state = _kill_after_first_checkpoint(killed)
+    state, counted = _kill_after_first_checkpoint(killed)
     assert state["epoch"] == 0 and 0 < state["batches"] < BATCHES_PER_EPOCH  # killed inside the first epoch
     assert read_json(killed / "status.json")["state"] == "running" and not (killed / "metrics.json").exists()
 
@@ -56,8 +60,11 @@ def test_a_job_killed_mid_epoch_resumes_to_the_same_metrics_and_bytes(tmp_path: 
     assert "continuing from" in (killed / "train.log").read_text()
     a, b = read_json(whole / "metrics.json"), read_json(killed / "metrics.json")
     assert {k: v for k, v in a.items() if k.startswith("test/")} == {k: v for k, v in b.items() if k.startswith("test/")}
-    # The resumed run trained only what the killed one had not: the rest of epoch 0 and epoch 1.
-    assert b["train/examples_seen"] == a["train/examples_seen"] - 16 * state["batches"]
+    # The resumed run trained only what the killed one had not (the rest of epoch 0, and epoch 1), and
+    # reports the whole job: the killed run's examples and seconds up to its checkpoint, plus its own.
+    assert counted["examples"] == 16 * state["batches"] and counted["train_s"] > 0
+    assert b["train/examples_seen"] == a["train/examples_seen"]
+    assert b["time/train_s"] > counted["train_s"] and b["time/fit_s"] == pytest.approx(b["time/train_s"] + b["time/val_s"])
     for artifact in ("adapter/adapter_model.safetensors", "adapter/head.safetensors", "merged/model.safetensors"):
         assert (whole / artifact).read_bytes() == (killed / artifact).read_bytes(), artifact
 
