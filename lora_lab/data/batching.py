@@ -112,8 +112,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     `windows` (data.long_text=chunk: per text, its windows) makes an evaluation batch hold at most
     batch_size windows rather than texts (a text with more windows than that goes alone). Sorted by
-    length, the longest texts batch together: 64 reviews of up to 4 windows of 512 tokens are 256
-    sequences in one forward pass, 4x the memory the eval batch size was set for. Training batches
+    length, the longest texts batch together: 64 reviews of up to 4 windows of 512 tokens are up to
+    256 sequences in one forward pass (multi_domain_sentiment's test split, batches of 64: at most 149
+    sequences and 1.92 GB peak resident; of 64 windows: 1.39 GB, same accuracy). Training batches
     keep counting texts: the batch size is also the optimizer's, and a sum over windows would
     change it from step to step.
     """
