@@ -247,3 +247,37 @@ def test_contrastive_losses_reward_embeddings_grouped_by_label():
     grouped = torch.stack([torch.stack([a, a]), torch.stack([b, b])])
     infonce = SupervisedInfoNCE(0.05)
     assert infonce.loss(grouped, torch.tensor([[0, 0], [1, 1]])) < infonce.loss(grouped, torch.tensor([[0, 1], [1, 0]]))
+
+
+@pytest.mark.parametrize("loss", ["cosine", "triplet"])
+def test_a_contrastive_batch_encodes_each_distinct_row_once_with_the_loss_and_gradients_of_every_slot(tiny_job, loss: str):
+    classifier, regime, dm = _prepared(tiny_job, "regime=contrastive", f"regime.loss={loss}", "regime.num_iterations=2", *SHOTS)
+    data, collate = dm.tokenized["train"], PadCollator(dm.tokenizer.pad_token_id)
+    batch = regime.objective.examples(data.labels, 2, random.Random(0))[:16]  # 20 rows: some recur in 16 examples
+    rows = [row for example in batch for row in example]
+    assert len(set(rows)) < len(rows)
+    params = [p for p in classifier.transformer.parameters() if p.requires_grad]
+    classifier.eval()  # no dropout: both ways compute the same function
+
+    encoded: list[int] = []
+    hook = classifier.transformer.register_forward_hook(
+        lambda module, args, kwargs, out: encoded.append(len(kwargs["input_ids"])), with_kwargs=True)
+    got = regime._backward(classifier, batch, data, collate, params)
+    hook.remove()
+    assert encoded == [len(set(rows))]
+    grads = [None if p.grad is None else p.grad.clone() for p in params]  # the unused pooler has none
+    classifier.zero_grad(set_to_none=True)
+
+    # Every slot through the encoder, as SetFit does; the gradients clipped the same way.
+    padded = collate([(data.input_ids[row], data.labels[row]) for row in rows])
+    m = regime.objective.rows_per_example
+    embeddings = classifier.embed(padded["input_ids"], padded["attention_mask"]).float()
+    expected = regime.objective.loss(embeddings.view(len(batch), m, -1), padded["labels"].view(len(batch), m))
+    expected.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    assert got == pytest.approx(expected.item(), rel=1e-5)
+    assert any(g is not None for g in grads)
+    for mine, theirs in zip(grads, (p.grad for p in params)):
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
