@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from bench.jobs import RunError, multirun_figures  # noqa: E402
 from bench.flops import EncoderShape, TokenCount, run_flops, train_flops  # noqa: E402
-from bench.machine import MachineError, cpu_facts, nominal_peak_flops  # noqa: E402
+from bench.machine import MachineError, choose_peak, cpu_facts, nominal_peak_flops  # noqa: E402
 from bench.report import (  # noqa: E402
     REQUIRED_KEYS, best_line, comparison_table, format_table, inference_int8_line, inference_line, json_line, paired_line,
     peak_line, sweep_line,
@@ -76,7 +76,18 @@ def test_a_cpu_name_without_a_clock_falls_back_to_cpu_mhz_then_to_the_measured_p
     assert (bare["clock_ghz"], bare["clock_source"]) == (None, "none")
     line = peak_line({"peak_flops_nominal": 300e9, "peak_flops_matmul": 300e9, "peak_source": "measured matmul (no clock)",
                       "cores": 2, "clock_ghz": None, "fp32_lanes": 8, "fma_units_assumed": 2})
-    assert "= the measured matmul peak: measured matmul (no clock)" in line and "None GHz" not in line
+    assert "fp32 peak: 300.0 GFLOP/s = measured matmul (no clock)" in line and "None GHz" not in line
+
+
+def test_the_peak_is_the_measured_one_when_no_clock_is_known_or_a_matmul_beats_the_nominal():
+    assert choose_peak(358.4e9, 180.2e9, "model name") == (358.4e9, "clock from model name")
+    # A VM's cpu MHz is the base clock: 2 x 2.445 GHz x 8 x 2 x 2 = 156.5 GFLOP/s, and a matmul reached 189.
+    peak, source = choose_peak(nominal_peak_flops(2, 2.445, 8, 2), 189.3e9, "/proc/cpuinfo cpu MHz")
+    assert peak == 189.3e9 and source.startswith("measured") and "156.5 GFLOP/s nominal from /proc/cpuinfo cpu MHz" in source
+    assert "fp32 peak: 189.3 GFLOP/s = measured matmul: above the 156.5" in peak_line(
+        {"peak_flops_nominal": peak, "peak_flops_matmul": 189.3e9, "peak_source": source})
+    peak, source = choose_peak(None, 150e9, "none")
+    assert peak == 150e9 and "no clock or SIMD width known" in source
 
 
 def test_median_ratio_and_prefix():
