@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from lora_lab.artifacts import read_json
@@ -64,7 +63,7 @@ def test_a_job_killed_mid_epoch_resumes_to_the_same_metrics_and_bytes(tmp_path: 
     # reports the whole job: the killed run's examples and seconds up to its checkpoint, plus its own.
     assert counted["examples"] == 16 * state["batches"] and counted["train_s"] > 0
     assert b["train/examples_seen"] == a["train/examples_seen"]
-    assert b["time/train_s"] > counted["train_s"] and b["time/fit_s"] == pytest.approx(b["time/train_s"] + b["time/val_s"])
+    assert b["time/train_s"] > counted["train_s"] and b["time/val_s"] > counted["val_s"]  # it validated both epochs
     for artifact in ("adapter/adapter_model.safetensors", "adapter/head.safetensors", "merged/model.safetensors"):
         assert (whole / artifact).read_bytes() == (killed / artifact).read_bytes(), artifact
 
