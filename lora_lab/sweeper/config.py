@@ -8,7 +8,7 @@ Every field is a `hydra.sweeper.<field>` override; conf/hparams_search/*.yaml se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -56,7 +56,7 @@ class LoraLabOptunaSweeperConf:
     # Trials asked at once and handed to the launcher as one batch (parallel with hydra/launcher=joblib).
     n_jobs: int = 1
     # null: sqlite:///<sweep dir>/optuna.db. Any SQLAlchemy URL shares the study between workers.
-    storage: Optional[str] = None
+    storage: str | None = None
     study_name: str = "lora_lab"
     sampler: Any = MISSING
     pruner: Any = MISSING

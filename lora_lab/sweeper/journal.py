@@ -36,7 +36,11 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
     ):
         super().__init__(JournalFileBackend(path))
         self.path = path
-        self.heartbeat_interval, self.grace_period, self.on_stale_trial = heartbeat_interval, grace_period, on_stale_trial
+        self.heartbeat_interval, self.grace_period, self.on_stale_trial = (
+            heartbeat_interval,
+            grace_period,
+            on_stale_trial,
+        )
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -52,7 +56,8 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         now = time.time()
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
         return [
-            t._trial_id for t in running
+            t._trial_id
+            for t in running
             if HEARTBEAT_ATTR in t.system_attrs and now - float(t.system_attrs[HEARTBEAT_ATTR]) > self.grace_period
         ]
 

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lora_lab.sweeper.storage import ERROR_ATTR, RETRY_OF_ATTR
+from lora_lab.sweeper.storage import ERROR_ATTR, JOB_DIR_ATTR, RETRY_OF_ATTR
 
 
 @dataclass
@@ -45,9 +46,23 @@ class Ledger:
         """The first COMPLETE trial that ran exactly these params, if any."""
         return next((t for t in self.trials if t.state == TrialState.COMPLETE and t.params == dict(params)), None)
 
-    def running_with(self, params: Mapping[str, Any]) -> FrozenTrial | None:
-        """A RUNNING trial (another worker's) with exactly these params, if any."""
-        return next((t for t in self.trials if t.state == TrialState.RUNNING and t.params == dict(params)), None)
+    def holder_of(self, trial: optuna.Trial | FrozenTrial) -> FrozenTrial | None:
+        """The RUNNING trial that trains `trial`'s params instead of it, if any: one that claimed its
+        job dir (it trains already), else the lowest-numbered one below `trial`.
+
+        Every worker decides from a read taken after its own ask, once the trials below it hold
+        their params (OptunaSweeper._settled_ledger). Of two twins asked at once, the higher one then
+        sees the lower one and waits on it, and the lower one trains: the same verdict in both
+        workers. A claimed twin can be numbered higher: a retry is numbered when it is enqueued."""
+        if JOB_DIR_ATTR in trial.user_attrs:
+            return None  # it claimed its job dir: it trains
+        twins = [
+            t
+            for t in self.trials
+            if t.state == TrialState.RUNNING and t.number != trial.number and t.params == trial.params
+        ]
+        claimed = [t for t in twins if JOB_DIR_ATTR in t.user_attrs]
+        return min(claimed or [t for t in twins if t.number < trial.number], key=lambda t: t.number, default=None)
 
     def count(self, state: TrialState) -> int:
         return sum(t.state == state for t in self.trials)

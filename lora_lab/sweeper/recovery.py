@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lora_lab.job import fail_abandoned
+from lora_lab.job.record import fail_abandoned
 from lora_lab.sweeper.storage import JOB_DIR_ATTR, RETRY_OF_ATTR
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,9 @@ MAX_RETRIES = 1
 def retry_abandoned_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     """Optuna's heartbeat-stale callback: Optuna has set the trial FAIL; fix its job's status.json
     and enqueue the same params, which the next worker to ask runs as a new trial in a new dir."""
-    twin = next((t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.params == trial.params), None)
+    twin = next(
+        (t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.params == trial.params), None
+    )
     if twin is not None:
         # A live worker waits on these params (sweeper._await_twin) and runs them itself once it
         # sees this trial failed without an error: a retry as well would train them twice.

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from lora_lab.artifacts import read_json
 from lora_lab.errors import ConfigError
-from lora_lab.job import STATUS_FILE
+from lora_lab.job.dir import STATUS_FILE
 from lora_lab.sweeper.storage import METRIC_ATTR, PRUNER_ATTR, SIGNATURE_ATTR, STUDY_FILE
 
 

@@ -1,12 +1,12 @@
 """Hydra override syntax -> Optuna distributions, and a trial's values back into overrides.
 
-    choice(a,b,c)               categorical (any scalars; config group options: regime=choice(lora,ia3))
-    a,b,c  (command line)       the same categorical dimension: one value per trial, not a grid
-    interval(lo,hi)             float uniform;  tag(log, interval(1e-5,1e-2)) log-uniform
-    tag(int, interval(lo,hi))   int, both ends included;  tag(int, log, interval(4,64)) log-int
-    range(start,stop,step)      the values of Python's range (stop excluded) as an ordered int or
-                                float dimension: range(4,33,4) -> 4, 8, ..., 32
-    key=value                   fixed: passed to every job as is
+choice(a,b,c)               categorical (any scalars; config group options: regime=choice(lora,ia3))
+a,b,c  (command line)       the same categorical dimension: one value per trial, not a grid
+interval(lo,hi)             float uniform;  tag(log, interval(1e-5,1e-2)) log-uniform
+tag(int, interval(lo,hi))   int, both ends included;  tag(int, log, interval(4,64)) log-int
+range(start,stop,step)      the values of Python's range (stop excluded) as an ordered int or
+                            float dimension: range(4,33,4) -> 4, 8, ..., 32
+key=value                   fixed: passed to every job as is
 """
 
 from __future__ import annotations

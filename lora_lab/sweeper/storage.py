@@ -73,7 +73,7 @@ def storage_url(storage: str | None, sweep_dir: Path) -> str:
 def journal_path(url: str) -> str | None:
     """The file of a journal:///<abs path> URL; None for an RDB URL."""
     prefix = f"{JOURNAL_SCHEME}://"
-    return url[len(prefix):] if url.startswith(prefix) else None
+    return url[len(prefix) :] if url.startswith(prefix) else None
 
 
 def open_storage(

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import warnings
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,14 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from lora_lab.artifacts import write_json
-from lora_lab.cli import USER_ERROR_EXIT, debugging, exit_with_error
+from lora_lab.cli.errors import USER_ERROR_EXIT, debugging, exit_with_error
 from lora_lab.errors import UserError
-from lora_lab.job import STATUS_FILE
-from lora_lab.sweeper.heartbeat import Heartbeat
+from lora_lab.job.dir import STATUS_FILE
+from lora_lab.sweeper.heartbeat import Heartbeat, alive_attr, late_outcome_attr
 from lora_lab.sweeper.ledger import Ledger
 from lora_lab.sweeper.recovery import retry_abandoned_trial
 from lora_lab.sweeper.resume import SweepConfigError, check_sweep_dir, open_study
@@ -39,6 +40,7 @@ from lora_lab.sweeper.storage import (
     ERROR_ATTR,
     JOB_DIR_ATTR,
     PRUNED_AT_ATTR,
+    RETRY_OF_ATTR,
     SURPLUS_ATTR,
     open_storage,
     storage_url,
@@ -92,7 +94,8 @@ class OptunaSweeper(Sweeper):
             raise SweepConfigError(f"hydra.sweeper.max_failure_rate={self.max_failure_rate}: a share in [0, 1]")
         if self.grace_period <= self.heartbeat_interval:
             raise SweepConfigError(
-                f"hydra.sweeper.grace_period={self.grace_period} must exceed heartbeat_interval={self.heartbeat_interval}, "
+                f"hydra.sweeper.grace_period={self.grace_period} "
+                f"must exceed heartbeat_interval={self.heartbeat_interval}, "
                 "or live trials would look abandoned between two heartbeats"
             )
 
@@ -133,9 +136,13 @@ class OptunaSweeper(Sweeper):
         write_study_file(self.sweep_dir, self.url, study, self.optimized_metric)
         log.info(
             "Optuna study %r in %s: %d of n_trials=%d used; jobs in %s",
-            self.study_name, self.url, Ledger(study.get_trials(deepcopy=False)).used, self.n_trials, self.sweep_dir,
+            self.study_name,
+            self.url,
+            Ledger(study.get_trials(deepcopy=False)).used,
+            self.n_trials,
+            self.sweep_dir,
         )
-        with Heartbeat(storage, self.heartbeat_interval) as heartbeat:
+        with Heartbeat(storage, self.url, self.heartbeat_interval) as heartbeat:
             self._run(study, space, heartbeat)
         self._write_best(study)
 
@@ -156,17 +163,17 @@ class OptunaSweeper(Sweeper):
                 # heartbeat is grace_period old; the sweep is done when the study is.
                 log.info(
                     "n_trials=%d used; waiting for trials %s of other workers.",
-                    self.n_trials, [t.number for t in running],
+                    self.n_trials,
+                    [t.number for t in running],
                 )
                 time.sleep(self.heartbeat_interval)
                 continue
             batch = self._within_budget(study, [self._ask(study, space) for _ in range(to_ask)])
-            trial_ids = [t._trial_id for t in batch]  # Optuna keeps the storage id private; heartbeats need it
-            heartbeat.track(trial_ids)
+            heartbeat.track(batch)
             try:
-                self._run_batch(study, space, batch, ledger)
+                self._run_batch(study, space, batch)
             finally:
-                heartbeat.untrack(trial_ids)
+                heartbeat.untrack(batch)
             self._check_failure_rate()
 
     def _ask(self, study: optuna.Study, space: SearchSpace) -> optuna.Trial:
@@ -183,23 +190,30 @@ class OptunaSweeper(Sweeper):
         kept = []
         for trial in batch:
             if ledger.is_surplus(trial.number, self.n_trials):
-                log.info("Trial %d: n_trials=%d already taken by other workers; closed unrun.", trial.number, self.n_trials)
+                log.info(
+                    "Trial %d: n_trials=%d already taken by other workers; closed unrun.", trial.number, self.n_trials
+                )
                 trial.set_user_attr(SURPLUS_ATTR, True)
                 self._record(study, trial, state=TrialState.FAIL)
             else:
                 kept.append(trial)
         return kept
 
-    def _run_batch(self, study: optuna.Study, space: SearchSpace, batch: list[optuna.Trial], ledger: Ledger) -> None:
+    def _run_batch(self, study: optuna.Study, space: SearchSpace, batch: list[optuna.Trial]) -> None:
         to_launch: list[optuna.Trial] = []
         twins: list[tuple[optuna.Trial, int]] = []  # (trial, the running trial with its params)
         for trial in batch:
+            if RETRY_OF_ATTR in trial.user_attrs and not self._retry_is_needed(study, trial):
+                continue
+            # Read the study after the ask, not before: a twin asked by another worker meanwhile
+            # must be seen, or both would train (ledger.py, holder_of, says who trains).
+            ledger = self._settled_ledger(study, trial)
             if (original := ledger.complete_with(trial.params)) is not None:
                 # The sampler proposed params already trained to completion: same config, same answer.
                 self._answer_from(study, trial, original)
                 continue
-            running = ledger.running_with(trial.params)  # another worker's, or earlier in this batch
-            twin = running.number if running else next((t.number for t in to_launch if t.params == trial.params), None)
+            holder = ledger.holder_of(trial)  # another worker's, or earlier in this batch
+            twin = holder.number if holder else next((t.number for t in to_launch if t.params == trial.params), None)
             if twin is not None:
                 # Training it again would only race the twin (the job would find it running and
                 # record itself as its duplicate, with no value): wait for the twin's outcome instead.
@@ -211,6 +225,28 @@ class OptunaSweeper(Sweeper):
         for trial, twin in twins:
             if self._await_twin(study, trial, twin):
                 self._launch(study, space, [self._claim_job_dir(study, trial)])
+
+    def _settled_ledger(self, study: optuna.Study, trial: optuna.Trial) -> Ledger:
+        """The study's trials, read once every trial numbered below `trial` holds all its params.
+        Optuna numbers a trial when it creates it and stores its params one by one after that: a
+        twin read in between would look like other params, and both would train. An ask takes
+        milliseconds; a worker that died mid-ask leaves such a trial for good (with no heartbeat
+        either), so one started more than grace_period s ago is not waited for, and no wait lasts longer."""
+        deadline = time.monotonic() + self.grace_period
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            recent = datetime.now() - timedelta(seconds=self.grace_period)  # Optuna stamps datetime_start so
+            asking = [
+                t
+                for t in trials
+                if t.state == TrialState.RUNNING
+                and t.number < trial.number
+                and len(t.params) < len(trial.params)
+                and (t.datetime_start or recent) >= recent
+            ]
+            if not asking or time.monotonic() > deadline:
+                return Ledger(trials)
+            time.sleep(0.05)
 
     def _claim_job_dir(self, study: optuna.Study, trial: optuna.Trial) -> optuna.Trial:
         """Name the trial's job dir, <sweep dir>/<number>; refuse one another study's job left there."""
@@ -240,17 +276,27 @@ class OptunaSweeper(Sweeper):
 
     def _answer_from(self, study: optuna.Study, trial: optuna.Trial, original: optuna.trial.FrozenTrial) -> None:
         """Record `trial` with the outcome of the finished trial that ran its params."""
-        trial.set_user_attr(DUPLICATE_OF_ATTR, original.number)
-        trial.set_user_attr(JOB_DIR_ATTR, original.user_attrs.get(JOB_DIR_ATTR))
-        if original.state == TrialState.COMPLETE:
-            self._record(study, trial, original.value)
-        elif original.state == TrialState.PRUNED:
-            self._record(study, trial, state=TrialState.PRUNED)
-        else:
-            self._fail(study, trial, f"repeats the params of trial {original.number}, which failed")
+        self._answer(
+            study, trial, original.number, original.state, original.value, original.user_attrs.get(JOB_DIR_ATTR)
+        )
+
+    def _answer(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        number: int,
+        state: TrialState,
+        value: float | None,
+        job_dir: str | None,
+    ) -> None:
+        """Record `trial` with trial `number`'s outcome (state, value), as its duplicate."""
+        trial.set_user_attr(DUPLICATE_OF_ATTR, number)
+        trial.set_user_attr(JOB_DIR_ATTR, job_dir)
+        if state == TrialState.FAIL:
+            self._fail(study, trial, f"repeats the params of trial {number}, which failed")
             return
-        self._outcomes[trial.number] = None
-        log.info("Trial %d repeats trial %d's params: answered with its outcome.", trial.number, original.number)
+        self._finish(study, trial, value if state == TrialState.COMPLETE else None, state)
+        log.info("Trial %d repeats trial %d's params: answered with its outcome.", trial.number, number)
 
     def _await_twin(self, study: optuna.Study, trial: optuna.Trial, twin: int) -> bool:
         """Wait for the running trial `twin` (same params) to finish, then answer `trial` from it.
@@ -266,14 +312,41 @@ class OptunaSweeper(Sweeper):
                 # Of the trials waiting on these params (all RUNNING), the first takes them over
                 # and the others wait on it: every worker sees the same list, so exactly one runs.
                 heir = min(t.number for t in trials if t.state == TrialState.RUNNING and t.params == original.params)
-                if heir == trial.number:
+                if heir != trial.number:
+                    twin = heir
+                    continue
+                if self._original_is_dead(study, trial, twin):
                     log.info("Trial %d's worker died: trial %d runs its params.", twin, trial.number)
                     return True
-                twin = heir
-                continue
+                return False
             if original.state.is_finished():
                 self._answer_from(study, trial, original)
                 return False
+            time.sleep(self.heartbeat_interval)
+
+    def _retry_is_needed(self, study: optuna.Study, trial: optuna.Trial) -> bool:
+        """A retry (RETRY_OF_ATTR) runs its trial's params only once that trial's worker is dead."""
+        return self._original_is_dead(study, trial, trial.user_attrs[RETRY_OF_ATTR])
+
+    def _original_is_dead(self, study: optuna.Study, trial: optuna.Trial, original: int) -> bool:
+        """Did the worker of `original`, failed by a stale check, really die? `trial` is about to
+        run its params again. A stale check can take a live worker for dead (one the machine did
+        not schedule for grace_period s); that worker's heartbeat process then marks `original`
+        alive on each beat (heartbeat.py), and the worker sends its result as a late outcome.
+        So: wait until no new mark has come for grace_period s (dead: True), or until the late
+        outcome answers `trial` (False). Each mark is compared with the last one seen, never
+        with this machine's clock: the workers' clocks may differ."""
+        last_mark, deadline = None, time.monotonic() + self.grace_period
+        while True:
+            attrs = study.user_attrs
+            if (outcome := attrs.get(late_outcome_attr(original))) is not None:
+                log.info("Trial %d's worker was alive after all: trial %d takes its result.", original, trial.number)
+                self._answer(study, trial, original, TrialState[outcome["state"]], outcome["value"], outcome["job_dir"])
+                return False
+            if (mark := attrs.get(alive_attr(original))) is not None and mark != last_mark:
+                last_mark, deadline = mark, time.monotonic() + self.grace_period
+            elif time.monotonic() >= deadline:
+                return True
             time.sleep(self.heartbeat_interval)
 
     def _job_overrides(self, space: SearchSpace, trial: optuna.Trial) -> list[str]:
@@ -289,27 +362,49 @@ class OptunaSweeper(Sweeper):
     def _tell(self, study: optuna.Study, trial: optuna.Trial, job_return: JobReturn, pruned: bool) -> None:
         try:
             value: Any = job_return.return_value  # re-raises the job's exception if it failed
-        except Exception as err:  # noqa: BLE001 - any job error is this trial's failure, recorded below
+        except Exception as err:  # any job error is this trial's failure, recorded below
             log.error("Trial %d: its job raised", trial.number, exc_info=err)
             self._fail(study, trial, f"{type(err).__name__}: {err}")
             return
         if value is None or math.isnan(float(value)):
             self._fail(
-                study, trial,
+                study,
+                trial,
                 f"the job returned {value} for optimized_metric={self.optimized_metric} (status.json in "
                 f"{self.sweep_dir / str(trial.number)} says why: e.g. a duplicate of a job still running)",
             )
-            return
-        if pruned:
-            self._record(study, trial, state=TrialState.PRUNED)  # Optuna keeps the last reported value
+        elif pruned:
+            self._finish(study, trial, None, TrialState.PRUNED)  # Optuna keeps the last reported value
         else:
-            self._record(study, trial, float(value))
-        self._outcomes[trial.number] = None
+            self._finish(study, trial, float(value), TrialState.COMPLETE)
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, error: str) -> None:
         log.error("Trial %d failed: %s", trial.number, error)
-        trial.set_user_attr(ERROR_ATTR, error)
-        self._record(study, trial, state=TrialState.FAIL)
+        self._finish(study, trial, None, TrialState.FAIL, error)
+
+    def _finish(
+        self, study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState, error: str | None = None
+    ) -> None:
+        """Tell the study how `trial` ended. If another worker's stale check failed it while this
+        worker ran it (taken for dead), Optuna refuses any write to it: the outcome goes to a
+        study user attr instead, which answers the trial that waits to retry its params."""
+        try:
+            if error is not None:
+                trial.set_user_attr(ERROR_ATTR, error)
+            self._record(study, trial, value if state == TrialState.COMPLETE else None, state)
+        except (UpdateFinishedTrialError, ValueError):
+            frozen = study._storage.get_trial(trial._trial_id)
+            if frozen.state != TrialState.FAIL or ERROR_ATTR in frozen.user_attrs:
+                raise
+            outcome = {"state": state.name, "value": value, "job_dir": frozen.user_attrs.get(JOB_DIR_ATTR)}
+            study.set_user_attr(late_outcome_attr(trial.number), outcome)
+            log.warning(
+                "Trial %d was taken for dead by another worker while this one ran it; its outcome (%s) goes to "
+                "the trial that retries its params.",
+                trial.number,
+                outcome,
+            )
+            error = None  # not this run's failure: the retry counts it
         self._outcomes[trial.number] = error
 
     def _record(
@@ -357,7 +452,12 @@ class OptunaSweeper(Sweeper):
         )
         log.info(
             "Best of %s: trial %d, %s=%.4f, params %s (%s)",
-            counts, best.number, self.optimized_metric, best.value, best.params, best.user_attrs.get(JOB_DIR_ATTR),
+            counts,
+            best.number,
+            self.optimized_metric,
+            best.value,
+            best.params,
+            best.user_attrs.get(JOB_DIR_ATTR),
         )
 
 

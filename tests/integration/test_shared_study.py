@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +21,17 @@ from tests.services import postgres, wait_for
 
 N_TRIALS = 4
 # Six configs for three random samplers: they propose each other's params, which must not train twice.
-SPACE = ["hydra/sweeper=lora_lab_optuna", "hydra/sweeper/sampler=random", "rank=choice(2,4,8)",
-         "regime.learning_rate=choice(1e-3,3e-3)", "trainer.max_epochs=1", f"hydra.sweeper.n_trials={N_TRIALS}"]
-# A killed worker's trial is retried 10 s after its last beat: long enough that three busy processes
-# on two cores never miss one, short enough for a test.
+SPACE = [
+    "hydra/sweeper=lora_lab_optuna",
+    "hydra/sweeper/sampler=random",
+    "rank=choice(2,4,8)",
+    "regime.learning_rate=choice(1e-3,3e-3)",
+    "trainer.max_epochs=1",
+    f"hydra.sweeper.n_trials={N_TRIALS}",
+]
+# A killed worker's trial is retried 10 s after its last beat. The beats come from each worker's own
+# heartbeat process (heartbeat.py), so a busy job does not delay them; and if a loaded machine still
+# starves a live worker that long, its result reaches the retry instead of its params training twice.
 HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=10"]
 
 
@@ -42,23 +48,42 @@ def shared_storage(
             yield server.url, {"PGPASSWORD": server.password}
 
 
-def test_three_workers_share_a_study_and_survive_a_killed_one(tmp_path: Path, shared_storage: tuple[str, dict[str, str]]):
+def test_three_workers_share_a_study_and_survive_a_killed_one(
+    tmp_path: Path, shared_storage: tuple[str, dict[str, str]]
+):
     url, env = shared_storage
     sweeps = [tmp_path / f"worker{i}" for i in range(3)]
     workers = [
         subprocess.Popen(
-            _command(sweep, *SPACE, f"hydra.sweeper.sampler.seed={i + 1}", f"hydra.sweeper.storage={url}", heartbeat=HEARTBEAT),
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            _command(
+                sweep,
+                *SPACE,
+                f"hydra.sweeper.sampler.seed={i + 1}",
+                f"hydra.sweeper.storage={url}",
+                heartbeat=HEARTBEAT,
+            ),
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             start_new_session=True,  # its own process group: the kill reaches this worker and its job only
         )
         for i, sweep in enumerate(sweeps)
     ]
+
     # SIGKILL the first worker whose job runs: its trial is left RUNNING, its heartbeat stops.
     def started() -> int | None:
         for worker in workers:
             assert worker.poll() is None, f"a worker ended before any job started: {worker.stderr.read()[-3000:]}"
-        return next((i for i, s in enumerate(sweeps) if s.is_dir() and any((d / "status.json").exists()
-                     for d in _job_dirs(s).values())), None)
+        return next(
+            (
+                i
+                for i, s in enumerate(sweeps)
+                if s.is_dir() and any((d / "status.json").exists() for d in _job_dirs(s).values())
+            ),
+            None,
+        )
 
     wait_for(lambda: started() is not None, timeout=600, what="a worker's first job")
     victim = started()
@@ -95,8 +120,14 @@ def test_three_workers_share_a_study_and_survive_a_killed_one(tmp_path: Path, sh
     assert retries in ([rerun], [])
 
     # One report from the shared study, run on the killed worker's dir, shows every worker's jobs.
-    report = subprocess.run([sys.executable, "-m", "lora_lab.report", str(sweeps[victim])], cwd=ROOT,
-                            env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "lora_lab.report", str(sweeps[victim])],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr[-2000:]
     markdown = (sweeps[victim] / "report" / "report.md").read_text()
     rows = {line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| ")}
@@ -109,26 +140,37 @@ def test_three_workers_share_a_study_and_survive_a_killed_one(tmp_path: Path, sh
         assert not leaks, leaks
 
 
-# Opens `url` once every process is ready, so that all of them create the new database's schema at once.
+# Says it is ready once its imports are done, then opens `url` when the test creates the start file:
+# every process then creates the new database's schema at once, however slowly each one started.
 _OPEN_AT_ONCE = """
-import sys, time
+import os, sys, time
 from lora_lab.sweeper.storage import open_storage
-while time.time() < float(sys.argv[2]):
+print("ready", flush=True)
+while not os.path.exists(sys.argv[2]):
     time.sleep(0.005)
 open_storage(sys.argv[1])
 """
 
 
-def test_workers_opening_a_new_database_at_once_all_get_in(shared_storage: tuple[str, dict[str, str]]):
+def test_workers_opening_a_new_database_at_once_all_get_in(tmp_path: Path, shared_storage: tuple[str, dict[str, str]]):
     # Bare RDBStorage lost this race in 41 of 60 opens (PostgreSQL 15, six processes, ten databases):
     # UniqueViolation on pg_type, DuplicateTable, DuplicateObject. open_storage must let all six in.
     url, env = shared_storage
-    start_at = f"{time.time() + 8:.3f}"  # past the imports of all six (optuna, sqlalchemy) on two cores
+    start = tmp_path / "start"
     openers = [
-        subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, url, start_at], cwd=ROOT, env={**os.environ, **env},
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, url, str(start)],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(6)
     ]
+    for opener in openers:  # all six imported optuna and sqlalchemy, and wait for the start
+        assert opener.stdout.readline() == "ready\n", opener.stderr.read()[-2000:]
+    start.touch()
     for opener in openers:
         _, stderr = opener.communicate(timeout=120)
         assert opener.returncode == 0, stderr[-2000:]
