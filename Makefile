@@ -36,6 +36,14 @@ data: install ## Show what a job would train on (sizes, labels, token lengths, p
 test: install ## Run the test suite (unit + integration; what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
+lint: install ## ruff: lint, import order and format check (what CI runs first); fix with `make format`
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
 test-fast: install ## Run only tests/unit (the tests not marked slow: tiny random backbones)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
@@ -79,4 +87,4 @@ bench-fewshot: install ## regime=contrastive vs SetFit on lora_lab's few-shot ro
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long bench-fewshot clean
+.PHONY: help install train data test lint format test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long bench-fewshot clean

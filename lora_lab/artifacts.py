@@ -72,7 +72,8 @@ def pickled_weights(root: Path) -> list[Path]:
 
 
 def modified_at(path: Path) -> str:
-    """A file's modification time as an ISO 8601 UTC timestamp to the second (a job's metrics.json: when it finished)."""
+    """A file's modification time as an ISO 8601 UTC timestamp to the second
+    (a job's metrics.json: when it finished)."""
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
 
 
@@ -83,4 +84,3 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-

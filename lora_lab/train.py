@@ -18,11 +18,14 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lora_lab.cli import checks_group_choices, is_ddp_worker, is_multirun, report_user_errors, sweep_dir, task_overrides
-from lora_lab.config import CONF_DIR, launches_processes, validate
+from lora_lab.cli.errors import checks_group_choices, report_user_errors
+from lora_lab.cli.run import is_ddp_worker, is_multirun, sweep_dir, task_overrides
+from lora_lab.config import CONF_DIR
+from lora_lab.config.hardware import launches_processes
+from lora_lab.config.validation import validate
 from lora_lab.errors import ConfigError, UserError
-from lora_lab.job import JobRecord
-from lora_lab.provenance import write_provenance
+from lora_lab.job.provenance import write_provenance
+from lora_lab.job.record import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +64,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     """The story of a job: build it, fit (or fit without gradients), test the selected epoch, save."""
     # Imported here, not at the top: they load torch, lightning and transformers (about 8 s), which
     # `--help`, a config error and a duplicate job never need.
-    from lora_lab.build import build_job
-    from lora_lab.checkpointing import resume_checkpoint
-    from lora_lab.outputs import format_table, job_metrics, write_job_outputs
+    from lora_lab.job.build import build_job
+    from lora_lab.job.checkpointing import resume_checkpoint
+    from lora_lab.job.outputs import format_table, job_metrics, write_job_outputs
 
     job = build_job(cfg)
     with job.tracking(), out_of_memory_as_user_error(cfg):
@@ -71,7 +74,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         job.regime.prepare(job.classifier, job.datamodule)  # closed-form heads, a contrastive phase
         prepare_s = time.perf_counter() - start
         if job.regime.trains_by_gradient:
-            job.trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=resume_checkpoint(run_dir, cfg.get("resume", False)))
+            job.trainer.fit(
+                job.module, datamodule=job.datamodule, ckpt_path=resume_checkpoint(run_dir, cfg.get("resume", False))
+            )
         else:
             job.trainer.validate(job.module, datamodule=job.datamodule, verbose=False)
         val_acc_best = float(job.trainer.callback_metrics["val/acc_best"])
@@ -84,7 +89,9 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         if not job.trainer.is_global_zero:
             return {}  # a DDP rank > 0: rank 0 writes the job's files (the test metrics are all ranks')
         metrics = job_metrics(job, prepare_s, val_acc_best)
-        metrics = write_job_outputs(run_dir, job.classifier, job.regime, job.tokenizer, metrics, job.datamodule.truncation)
+        metrics = write_job_outputs(
+            run_dir, job.classifier, job.regime, job.tokenizer, metrics, job.datamodule.truncation
+        )
         job.log_summary(metrics)
     job.drop_checkpoints()
     print_closing(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))

@@ -1,5 +1,5 @@
 """Cost of one EMA update of MiniLM-sized weights (22M fp32): Lightning's per-tensor average vs the
-in-place foreach lerp that lora_lab.weight_averaging.EMA uses. Prints the median ms of 15 updates.
+in-place foreach lerp that lora_lab.callbacks.ema.EMA uses. Prints the median ms of 15 updates.
 
     python scripts/bench_ema.py
 """
@@ -34,7 +34,10 @@ def main() -> None:
             average.update_parameters(model)
             seconds[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(s) * 1000 for name, s in seconds.items()}
-    print(", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items()), f"(x{medians['per_tensor'] / medians['foreach']:.1f})")
+    print(
+        ", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items()),
+        f"(x{medians['per_tensor'] / medians['foreach']:.1f})",
+    )
 
 
 if __name__ == "__main__":

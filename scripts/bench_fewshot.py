@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench.lab import REPO, check_data, write_rows  # noqa: E402
+from bench.lab import REPO, check_data, write_rows
 
 SETTINGS: dict[str, list[str]] = {
     "fpb8": ["dataset=financial_phrasebank", "shots_per_class=8"],  # all-agree rows (the dataset's default)
@@ -35,8 +35,16 @@ SETTINGS: dict[str, list[str]] = {
 
 def run_lora_lab(data: list[str], out: Path, extra: list[str]) -> dict:
     run_dir = out / "contrastive"
-    command = [sys.executable, "-m", "lora_lab.train", "regime=contrastive", *data, *extra,
-               "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "lora_lab.train",
+        "regime=contrastive",
+        *data,
+        *extra,
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"lora_lab failed ({' '.join(command)}):\n{proc.stderr[-3000:]}")
@@ -62,9 +70,11 @@ def main() -> None:
     for setting in args.settings:
         check_data(SETTINGS[setting])
     try:
-        import setfit  # noqa: F401
-    except ImportError:
-        raise SystemExit("error: SetFit is not installed: pip install -e '.[bench]' -c constraints.txt (make bench-fewshot does)")
+        import setfit  # noqa: F401 - imported only to check that SetFit is installed
+    except ImportError as err:
+        raise SystemExit(
+            "error: SetFit is not installed: pip install -e '.[bench]' -c constraints.txt (make bench-fewshot does)"
+        ) from err
     results = []
     for setting in args.settings:
         for k, seed in enumerate(args.seeds):
@@ -72,10 +82,17 @@ def main() -> None:
             out = args.out / f"{setting}_seed{seed}"
             out.mkdir(parents=True, exist_ok=True)
             rows = write_rows(data, out / "rows.json")
-            runs = {"lora_lab": lambda: run_lora_lab(data, out, args.extra), "setfit": lambda: run_setfit(out / "rows.json")}
+            runs = {
+                "lora_lab": lambda data=data, out=out: run_lora_lab(data, out, args.extra),
+                "setfit": lambda out=out: run_setfit(out / "rows.json"),
+            }
             order = list(runs) if k % 2 == 0 else list(reversed(runs))
-            row = {"setting": setting, "seed": seed, "train_rows": len(rows["train"]["texts"]),
-                   "test_rows": len(rows["test"]["texts"])}
+            row = {
+                "setting": setting,
+                "seed": seed,
+                "train_rows": len(rows["train"]["texts"]),
+                "test_rows": len(rows["test"]["texts"]),
+            }
             for name in order:
                 row[name] = runs[name]()
             results.append(row)
@@ -86,16 +103,26 @@ def main() -> None:
 
 def print_table(results: list[dict], extra: list[str]) -> None:
     print(f"\nregime=contrastive {' '.join(extra)} vs SetFit 1.2 (defaults), accuracy on the same test rows")
-    print(f"{'setting':<13}{'seed':>5}{'rows':>6}{'test':>6}{'lora_lab':>10}{'SetFit':>8}{'lora_lab s':>12}{'SetFit s':>10}")
+    print(
+        f"{'setting':<13}{'seed':>5}{'rows':>6}{'test':>6}"
+        f"{'lora_lab':>10}{'SetFit':>8}{'lora_lab s':>12}{'SetFit s':>10}"
+    )
     for r in results:
-        print(f"{r['setting']:<13}{r['seed']:>5}{r['train_rows']:>6}{r['test_rows']:>6}{r['lora_lab']['acc']:>10.4f}"
-              f"{r['setfit']['acc']:>8.4f}{r['lora_lab']['train_s']:>12.1f}{r['setfit']['train_s']:>10.1f}")
+        print(
+            f"{r['setting']:<13}{r['seed']:>5}{r['train_rows']:>6}{r['test_rows']:>6}{r['lora_lab']['acc']:>10.4f}"
+            f"{r['setfit']['acc']:>8.4f}{r['lora_lab']['train_s']:>12.1f}{r['setfit']['train_s']:>10.1f}"
+        )
     for setting in dict.fromkeys(r["setting"] for r in results):
         rs = [r for r in results if r["setting"] == setting]
-        med = {name: {k: statistics.median(r[name][k] for r in rs) for k in ("acc", "train_s")} for name in ("lora_lab", "setfit")}
+        med = {
+            name: {k: statistics.median(r[name][k] for r in rs) for k in ("acc", "train_s")}
+            for name in ("lora_lab", "setfit")
+        }
         verdict = "on par or better" if med["lora_lab"]["acc"] >= med["setfit"]["acc"] else "behind"
-        print(f"{setting:<13}{'median':>11}{'':>6}{med['lora_lab']['acc']:>10.4f}{med['setfit']['acc']:>8.4f}"
-              f"{med['lora_lab']['train_s']:>12.1f}{med['setfit']['train_s']:>10.1f}   lora_lab {verdict}")
+        print(
+            f"{setting:<13}{'median':>11}{'':>6}{med['lora_lab']['acc']:>10.4f}{med['setfit']['acc']:>8.4f}"
+            f"{med['lora_lab']['train_s']:>12.1f}{med['setfit']['train_s']:>10.1f}   lora_lab {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -29,23 +29,43 @@ MODES: dict[str, list[str]] = {
     # Auto length, the whole text as up to 4 windows, logits averaged. A batch of the longest texts
     # holds up to 4x the sequences: half the texts per step and two steps per update keep the
     # effective batch at 32. Peak resident memory, measured: 23.8 GB (tail at 512 x 32: 17.4 GB).
-    "chunk": ["data.long_text=chunk", "data.batch_size=16", "trainer.accumulate_grad_batches=2", "data.eval_batch_size=64"],
+    "chunk": [
+        "data.long_text=chunk",
+        "data.batch_size=16",
+        "trainer.accumulate_grad_batches=2",
+        "data.eval_batch_size=64",
+    ],
 }
 
 
 def run(mode: str, out: Path, extra: list[str]) -> dict:
     run_dir = out / mode
-    command = [sys.executable, "-m", "lora_lab.train", DATASET, *MODES[mode], *extra,
-               "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "lora_lab.train",
+        DATASET,
+        *MODES[mode],
+        *extra,
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+    ]
     began = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - began
     if proc.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
     m = json.loads((run_dir / "metrics.json").read_text())
-    return {"mode": mode, "acc": m["test/acc"], "f1": m["test/f1_macro"], "max_length": m.get("data/max_length"),
-            "truncated": m.get("data/truncated_share", {}).get("train"), "train_s": m["time/train_s"],
-            "test_s": m.get("time/test_s"), "wall_s": wall}
+    return {
+        "mode": mode,
+        "acc": m["test/acc"],
+        "f1": m["test/f1_macro"],
+        "max_length": m.get("data/max_length"),
+        "truncated": m.get("data/truncated_share", {}).get("train"),
+        "train_s": m["time/train_s"],
+        "test_s": m.get("time/test_s"),
+        "wall_s": wall,
+    }
 
 
 def main() -> None:
@@ -59,11 +79,16 @@ def main() -> None:
         rows.append(run(mode, args.out, args.extra))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\nmulti_domain_sentiment (all domains), overrides: {' '.join(args.extra) or 'none'}")
-    print(f"{'mode':<10}{'test acc':>9}{'macro-F1':>9}{'max_len':>8}{'train>len':>10}{'train s':>9}{'test s':>8}{'wall s':>8}")
+    print(
+        f"{'mode':<10}{'test acc':>9}{'macro-F1':>9}{'max_len':>8}"
+        f"{'train>len':>10}{'train s':>9}{'test s':>8}{'wall s':>8}"
+    )
     for r in rows:
         cut = f"{r['truncated']:.1%}" if r["truncated"] is not None else "-"
-        print(f"{r['mode']:<10}{r['acc']:>9.4f}{r['f1']:>9.4f}{str(r['max_length']):>8}{cut:>10}"
-              f"{r['train_s']:>9.0f}{(r['test_s'] or 0):>8.1f}{r['wall_s']:>8.0f}")
+        print(
+            f"{r['mode']:<10}{r['acc']:>9.4f}{r['f1']:>9.4f}{str(r['max_length']):>8}{cut:>10}"
+            f"{r['train_s']:>9.0f}{(r['test_s'] or 0):>8.1f}{r['wall_s']:>8.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,25 +30,48 @@ def commands(scratch: Path) -> dict[str, list[str]]:
         "data --help": ["-m", "lora_lab.data", "--help"],
         "rank=0": ["-m", "lora_lab.train", "rank=0", f"hydra.run.dir={scratch}/rank0"],
         "trainer=gpu (no GPU)": ["-m", "lora_lab.train", "trainer=gpu", f"hydra.run.dir={scratch}/gpu"],
-        "missing CSV": ["-m", "lora_lab.train", "dataset=csv", "dataset.path=/nonexistent.csv", f"hydra.run.dir={scratch}/csv"],
+        "missing CSV": [
+            "-m",
+            "lora_lab.train",
+            "dataset=csv",
+            "dataset.path=/nonexistent.csv",
+            f"hydra.run.dir={scratch}/csv",
+        ],
         # The rest of the bad-config catalogue (tests/unit/test_entry_points.py::CATALOGUE).
         "regime=no_such": ["-m", "lora_lab.train", "regime=no_such", f"hydra.run.dir={scratch}/group"],
         "lora_alpha=-8": ["-m", "lora_lab.train", "regime.lora_alpha=-8", f"hydra.run.dir={scratch}/alpha"],
         "lora_dropout=1.5": ["-m", "lora_lab.train", "regime.lora_dropout=1.5", f"hydra.run.dir={scratch}/dropout"],
         "learning_rate=3": ["-m", "lora_lab.train", "regime.learning_rate=3", f"hydra.run.dir={scratch}/lr"],
-        "target_modules=[q_proj]": ["-m", "lora_lab.train", "regime.target_modules=[q_proj]", f"hydra.run.dir={scratch}/tm"],
+        "target_modules=[q_proj]": [
+            "-m",
+            "lora_lab.train",
+            "regime.target_modules=[q_proj]",
+            f"hydra.run.dir={scratch}/tm",
+        ],
         "shots_per_class=500": ["-m", "lora_lab.train", "shots_per_class=500", f"hydra.run.dir={scratch}/shots"],
-        "banking77 shots=100": ["-m", "lora_lab.train", "dataset=banking77", "shots_per_class=100",
-                                f"hydra.run.dir={scratch}/b77shots"],
-        "empty sweep range": ["-m", "lora_lab.train", "-m", "hparams_search=lora_lr_rank", "rank=range(8,8)",
-                              f"hydra.sweep.dir={scratch}/sweep"],
+        "banking77 shots=100": [
+            "-m",
+            "lora_lab.train",
+            "dataset=banking77",
+            "shots_per_class=100",
+            f"hydra.run.dir={scratch}/b77shots",
+        ],
+        "empty sweep range": [
+            "-m",
+            "lora_lab.train",
+            "-m",
+            "hparams_search=lora_lr_rank",
+            "rank=range(8,8)",
+            f"hydra.sweep.dir={scratch}/sweep",
+        ],
     }
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, int, str]:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [sys.executable, *argv], cwd=cwd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     return time.perf_counter() - start, out.returncode, out.stderr
 
 
@@ -78,7 +101,8 @@ def main() -> None:
     print(header + ("   this/other" if args.against else ""))
     for name in commands(Path(".")):
         row = f"{name:<{width}}" + "".join(
-            f"{statistics.median(times[(t, name)]):>18.2f}{codes[(t, name)]:>6}" for t in trees)
+            f"{statistics.median(times[(t, name)]):>18.2f}{codes[(t, name)]:>6}" for t in trees
+        )
         if args.against:
             row += f"   x{statistics.median(times[('this', name)]) / statistics.median(times[('other', name)]):.2f}"
         print(row)

@@ -25,14 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import optuna  # noqa: E402
-from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402
+import optuna  # noqa: E402 - after the sys.path setup above
+from optuna.distributions import CategoricalDistribution, FloatDistribution  # noqa: E402 - after the sys.path setup above
 
-from lora_lab.sweeper.config import PRUNERS, SAMPLERS  # noqa: E402
-from lora_lab.sweeper.ledger import Ledger  # noqa: E402
-from lora_lab.sweeper.recovery import retry_abandoned_trial  # noqa: E402
-from lora_lab.sweeper.resume import open_study  # noqa: E402
-from lora_lab.sweeper.storage import attach_trial, open_storage  # noqa: E402
+from lora_lab.sweeper.config import PRUNERS, SAMPLERS  # noqa: E402 - after the sys.path setup above
+from lora_lab.sweeper.ledger import Ledger  # noqa: E402 - after the sys.path setup above
+from lora_lab.sweeper.recovery import retry_abandoned_trial  # noqa: E402 - after the sys.path setup above
+from lora_lab.sweeper.resume import open_study  # noqa: E402 - after the sys.path setup above
+from lora_lab.sweeper.storage import attach_trial, open_storage  # noqa: E402 - after the sys.path setup above
 
 STUDY = "bench"
 SPACE = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "rank": CategoricalDistribution([4, 8, 16])}
@@ -79,8 +79,11 @@ def measure(url: str, workers: int, trials: int) -> dict[str, float]:
     for proc in procs:
         proc.join()
     costs.sort()
-    return {"median_ms": 1000 * statistics.median(costs), "p95_ms": 1000 * costs[int(0.95 * (len(costs) - 1))],
-            "trials_per_s": len(costs) / wall}
+    return {
+        "median_ms": 1000 * statistics.median(costs),
+        "p95_ms": 1000 * costs[int(0.95 * (len(costs) - 1))],
+        "trials_per_s": len(costs) / wall,
+    }
 
 
 def main() -> None:

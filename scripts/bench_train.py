@@ -36,7 +36,15 @@ from bench.jobs import Runs
 from bench.lab import REPO, check_data, write_rows
 from bench.machine import machine_peak
 from bench.report import (
-    best_line, comparison_table, inference_int8_line, inference_line, json_line, paired_line, peak_line, probe_line, sweep_line,
+    best_line,
+    comparison_table,
+    inference_int8_line,
+    inference_line,
+    json_line,
+    paired_line,
+    peak_line,
+    probe_line,
+    sweep_line,
     tta_line,
 )
 from bench.summary import comparison, infer_prefix, time_to_accuracy
@@ -61,17 +69,27 @@ PROBE_OVERRIDES = ["regime=fewshot", "regime.method=logistic_regression"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="smoke check: 1,001 training rows, 1 epoch, 1 repeat")
     p.add_argument("--repeats", type=int, help="recipe/lora_lab pairs per regime (full: 3, quick: 1)")
     p.add_argument("--epochs", type=int, help="epochs of the comparison runs (full: 3, quick: 1)")
-    p.add_argument("--tta-epochs", help="epochs tried in order for time to accuracy, e.g. 1,2,3 (full: 1,2,3, quick: 1)")
+    p.add_argument(
+        "--tta-epochs", help="epochs tried in order for time to accuracy, e.g. 1,2,3 (full: 1,2,3, quick: 1)"
+    )
     p.add_argument("--shots-per-class", type=int, help="training rows per label (full: all, quick: 13)")
-    p.add_argument("--sweep-shots-per-class", type=int, help="training rows per label of the sweep-overhead jobs (full: all, quick: 13)")
+    p.add_argument(
+        "--sweep-shots-per-class",
+        type=int,
+        help="training rows per label of the sweep-overhead jobs (full: all, quick: 13)",
+    )
     p.add_argument("--skip-best", action="store_true", help="skip the best-regime accuracy run (up to 30 min)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lora-lr", type=float, default=1e-3, help="learning rate of both LoRA runs")
-    p.add_argument("--full-lr", type=float, default=1e-4, help="learning rate of both full fine-tunes (lora_lab's default)")
+    p.add_argument(
+        "--full-lr", type=float, default=1e-4, help="learning rate of both full fine-tunes (lora_lab's default)"
+    )
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--target-modules", default="query,value", help="LoRA target modules of both LoRA runs")
     p.add_argument("--infer-batch-size", type=int, default=128)
@@ -109,12 +127,22 @@ def compare(runs: Runs, args: argparse.Namespace, data: list[str], rows_path: Pa
             regime, lr = setting["regime"], setting["lr"]
             tags = {"regime": regime, "repeat": repeat, "epochs": args.epochs}
             spec = {
-                "regime": regime, "epochs": args.epochs, "learning_rate": lr, "batch_size": args.batch_size,
-                "rank": args.rank, "target_modules": args.target_modules, "rows_path": str(rows_path),
+                "regime": regime,
+                "epochs": args.epochs,
+                "learning_rate": lr,
+                "batch_size": args.batch_size,
+                "rank": args.rank,
+                "target_modules": args.target_modules,
+                "rows_path": str(rows_path),
             }
             recipe = runs.worker(f"recipe_{regime}_r{repeat}", "recipe", spec, system="recipe", **tags)
-            overrides = [*data, f"regime={regime}", f"regime.learning_rate={lr}",
-                         f"trainer.max_epochs={args.epochs}", f"data.batch_size={args.batch_size}"]
+            overrides = [
+                *data,
+                f"regime={regime}",
+                f"regime.learning_rate={lr}",
+                f"trainer.max_epochs={args.epochs}",
+                f"data.batch_size={args.batch_size}",
+            ]
             if regime == "lora":
                 overrides += [f"rank={args.rank}", f"regime.target_modules=[{','.join(args.target_modules)}]"]
             lab = runs.lora_lab(f"lora_lab_{regime}_r{repeat}", overrides, system="lora_lab", **tags)
@@ -135,8 +163,13 @@ def reach_accuracy(runs: Runs, args: argparse.Namespace, data: list[str], target
     reaches target_acc (the rule: bench.summary.time_to_accuracy)."""
     records = []
     for epochs in args.tta_epochs:
-        record = runs.lora_lab(f"lora_lab_defaults_{epochs}ep", [*data, f"trainer.max_epochs={epochs}"],
-                               system="lora_lab", regime="lora", epochs=epochs)
+        record = runs.lora_lab(
+            f"lora_lab_defaults_{epochs}ep",
+            [*data, f"trainer.max_epochs={epochs}"],
+            system="lora_lab",
+            regime="lora",
+            epochs=epochs,
+        )
         records.append(record)
         if record["test_acc"] >= target_acc:
             break
@@ -148,7 +181,9 @@ def probe(runs: Runs, data: list[str]) -> dict:
     (all training rows: shots_per_class is null outside --quick). Run first: it takes about a
     minute and fails fast where the regime is missing."""
     if not (REPO / "conf" / "regime" / PROBE_CONFIG).is_file():
-        raise SystemExit(f"the probe runs lora_lab's regime=fewshot, but conf/regime/{PROBE_CONFIG} is not in this checkout")
+        raise SystemExit(
+            f"the probe runs lora_lab's regime=fewshot, but conf/regime/{PROBE_CONFIG} is not in this checkout"
+        )
     record = runs.lora_lab("probe_fewshot_logreg", [*data, *PROBE_OVERRIDES], gradient=False)
     return {**record, "method": " ".join(PROBE_OVERRIDES)}
 
@@ -159,8 +194,11 @@ def sweep_overhead(runs: Runs, args: argparse.Namespace) -> dict:
     overrides = ["dataset=banking77", *shots, *SWEEP_OVERRIDES]
     record = runs.lora_lab_multirun("sweep_overhead", overrides)
     return {
-        "sweep_jobs": record["jobs"], "sweep_wall_s": record["wall_s"], "sweep_work_s": record["work_s"],
-        "sweep_overhead_s": record["overhead_s"], "sweep_overhead_share": record["overhead_share"],
+        "sweep_jobs": record["jobs"],
+        "sweep_wall_s": record["wall_s"],
+        "sweep_work_s": record["work_s"],
+        "sweep_overhead_s": record["overhead_s"],
+        "sweep_overhead_share": record["overhead_share"],
         "sweep_overrides": " ".join(overrides),
     }
 
@@ -171,19 +209,31 @@ def best_regime(runs: Runs, data: list[str], skip: bool) -> dict:
     if skip:
         return dict.fromkeys(keys)
     r = runs.lora_lab("best_regime", [*data, BEST_EXPERIMENT], system="lora_lab")
-    return dict(zip(keys, (r["test_acc"], r["test_f1_macro"], r["train_s"], r["wall_s"], BEST_EXPERIMENT, r["merged_dir"])))
+    return dict(
+        zip(keys, (r["test_acc"], r["test_f1_macro"], r["train_s"], r["wall_s"], BEST_EXPERIMENT, r["merged_dir"]))
+    )
 
 
 def inference(runs: Runs, args: argparse.Namespace, merged_dir: str, rows_path: Path, quantize: str) -> dict:
     """Predictor on merged_dir in a fresh process: batch ex/s and single-text latency."""
-    result = runs.worker(f"inference_{quantize}", "inference", {
-        "merged_dir": merged_dir, "rows_path": str(rows_path), "quantize": quantize,
-        "batch_size": args.infer_batch_size, "latency_texts": args.latency_texts, "seed": 0,
-    })
+    result = runs.worker(
+        f"inference_{quantize}",
+        "inference",
+        {
+            "merged_dir": merged_dir,
+            "rows_path": str(rows_path),
+            "quantize": quantize,
+            "batch_size": args.infer_batch_size,
+            "latency_texts": args.latency_texts,
+            "seed": 0,
+        },
+    )
     key = infer_prefix(quantize)
     return {
-        f"{key}_examples_per_s": result["batch_examples_per_s"], f"{key}_acc": result["batch_test_acc"],
-        f"{key}_p50_ms": result["latency_p50_ms"], f"{key}_p90_ms": result["latency_p90_ms"],
+        f"{key}_examples_per_s": result["batch_examples_per_s"],
+        f"{key}_acc": result["batch_test_acc"],
+        f"{key}_p50_ms": result["latency_p50_ms"],
+        f"{key}_p90_ms": result["latency_p90_ms"],
         f"{key}_peak_rss_mb": result["peak_rss_mb"],
     }
 
@@ -203,7 +253,11 @@ def main(argv: list[str] | None = None) -> None:
     records = compare(runs, args, data, rows_path)
     summary: dict = comparison(records, shape, machine["peak_flops_nominal"], machine["peak_flops_matmul"])
     tta_records = reach_accuracy(runs, args, data, summary["recipe_lora_acc"])
-    summary.update(time_to_accuracy(tta_records, summary["recipe_lora_acc"], summary["recipe_lora_wall_s"], summary["recipe_lora_train_s"]))
+    summary.update(
+        time_to_accuracy(
+            tta_records, summary["recipe_lora_acc"], summary["recipe_lora_wall_s"], summary["recipe_lora_train_s"]
+        )
+    )
     summary.update(sweep_overhead(runs, args))
     best = best_regime(runs, data, args.skip_best)
     summary.update({k: v for k, v in best.items() if k != "merged_dir"})
@@ -212,22 +266,46 @@ def main(argv: list[str] | None = None) -> None:
     merged_dir = best["merged_dir"] or tta_records[-1]["merged_dir"]
     for quantize in ("none", "int8"):
         summary.update(inference(runs, args, merged_dir, rows_path, quantize))
-    summary.update({
-        "infer_batch_size": args.infer_batch_size, "infer_model": merged_dir,
-        "probe_method": probed["method"], "probe_acc": probed["test_acc"], "probe_f1": probed["test_f1_macro"],
-        "probe_train_s": probed["train_s"], "probe_wall_s": probed["wall_s"], "probe_peak_rss_mb": probed["peak_rss_mb"],
-        **{k: machine[k] for k in ("cores", "clock_ghz", "clock_source", "fp32_lanes", "fma_units_assumed",
-                                    "peak_flops_nominal", "peak_source", "peak_flops_matmul")},
-        "quick": args.quick, "repeats": args.repeats, "epochs": args.epochs, "batch_size": args.batch_size,
-        "train_rows": records[0]["train_rows"], "test_rows": records[0]["test_rows"],
-        "results_dir": str(args.results_dir),
-    })
+    summary.update(
+        {
+            "infer_batch_size": args.infer_batch_size,
+            "infer_model": merged_dir,
+            "probe_method": probed["method"],
+            "probe_acc": probed["test_acc"],
+            "probe_f1": probed["test_f1_macro"],
+            "probe_train_s": probed["train_s"],
+            "probe_wall_s": probed["wall_s"],
+            "probe_peak_rss_mb": probed["peak_rss_mb"],
+            **{
+                k: machine[k]
+                for k in (
+                    "cores",
+                    "clock_ghz",
+                    "clock_source",
+                    "fp32_lanes",
+                    "fma_units_assumed",
+                    "peak_flops_nominal",
+                    "peak_source",
+                    "peak_flops_matmul",
+                )
+            },
+            "quick": args.quick,
+            "repeats": args.repeats,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "train_rows": records[0]["train_rows"],
+            "test_rows": records[0]["test_rows"],
+            "results_dir": str(args.results_dir),
+        }
+    )
     (args.results_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 
     rows = f"{summary['train_rows']:,} train / {summary['test_rows']:,} test rows"
-    print(f"\nBanking77 ({rows}), all-MiniLM-L6-v2, {args.epochs} epoch(s), batch {args.batch_size}, "
-          f"LoRA r={args.rank} on {'/'.join(args.target_modules)} lr {args.lora_lr:g}, full lr {args.full_lr:g}; "
-          f"median of {args.repeats} repeat(s); timings contended when others share the CPUs")
+    print(
+        f"\nBanking77 ({rows}), all-MiniLM-L6-v2, {args.epochs} epoch(s), batch {args.batch_size}, "
+        f"LoRA r={args.rank} on {'/'.join(args.target_modules)} lr {args.lora_lr:g}, full lr {args.full_lr:g}; "
+        f"median of {args.repeats} repeat(s); timings contended when others share the CPUs"
+    )
     print(comparison_table(summary))
     best_lines = [] if args.skip_best else [best_line]
     lines = [paired_line, tta_line, inference_line, inference_int8_line, sweep_line, *best_lines, probe_line, peak_line]

@@ -72,9 +72,14 @@ class Server:
         args = [f"adapters.{n}={p}" for n, p in adapters.items()]
         args += [f"{k}={v}" for k, v in settings.items()]
         args += ["host=127.0.0.1", f"port={self.port}", f"hydra.run.dir={workdir / f'server-{self.port}'}"]
-        self.log = open(workdir / f"server-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([sys.executable, "-m", "lora_lab.serve", *args], cwd=REPO,
-                                        stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        self.log = open(workdir / f"server-{self.port}.log", "w")  # closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lora_lab.serve", *args],
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
 
     def __enter__(self) -> Server:
         deadline = time.monotonic() + 600
@@ -121,8 +126,10 @@ class Connection:
         """The response's status code (its body is read and dropped)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+        )
         status = int((await self.reader.readline()).split()[1])
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
@@ -137,7 +144,9 @@ class Connection:
             self.writer.close()
 
 
-async def load(port: int, adapters: list[str], texts: list[str], clients: int, seconds: float, max_requests: int) -> Run:
+async def load(
+    port: int, adapters: list[str], texts: list[str], clients: int, seconds: float, max_requests: int
+) -> Run:
     """`clients` concurrent clients, each sending one text per request until the time or request budget ends."""
     bodies = [json.dumps({"text": t, "adapter": a, "top_k": 1}).encode() for t in texts for a in adapters]
     latencies: list[float] = []
@@ -171,8 +180,11 @@ def measure(name: str, server: Server, adapters: list[str], texts: list[str], ar
         run = asyncio.run(load(server.port, adapters, texts, clients, args.seconds, args.max_requests))
         run.config = name
         runs.append(run)
-        print(f"  {name:<28} {clients:>2} clients: {run.rps:7.1f} req/s, p50 {run.percentile(50):6.1f} ms, "
-              f"p95 {run.percentile(95):6.1f} ms ({run.requests} requests, {run.errors} errors)", flush=True)
+        print(
+            f"  {name:<28} {clients:>2} clients: {run.rps:7.1f} req/s, p50 {run.percentile(50):6.1f} ms, "
+            f"p95 {run.percentile(95):6.1f} ms ({run.requests} requests, {run.errors} errors)",
+            flush=True,
+        )
     return runs
 
 
@@ -190,8 +202,12 @@ def adapter_copies(job: Path, n: int, root: Path) -> dict[str, Path]:
     for i in range(n):
         copy = root / f"copy{i}"
         if not copy.exists():
-            shutil.copytree(job, copy, ignore=shutil.ignore_patterns("checkpoints", "csv", "wandb"),
-                            copy_function=os.link if os.stat(job).st_dev == os.stat(root).st_dev else shutil.copy2)
+            shutil.copytree(
+                job,
+                copy,
+                ignore=shutil.ignore_patterns("checkpoints", "csv", "wandb"),
+                copy_function=os.link if os.stat(job).st_dev == os.stat(root).st_dev else shutil.copy2,
+            )
         copies[f"a{i}"] = copy
     return copies
 
@@ -239,8 +255,10 @@ def main() -> None:
 def report(runs: list[Run], rss_one: float, rss_ten: float, adapter_bytes: int) -> None:
     print("\nconfiguration                  clients   req/s   p50 ms   p95 ms   p99 ms  requests  errors  client cores")
     for r in runs:
-        print(f"{r.config:<30} {r.clients:>7} {r.rps:>7.1f} {r.percentile(50):>8.1f} {r.percentile(95):>8.1f} "
-              f"{r.percentile(99):>8.1f} {r.requests:>9} {r.errors:>7} {r.client_cpu_s / r.seconds:>13.2f}")
+        print(
+            f"{r.config:<30} {r.clients:>7} {r.rps:>7.1f} {r.percentile(50):>8.1f} {r.percentile(95):>8.1f} "
+            f"{r.percentile(99):>8.1f} {r.requests:>9} {r.errors:>7} {r.client_cpu_s / r.seconds:>13.2f}"
+        )
     by = {(r.config, r.clients): r for r in runs}
     budget = rss_one + 10 * adapter_bytes / 2**20 + 100
 
@@ -251,18 +269,30 @@ def report(runs: list[Run], rss_one: float, rss_ten: float, adapter_bytes: int) 
     for precision in ("fp32", "bf16"):
         on, off = by[(f"{precision}, batching on", 32)], by[(f"{precision}, batching off", 32)]
         mixed = by[(f"{precision}, 3 adapters mixed", 32)]
-        print(f"{precision}: 32 clients, batching on: {on.rps:.0f} req/s (target >= 400: {verdict(on.rps >= 400)}), "
-              f"p95 {on.percentile(95):.0f} ms (target <= 150: {verdict(on.percentile(95) <= 150)})")
-        print(f"{precision}: batching on / off at 32 clients: x{on.rps / max(off.rps, 1e-9):.2f} "
-              f"(target >= 3: {verdict(on.rps >= 3 * off.rps)})")
-        print(f"{precision}: 3 adapters mixed / 1 adapter at 32 clients: {100 * mixed.rps / max(on.rps, 1e-9):.0f}% "
-              f"(target >= 80%: {verdict(mixed.rps >= 0.8 * on.rps)})")
+        print(
+            f"{precision}: 32 clients, batching on: {on.rps:.0f} req/s (target >= 400: {verdict(on.rps >= 400)}), "
+            f"p95 {on.percentile(95):.0f} ms (target <= 150: {verdict(on.percentile(95) <= 150)})"
+        )
+        print(
+            f"{precision}: batching on / off at 32 clients: x{on.rps / max(off.rps, 1e-9):.2f} "
+            f"(target >= 3: {verdict(on.rps >= 3 * off.rps)})"
+        )
+        print(
+            f"{precision}: 3 adapters mixed / 1 adapter at 32 clients: {100 * mixed.rps / max(on.rps, 1e-9):.0f}% "
+            f"(target >= 80%: {verdict(mixed.rps >= 0.8 * on.rps)})"
+        )
     int8 = by[("int8, batching on", 1)]
-    print(f"1 client, int8: p50 {int8.percentile(50):.1f} ms over HTTP (target <= 6: {verdict(int8.percentile(50) <= 6)})")
-    print(f"RSS (fp32): 1 adapter {rss_one:.0f} MiB, 10 adapters {rss_ten:.0f} MiB; budget 1 adapter + 10 x "
-          f"{adapter_bytes / 2**20:.2f} MiB + 100 MiB = {budget:.0f} MiB ({verdict(rss_ten <= budget)})")
-    print(f"median p50 over all runs: {statistics.median(r.percentile(50) for r in runs):.1f} ms; "
-          f"errors: {sum(r.errors for r in runs)}")
+    print(
+        f"1 client, int8: p50 {int8.percentile(50):.1f} ms over HTTP (target <= 6: {verdict(int8.percentile(50) <= 6)})"
+    )
+    print(
+        f"RSS (fp32): 1 adapter {rss_one:.0f} MiB, 10 adapters {rss_ten:.0f} MiB; budget 1 adapter + 10 x "
+        f"{adapter_bytes / 2**20:.2f} MiB + 100 MiB = {budget:.0f} MiB ({verdict(rss_ten <= budget)})"
+    )
+    print(
+        f"median p50 over all runs: {statistics.median(r.percentile(50) for r in runs):.1f} ms; "
+        f"errors: {sum(r.errors for r in runs)}"
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,10 @@ def main() -> None:
     print(f"{len(gold)} test texts of {args.job}")
     for name, p in probs.items():
         print(f"  {name}: accuracy {(p.argmax(-1) == gold).float().mean():.4f}")
-    print(f"  labels agree on {(fp32.argmax(-1) == bf16.argmax(-1)).float().mean():.2%} of texts; "
-          f"largest probability difference {(fp32 - bf16).abs().max():.4f}")
+    print(
+        f"  labels agree on {(fp32.argmax(-1) == bf16.argmax(-1)).float().mean():.2%} of texts; "
+        f"largest probability difference {(fp32 - bf16).abs().max():.4f}"
+    )
 
 
 if __name__ == "__main__":

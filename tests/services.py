@@ -68,15 +68,27 @@ def postgres() -> Iterator[Postgres]:
     root = Path(tempfile.mkdtemp(prefix="lora_lab_pg_"))  # not pytest's tmp_path: postgres must reach it
     _chown(root, user)
     data, port, password = root / "data", free_port(), "s3cret-" + os.urandom(6).hex()
-    run = lambda *cmd: subprocess.run([*_as_user(user), *cmd], check=True, capture_output=True, text=True)  # noqa: E731
+    run = lambda *cmd: subprocess.run([*_as_user(user), *cmd], check=True, capture_output=True, text=True)  # noqa: E731 - a one-line helper
     # Local socket: trust (the fixture sets up the role); TCP: a password, as a real server asks.
     run(initdb, "-D", str(data), "-U", user, "--auth-local=trust", "--auth-host=scram-sha-256")
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
     run(pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "server.log"), "-w", "start")
     try:
-        psql = [*_as_user(user), shutil.which("psql") or "psql", "-h", str(root), "-p", str(port), "-U", user,
-                "-v", "ON_ERROR_STOP=1"]
-        subprocess.run([*psql, "-c", f"CREATE ROLE sweeper LOGIN PASSWORD '{password}'"], check=True, capture_output=True)
+        psql = [
+            *_as_user(user),
+            shutil.which("psql") or "psql",
+            "-h",
+            str(root),
+            "-p",
+            str(port),
+            "-U",
+            user,
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]
+        subprocess.run(
+            [*psql, "-c", f"CREATE ROLE sweeper LOGIN PASSWORD '{password}'"], check=True, capture_output=True
+        )
         server = Postgres(url=f"postgresql://sweeper@127.0.0.1:{port}/optuna", password=password, admin=psql)
         server.fresh_database("optuna")
         yield server
@@ -85,7 +97,7 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -140,8 +152,9 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 def slurm() -> Iterator[Slurm]:
     """A one-node SLURM cluster on this machine: munged, slurmctld and slurmd in the foreground,
     configs, keys, sockets and state in a temp dir; all stopped afterwards."""
-    munged, slurmctld, slurmd = (require(b, p) for b, p in (("munged", "munge"), ("slurmctld", "slurm-wlm"),
-                                                             ("slurmd", "slurm-wlm")))
+    munged, slurmctld, slurmd = (
+        require(b, p) for b, p in (("munged", "munge"), ("slurmctld", "slurm-wlm"), ("slurmd", "slurm-wlm"))
+    )
     if os.geteuid() != 0:
         raise RuntimeError("the SLURM fixture starts slurmd, which runs jobs as their users: it needs root")
     root = Path(tempfile.mkdtemp(prefix="lora_lab_slurm_"))
@@ -156,14 +169,32 @@ def slurm() -> Iterator[Slurm]:
     env = {"SLURM_CONF": str(conf)}
     daemons: list[subprocess.Popen] = []
     try:
-        daemons.append(subprocess.Popen(
-            [munged, "-F", "--force", f"--key-file={key}", f"--socket={root}/munge.socket",
-             f"--pid-file={root}/munged.pid", f"--log-file={root}/munged.log", f"--seed-file={root}/munge.seed"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        daemons.append(
+            subprocess.Popen(
+                [
+                    munged,
+                    "-F",
+                    "--force",
+                    f"--key-file={key}",
+                    f"--socket={root}/munge.socket",
+                    f"--pid-file={root}/munged.pid",
+                    f"--log-file={root}/munged.log",
+                    f"--seed-file={root}/munge.seed",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         wait_for(lambda: (root / "munge.socket").exists(), 30, "munged's socket")
         for daemon in (slurmctld, slurmd):
-            daemons.append(subprocess.Popen([daemon, "-D", "-f", str(conf)], env={**os.environ, **env},
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            daemons.append(
+                subprocess.Popen(
+                    [daemon, "-D", "-f", str(conf)],
+                    env={**os.environ, **env},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         cluster = Slurm(env, root)
 
         def node_idle() -> bool:

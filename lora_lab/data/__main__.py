@@ -14,7 +14,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lora_lab.cli import checks_group_choices, report_user_errors
+from lora_lab.cli.errors import checks_group_choices, report_user_errors
 from lora_lab.config import CONF_DIR  # also registers the resolvers
 from lora_lab.errors import ConfigError
 
@@ -25,14 +25,24 @@ if TYPE_CHECKING:  # instantiate() imports it (and Lightning) when the data is r
 def summarize(dm: TextClassificationDataModule, examples_per_class: int) -> dict:
     """The JSON form: splits, num_labels, label_counts, token_length percentiles of the texts as written
     (before truncation), max_length and how longer texts are cut, examples, problems."""
-    out: dict = {"dataset": dm.source.name, "splits": {}, "num_labels": len(dm.labels), "label_counts": {},
-                 "token_length": {}, "truncation": dm.truncation.as_dict(), "truncated_share": dm.truncated,
-                 "examples": {}, "problems": dm.problems}
+    out: dict = {
+        "dataset": dm.source.name,
+        "splits": {},
+        "num_labels": len(dm.labels),
+        "label_counts": {},
+        "token_length": {},
+        "truncation": dm.truncation.as_dict(),
+        "truncated_share": dm.truncated,
+        "examples": {},
+        "problems": dm.problems,
+    }
     for name, split in dm.splits.items():
         out["splits"][name] = len(split)
         out["label_counts"][name] = split.label_counts()
         lengths = np.array(dm.full_lengths[name])
-        out["token_length"][name] = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)} | {"max": int(lengths.max())}
+        out["token_length"][name] = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)} | {
+            "max": int(lengths.max())
+        }
     train = dm.splits["train"]
     for label in dm.labels:
         out["examples"][label] = [t for t, y in zip(train.texts, train.labels) if y == label][:examples_per_class]
@@ -43,11 +53,15 @@ def render(summary: dict) -> str:
     lines = [f"dataset {summary['dataset']}: {summary['num_labels']} labels"]
     for name, n in summary["splits"].items():
         tl = summary["token_length"][name]
-        lines.append(f"  {name:<10} {n:>7,} rows   tokens p50 {tl['p50']}, p90 {tl['p90']}, p99 {tl['p99']}, max {tl['max']}"
-                     f"   {summary['truncated_share'][name]:.1%} longer than max_length")
+        lines.append(
+            f"  {name:<10} {n:>7,} rows   tokens p50 {tl['p50']}, p90 {tl['p90']}, p99 {tl['p99']}, max {tl['max']}"
+            f"   {summary['truncated_share'][name]:.1%} longer than max_length"
+        )
     cut = summary["truncation"]
-    lines.append(f"max_length {cut['max_length']} tokens, truncation {cut['truncation']}"
-                 + (f" (head_tokens {cut['head_tokens']})" if cut["head_tokens"] is not None else ""))
+    lines.append(
+        f"max_length {cut['max_length']} tokens, truncation {cut['truncation']}"
+        + (f" (head_tokens {cut['head_tokens']})" if cut["head_tokens"] is not None else "")
+    )
     lines.append("labels (train / validation / test):")
     for label in summary["examples"]:
         counts = " / ".join(str(summary["label_counts"][s].get(label, 0)) for s in summary["splits"])

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-
 # A text's token ids: one row, or (data.long_text=chunk) a list of windows, each a row.
 Row = list[int] | list[list[int]]
 
@@ -113,8 +112,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     `windows` (data.long_text=chunk: per text, its windows) makes an evaluation batch hold at most
     batch_size windows rather than texts (a text with more windows than that goes alone). Sorted by
     length, the longest texts batch together: 64 reviews of up to 4 windows of 512 tokens are up to
-    256 sequences in one forward pass (multi_domain_sentiment's test split, batches of 64: at most 149
-    sequences and 1.92 GB peak resident; of 64 windows: 1.39 GB, same accuracy). Training batches
+    256 sequences in one forward pass; counting windows bounds the peak memory at the same accuracy
+    (docs/benchmarks.md, long texts). Training batches
     keep counting texts: the batch size is also the optimizer's, and a sum over windows would
     change it from step to step.
     """
@@ -153,8 +152,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             self._skip = None
 
     def skip(self, epoch: int, batches: int) -> None:
-        """Resume inside `epoch`: its first `batches` batches (of this rank's share) were trained before the job was killed.
-        Every iteration of that epoch starts after them (Lightning may iterate more than once)."""
+        """Resume inside `epoch`: its first `batches` batches (of this rank's share) were trained before
+        the job was killed. Every iteration of that epoch starts after them (Lightning may iterate more
+        than once)."""
         self._skip = (epoch, batches)
 
     def __len__(self) -> int:
@@ -185,7 +185,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         if self.shuffle:  # training: this rank's equal share of the epoch's batches
             batches = batches[self.rank :: self.world_size][: len(batches) // self.world_size]
         if self._skip is not None and self._skip[0] == self.epoch:
-            batches = batches[self._skip[1]:]
+            batches = batches[self._skip[1] :]
         yield from batches
 
     def _cut(self, order: list[int]) -> list[list[int]]:

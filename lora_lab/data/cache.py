@@ -2,7 +2,8 @@
 
 The key is a hash of everything that determines the token ids: the source's identity (class,
 settings, file sizes and mtimes), the tokenizer (class, vocabulary, special tokens) and the
-length settings (max length or auto, its cap, the truncation mode). A stale entry cannot be hit; a corrupt or half-written one cannot exist (atomic rename).
+length settings (max length or auto, its cap, the truncation mode). A stale entry cannot be hit;
+a corrupt or half-written one cannot exist (atomic rename).
 
 Entries are JSON: they hold only lists, dicts, strings and numbers, and JSON cannot carry code.
 It is also the fast safe format here: a Banking77 entry (~14,000 rows of token ids) loads in
@@ -32,7 +33,12 @@ def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
 
 def cache_key(source_identity: dict, tokenizer: PreTrainedTokenizerBase, length: dict) -> str:
     """`length`: the DataModule's length_key() (max_length or auto, its cap, the truncation mode)."""
-    payload = {"v": CACHE_VERSION, "source": source_identity, "tokenizer": tokenizer_identity(tokenizer), "length": length}
+    payload = {
+        "v": CACHE_VERSION,
+        "source": source_identity,
+        "tokenizer": tokenizer_identity(tokenizer),
+        "length": length,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

@@ -13,10 +13,10 @@ from transformers import PreTrainedTokenizerBase
 
 from lora_lab.data import cache
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator, TokenizedSplit
+from lora_lab.data.settings import check_data_settings
 from lora_lab.data.sources import Source
 from lora_lab.data.splits import Split
 from lora_lab.data.truncation import AUTO, Truncation, auto_length
-from lora_lab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         max_chunks: int = 4,
     ):
         """max_length, truncation, head_tokens, long_text, max_chunks: how long texts become token
-        ids (data/truncation.py); config.validate checks them before any model loads."""
+        ids (data/truncation.py). Checked by data/settings.py, which config validation also calls before any
+        model loads."""
         super().__init__()
         self.source, self.tokenizer = source, tokenizer
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -55,12 +56,26 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.length_spec, self.max_length_cap = max_length, max_length_cap
         self.max_length: int | None = max_length if isinstance(max_length, int) else None
         # The constructor's own arguments, so a datamodule for other rows (lora_lab.eval's file) cuts alike.
-        self.cut_settings = {"truncation": truncation, "head_tokens": head_tokens, "long_text": long_text, "max_chunks": max_chunks}
+        self.cut_settings = {
+            "truncation": truncation,
+            "head_tokens": head_tokens,
+            "long_text": long_text,
+            "max_chunks": max_chunks,
+        }
         self.group_by_length, self.seed = group_by_length, seed
         self.labels: list[str] | None = list(labels) if labels is not None else None
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
-        if shots_per_class is not None and shots_per_class < 1:
-            raise ConfigError(f"shots_per_class={shots_per_class}: use a positive count, or null for every training row")
+        check_data_settings(
+            batch_size,
+            eval_batch_size,
+            max_length,
+            max_length_cap,
+            shots_per_class,
+            truncation,
+            head_tokens,
+            long_text,
+            max_chunks,
+        )
         self.shots_per_class = shots_per_class
         self.splits: dict[str, Split] = {}
         self.tokenized: dict[str, TokenizedSplit] = {}
@@ -92,8 +107,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
                 try:
                     cache.save(self.cache_dir, key, entry)
                 except TypeError as err:  # the job still runs on the rows just built, uncached
-                    log.warning("Tokenized splits not cached (%s): extra columns must hold JSON values "
-                                "(str, int, float, bool, null) to be cached; cast them in the source", err)
+                    log.warning(
+                        "Tokenized splits not cached (%s): extra columns must hold JSON values "
+                        "(str, int, float, bool, null) to be cached; cast them in the source",
+                        err,
+                    )
         else:
             log.info("Tokenized splits from the cache (%s)", self.cache_dir)
         self.problems, self.truncated = entry["problems"], entry["truncated"]
@@ -121,7 +139,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         keep: list[int] = []
         for label, rows in sorted(by_label.items()):
             if len(rows) < shots:
-                self.problems.append(f"train: label {label!r} has {len(rows)} row(s), fewer than shots_per_class={shots}: all kept")
+                self.problems.append(
+                    f"train: label {label!r} has {len(rows)} row(s), fewer than shots_per_class={shots}: all kept"
+                )
             keep.extend(rng.sample(rows, min(shots, len(rows))))
         keep.sort()
         self.splits["train"] = self.splits["train"].select(keep)
@@ -141,19 +161,30 @@ class TextClassificationDataModule(pl.LightningDataModule):
         max_length = self.max_length
         if max_length is None:
             max_length = auto_length(full["train"], self.max_length_cap)
-            log.info("data.max_length=auto: %d tokens (95%% of the training texts fit; cap %d)", max_length, self.max_length_cap)
+            log.info(
+                "data.max_length=auto: %d tokens (95%% of the training texts fit; cap %d)",
+                max_length,
+                self.max_length_cap,
+            )
         cutter = self._cutter(max_length)
         out, truncated, problems = {}, {}, list(self.source.report.problems)
         for name, split in splits.items():
             ids = cutter.cut(self.tokenizer, full_ids[name])
             n_long = sum(n > max_length for n in full[name])
             if n_long:
-                problems.append(f"{name}: {n_long} of {len(ids)} texts ({n_long / len(ids):.1%}) longer than "
-                                f"max_length={max_length} tokens: each keeps {cutter.describe()}")
+                problems.append(
+                    f"{name}: {n_long} of {len(ids)} texts ({n_long / len(ids):.1%}) longer than "
+                    f"max_length={max_length} tokens: each keeps {cutter.describe()}"
+                )
             truncated[name] = n_long / max(1, len(ids))
             out[name] = {"texts": split.texts, "labels": split.labels, "extra": split.extra, "input_ids": ids}
-        return {"splits": out, "truncated": truncated, "problems": problems, "max_length": max_length,
-                "full_lengths": full}
+        return {
+            "splits": out,
+            "truncated": truncated,
+            "problems": problems,
+            "max_length": max_length,
+            "full_lengths": full,
+        }
 
     def label_descriptions(self) -> list[str]:
         """Each label in words, in label-id order (the dataset's label_descriptions, else its name)."""

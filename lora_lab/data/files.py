@@ -18,9 +18,15 @@ MAX_FIELD_CHARS = 10_000_000  # a CSV field beyond this is no text to classify (
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 # Values of a split column that mean each split; anything else is an error, not a guess.
 SPLIT_NAMES = {
-    "train": "train", "training": "train",
-    "validation": "validation", "valid": "validation", "val": "validation", "dev": "validation",
-    "test": "test", "testing": "test", "eval": "test",
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
 }
 
 
@@ -77,7 +83,9 @@ class TableFile(Source):
 
     def _by_split_column(self, rows: list[dict]) -> dict[str, Split]:
         if rows and self.split_column not in rows[0]:
-            raise DataError(f"{self.path}: no column {self.split_column!r} (dataset.split_column); columns found: {list(rows[0])}")
+            raise DataError(
+                f"{self.path}: no column {self.split_column!r} (dataset.split_column); columns found: {list(rows[0])}"
+            )
         groups: dict[str, list[dict]] = {}
         for i, row in enumerate(rows):
             value = str(row[self.split_column]).strip().lower()
@@ -93,7 +101,10 @@ class TableFile(Source):
 
     def _rows(self, path: Path, key: str) -> list[dict]:
         if not path.is_file():
-            raise DataError(f"{key}={path}: no such file (resolved to {path.resolve()}); give an absolute path or one relative to the directory you run from")
+            raise DataError(
+                f"{key}={path}: no such file (resolved to {path.resolve()}); "
+                "give an absolute path or one relative to the directory you run from"
+            )
         if self.format == "parquet":
             return _parquet_rows(path)
         text = _decode(path, self.encoding)
@@ -107,8 +118,10 @@ def _parquet_rows(path: Path) -> list[dict]:
     try:
         return pq.read_table(path).to_pylist()
     except (pa.ArrowException, OSError) as err:
-        raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err}); re-export it, "
-                        "or set dataset.format to the file's real format (csv, jsonl)") from err
+        raise DataError(
+            f"{path}: not a readable Parquet file ({type(err).__name__}: {err}); re-export it, "
+            "or set dataset.format to the file's real format (csv, jsonl)"
+        ) from err
 
 
 def _csv_rows(text: str, path: Path) -> list[dict]:
@@ -136,8 +149,10 @@ def _jsonl_rows(text: str, path: Path) -> list[dict]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {lineno} is not valid JSON ({err.msg})") from err
         if not isinstance(row, dict):
-            raise DataError(f"{path}: line {lineno} is a JSON {type(row).__name__}, not an object: "
-                            'each line must be one row, e.g. {"text": "...", "label": "..."}')
+            raise DataError(
+                f"{path}: line {lineno} is a JSON {type(row).__name__}, not an object: "
+                'each line must be one row, e.g. {"text": "...", "label": "..."}'
+            )
         rows.append(row)
     return rows
 
@@ -156,7 +171,7 @@ def _decode(path: Path, encoding: str) -> str:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise DataError(
-            f"{path}: line {line} (byte {err.start}) is not valid {encoding}: {raw[err.start:err.start + 4]!r}. "
+            f"{path}: line {line} (byte {err.start}) is not valid {encoding}: {raw[err.start : err.start + 4]!r}. "
             "Set dataset.encoding to the file's encoding (e.g. latin-1 or cp1252) or re-export it as UTF-8."
         ) from err
 
@@ -184,5 +199,8 @@ class LabelledFile(TableFile):
                 f"which knows {self.known_labels}. Rename them to the model's labels or drop those rows."
             )
         if not len(rows):
-            raise DataError(f"{self.path}: no row with both a text ({self.text_column!r}) and a label ({self.label_column!r}) to evaluate")
+            raise DataError(
+                f"{self.path}: no row with both a text ({self.text_column!r}) "
+                f"and a label ({self.label_column!r}) to evaluate"
+            )
         return {"test": rows}

@@ -36,7 +36,10 @@ class HubDataset(Source):
             table = loaded[hub_name]
             for key, column in (("text_column", self.text_column), ("label_column", self.label_column)):
                 if column not in table.column_names:
-                    raise DataError(f"{self.path}/{hub_name}: no column {column!r} (dataset.{key}); columns found: {table.column_names}")
+                    raise DataError(
+                        f"{self.path}/{hub_name}: no column {column!r} (dataset.{key}); "
+                        f"columns found: {table.column_names}"
+                    )
             feature = table.features[self.label_column]
             names = getattr(feature, "names", None)  # a ClassLabel stores ints; report its names
             labels = [None if y is None else (names[y] if names else str(y)) for y in table[self.label_column]]

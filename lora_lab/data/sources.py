@@ -96,7 +96,11 @@ class Source(ABC):
 
     def identity(self) -> dict:
         """Everything that determines the rows: the class, its settings, its files' and its code's stamps."""
-        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(self).items() if k not in ("report", "label_descriptions")}
+        settings = {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(self).items()
+            if k not in ("report", "label_descriptions")
+        }
         code = Path(sys.modules[type(self).__module__].__file__)  # a generator edit is a new dataset
         stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in [code, *self.files()] if p.exists()]
         return {"class": f"{type(self).__module__}.{type(self).__qualname__}", **settings, "files": stamps}
@@ -128,7 +132,9 @@ class Source(ABC):
                 f"(over dataset.max_invalid_fraction={self.max_invalid_fraction}); check the "
                 "text_column/label_column settings and the file"
             )
-        self.report.add("empty_or_unlabelled", invalid, f"{where}: dropped {invalid} row(s) with an empty text or missing label")
+        self.report.add(
+            "empty_or_unlabelled", invalid, f"{where}: dropped {invalid} row(s) with an empty text or missing label"
+        )
         # Duplicates are dropped from training rows only (before validation/test are carved from
         # them); an official validation/test split is a benchmark and stays as published.
         if self.drop_duplicates and name == "train":
@@ -139,13 +145,19 @@ class Source(ABC):
                 if row not in seen:
                     seen.add(row)
                     unique.append(i)
-            self.report.add("duplicates", len(keep) - len(unique), f"{where}: dropped {len(keep) - len(unique)} exact duplicate row(s)")
+            self.report.add(
+                "duplicates",
+                len(keep) - len(unique),
+                f"{where}: dropped {len(keep) - len(unique)} exact duplicate row(s)",
+            )
             keep = unique
         labels_of: dict[str, set[str]] = {}
         for i in keep:
             labels_of.setdefault(split.texts[i], set()).add(split.labels[i])
         conflicting = sum(len(v) > 1 for v in labels_of.values())
-        self.report.add("conflicting_labels", conflicting, f"{where}: {conflicting} text(s) carry more than one label (kept)")
+        self.report.add(
+            "conflicting_labels", conflicting, f"{where}: {conflicting} text(s) carry more than one label (kept)"
+        )
         return split.select(keep) if len(keep) < len(split) else split
 
     def _keep_subset(self, split: Split, name: str) -> Split:
@@ -172,14 +184,24 @@ class Source(ABC):
             split = splits[name]
             leaked = [i for i, t in enumerate(split.texts) if t.strip() in exact]
             near = sum(_loose(t) in loose for t in split.texts) - len(leaked)
-            self.report.add("near_duplicates", near, f"{self.name}: {near} {name} text(s) equal an earlier split's text up to case and spacing")
+            self.report.add(
+                "near_duplicates",
+                near,
+                f"{self.name}: {near} {name} text(s) equal an earlier split's text up to case and spacing",
+            )
             exact.update(t.strip() for t in split.texts)
             loose.update(_loose(t) for t in split.texts)
             if not leaked:
                 continue
-            message = f"{self.name}: {len(leaked)} {name} text(s) also appear in {'train' if name == 'validation' else 'train/validation'}"
+            message = (
+                f"{self.name}: {len(leaked)} {name} text(s) also appear in "
+                f"{'train' if name == 'validation' else 'train/validation'}"
+            )
             if self.leakage == "error":
-                raise DataError(f"{message} (leakage). Set dataset.leakage=drop to remove them from {name}, or dataset.leakage=allow to keep them")
+                raise DataError(
+                    f"{message} (leakage). Set dataset.leakage=drop to remove them from {name}, "
+                    "or dataset.leakage=allow to keep them"
+                )
             if self.leakage == "drop":
                 splits[name] = split.select(sorted(set(range(len(split))) - set(leaked)))
                 message += f"; dropped from {name}"
@@ -194,7 +216,10 @@ def _loose(text: str) -> str:
 def _check_labels(splits: dict[str, Split], name: str) -> None:
     train_labels = set(splits["train"].labels)
     if len(train_labels) < 2:
-        raise DataError(f"dataset {name}: the training split has a single label {sorted(train_labels)}; a classifier needs two or more")
+        raise DataError(
+            f"dataset {name}: the training split has a single label {sorted(train_labels)}; "
+            "a classifier needs two or more"
+        )
     for split_name in ("validation", "test"):
         unseen = sorted(set(splits[split_name].labels) - train_labels)
         if unseen:

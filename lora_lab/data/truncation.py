@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_lab.artifacts import read_json, write_json
-from lora_lab.errors import ConfigError
+from lora_lab.errors import ConfigError, check_positive_int
 
 MODES = ("head", "tail", "head_tail")
 LONG_TEXT = ("truncate", "chunk")
@@ -54,8 +54,7 @@ class Truncation:
             raise ConfigError(f"data.head_tokens={self.head_tokens}: must lie in [0, max_length={self.max_length})")
         if self.long_text not in LONG_TEXT:
             raise ConfigError(f"data.long_text={self.long_text!r}: choose one of {', '.join(LONG_TEXT)}")
-        if not isinstance(self.max_chunks, int) or self.max_chunks < 1:
-            raise ConfigError(f"data.max_chunks={self.max_chunks!r}: windows per text, a positive integer, e.g. 4")
+        check_positive_int("data.max_chunks", self.max_chunks, "windows per text", "e.g. 4")
 
     @property
     def chunked(self) -> bool:
@@ -80,16 +79,16 @@ class Truncation:
         head = self._head(budget)
         out = []
         for row in ids:
-            content = row[len(prefix): len(row) - len(suffix)]
+            content = row[len(prefix) : len(row) - len(suffix)]
             long = len(row) > self.max_length
-            out.append(prefix + content[:head] + content[len(content) - (budget - head):] + suffix if long else row)
+            out.append(prefix + content[:head] + content[len(content) - (budget - head) :] + suffix if long else row)
         return out
 
     def _windows(self, row: list[int], prefix: list[int], suffix: list[int]) -> list[list[int]]:
         """A tokenized text as overlapping windows of at most max_length ids, each with the special tokens."""
         if len(row) <= self.max_length:
             return [row]
-        content = row[len(prefix): len(row) - len(suffix)]
+        content = row[len(prefix) : len(row) - len(suffix)]
         width = max(1, self.max_length - len(prefix) - len(suffix))
         stride = max(1, int(width * (1 - CHUNK_OVERLAP)))
         count = min(self.max_chunks, 1 + math.ceil((len(content) - width) / stride))
@@ -97,7 +96,7 @@ class Truncation:
         # Evenly spread starts from 0 to `last`: the stride itself when every window fits, wider when
         # max_chunks cuts the count (then the windows overlap less, or leave gaps, but span the text).
         starts = [0] if count == 1 else [round(k * last / (count - 1)) for k in range(count)]
-        return [prefix + content[s: s + width] + suffix for s in starts]
+        return [prefix + content[s : s + width] + suffix for s in starts]
 
     def _head(self, budget: int) -> int:
         """Of a long text's `budget` content tokens, how many come from its start (the rest from its end)."""
@@ -110,8 +109,10 @@ class Truncation:
     def describe(self) -> str:
         """For model cards and logs: what a long text loses."""
         if self.chunked:
-            return (f"up to {self.max_chunks} overlapping windows of {self.max_length} tokens spread over the text, "
-                    "their logits averaged")
+            return (
+                f"up to {self.max_chunks} overlapping windows of {self.max_length} tokens spread over the text, "
+                "their logits averaged"
+            )
         if self.mode == "head":
             return f"the first {self.max_length} tokens"
         if self.mode == "tail":
@@ -120,8 +121,13 @@ class Truncation:
         return f"the first {head} and the last {self.max_length - head} tokens (special tokens included)"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"max_length": self.max_length, "truncation": self.mode, "head_tokens": self.head_tokens,
-                "long_text": self.long_text, "max_chunks": self.max_chunks}
+        return {
+            "max_length": self.max_length,
+            "truncation": self.mode,
+            "head_tokens": self.head_tokens,
+            "long_text": self.long_text,
+            "max_chunks": self.max_chunks,
+        }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any] | None, default_max_length: int) -> Truncation:
@@ -129,8 +135,13 @@ class Truncation:
         model saved before truncation modes existed was cut at its head to `default_max_length`."""
         if not record:
             return cls(int(default_max_length))
-        return cls(int(record["max_length"]), str(record.get("truncation", "head")), record.get("head_tokens"),
-                   str(record.get("long_text", "truncate")), int(record.get("max_chunks", 4)))
+        return cls(
+            int(record["max_length"]),
+            str(record.get("truncation", "head")),
+            record.get("head_tokens"),
+            str(record.get("long_text", "truncate")),
+            int(record.get("max_chunks", 4)),
+        )
 
     def save(self, model_dir: Path) -> None:
         write_json(model_dir / TRUNCATION_FILE, self.as_dict())
@@ -145,8 +156,8 @@ def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The ids the tokenizer puts before and after a text's own ([CLS] / [SEP]; a decoder's BOS or none)."""
     plain = tokenizer("a", add_special_tokens=False)["input_ids"]
     full = tokenizer("a")["input_ids"]
-    start = next(i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain)
-    return full[:start], full[start + len(plain):]
+    start = next(i for i in range(len(full) - len(plain) + 1) if full[i : i + len(plain)] == plain)
+    return full[:start], full[start + len(plain) :]
 
 
 def auto_length(train_lengths: Sequence[int], cap: int) -> int:

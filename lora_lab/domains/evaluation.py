@@ -15,18 +15,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from lora_lab.artifacts import read_json
-from lora_lab.errors import ConfigError
-from lora_lab.domains.jobs import ALL, Job
+from lora_lab.domains.jobs import ALL, DomainJob
 from lora_lab.domains.scoring import DomainRows, domain_test_rows, predict, scores, switch_ms
-from lora_lab.build import load_trained
+from lora_lab.errors import ConfigError
+from lora_lab.job.build import load_trained
+from lora_lab.job.dir import JobDir
 from lora_lab.models.multi_adapter import MultiAdapterClassifier
 
 log = logging.getLogger(__name__)
 OVERALL = "all domains"
 
 
-def evaluate(cfg: DictConfig, jobs: list[Job], domains: list[str]) -> dict:
+def evaluate(cfg: DictConfig, jobs: list[DomainJob], domains: list[str]) -> dict:
     """Scores per domain and overall for own / all / each baseline, with costs and the switch check."""
     backbone = instantiate(cfg.backbone)
     rows = domain_test_rows(cfg, backbone.tokenizer, cfg.domain_column, domains)
@@ -71,25 +71,25 @@ def evaluate(cfg: DictConfig, jobs: list[Job], domains: list[str]) -> dict:
     }
 
 
-def shared_labels(jobs: list[Job]) -> dict[int, str]:
+def shared_labels(jobs: list[DomainJob]) -> dict[int, str]:
     """The one label map of the adapter jobs (all planned from one config, so one base)."""
     first = jobs[0]
-    labels = read_json(first.run_dir / "labels.json")["id2label"]
+    labels = JobDir(first.run_dir).id2label()
     for job in jobs[1:]:
-        other = read_json(job.run_dir / "labels.json")["id2label"]
+        other = JobDir(job.run_dir).id2label()
         if other != labels:
             raise ConfigError(
                 f"adapters {first.name!r} and {job.name!r} have different label maps ({labels} vs {other}); "
                 "one model switches adapters over one label map: give every domain rows of every label"
             )
-    return {int(k): v for k, v in labels.items()}
+    return labels
 
 
-def check_same_rows(jobs: list[Job], rows: dict[str, DomainRows]) -> None:
+def check_same_rows(jobs: list[DomainJob], rows: dict[str, DomainRows]) -> None:
     """Each domain job was tested on as many rows as we score for its domain: the same rows
     (both are the all-domains test split filtered to the domain)."""
     for job in (j for j in jobs if j.role == "own"):
-        tested = read_json(job.run_dir / "metrics.json")["data/test_rows"]
+        tested = JobDir(job.run_dir).metrics()["data/test_rows"]
         if tested != len(rows[job.name].labels):
             raise ConfigError(
                 f"job {job.run_dir} tested {tested} rows but domain {job.name!r} has {len(rows[job.name].labels)} "
@@ -123,9 +123,9 @@ def score_table(
     return table
 
 
-def job_costs(job: Job) -> dict:
+def job_costs(job: DomainJob) -> dict:
     """What a job cost and saved: adapter bytes, training seconds, its own test scores."""
-    metrics = read_json(job.run_dir / "metrics.json")
+    metrics = JobDir(job.run_dir).metrics()
     return {
         "run_dir": str(job.run_dir),
         "regime": job.cfg.regime.name,

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from lora_lab.artifacts import write_text
 from lora_lab.config import CONF_DIR
 from lora_lab.errors import ConfigError
-from lora_lab.job import STATUS_FILE
+from lora_lab.job.dir import JobDir
 from lora_lab.regimes.peft_regime import PeftRegime
 from lora_lab.train import train
 
@@ -35,7 +35,7 @@ COMPARISON_KEYS = ("domains", "domain_column", "baselines", "switch_repeats", "l
 
 
 @dataclass(frozen=True)
-class Job:
+class DomainJob:
     """One train job of the comparison."""
 
     role: str  # "own" (one domain's adapter), "all" (the all-domains adapter) or "baseline"
@@ -47,7 +47,9 @@ class Job:
 def resolve_domains(cfg: DictConfig) -> list[str]:
     """cfg.domains as a list: `all` means every value of the domain column in the training rows."""
     if cfg.dataset.get("subset"):
-        raise ConfigError(f"dataset.subset={cfg.dataset.subset}: lora_lab.domains sets the subset per job; leave it null")
+        raise ConfigError(
+            f"dataset.subset={cfg.dataset.subset}: lora_lab.domains sets the subset per job; leave it null"
+        )
     splits = instantiate(cfg.dataset).load()
     column = cfg.domain_column
     if column not in splits["train"].extra:
@@ -60,7 +62,9 @@ def resolve_domains(cfg: DictConfig) -> list[str]:
     for domain in wanted:
         missing = [name for name, values in found.items() if domain not in values]
         if missing:
-            raise ConfigError(f"domains: {domain!r} has no {'/'.join(missing)} rows; domains found: {sorted(found['train'])}")
+            raise ConfigError(
+                f"domains: {domain!r} has no {'/'.join(missing)} rows; domains found: {sorted(found['train'])}"
+            )
         if domain == ALL or "/" in domain or domain.startswith("."):
             raise ConfigError(f"domain {domain!r} cannot name a job dir (adapters/{domain}/); rename it in the data")
     if not wanted:
@@ -76,7 +80,7 @@ def names(value: str | list, key: str) -> list[str]:
     return out
 
 
-def plan(cfg: DictConfig, out_dir: Path, domains: list[str]) -> list[Job]:
+def plan(cfg: DictConfig, out_dir: Path, domains: list[str]) -> list[DomainJob]:
     """Every job of the comparison, in training order: domains, all, baselines."""
     if not isinstance(instantiate(cfg.regime), PeftRegime):
         raise ConfigError(
@@ -84,16 +88,20 @@ def plan(cfg: DictConfig, out_dir: Path, domains: list[str]) -> list[Job]:
             "regime must be a PEFT one (lora, dora, ia3, loha, lokr, vera, adalora); put head-only "
             "or other regimes in baselines=[...]"
         )
-    jobs = [Job("own", d, out_dir / "adapters" / d, job_config(cfg, out_dir / "adapters" / d, {cfg.domain_column: d}))
-            for d in domains]
-    jobs.append(Job("all", ALL, out_dir / "adapters" / ALL, job_config(cfg, out_dir / "adapters" / ALL)))
+    jobs = [
+        DomainJob("own", d, out_dir / "adapters" / d, job_config(cfg, out_dir / "adapters" / d, {cfg.domain_column: d}))
+        for d in domains
+    ]
+    jobs.append(DomainJob("all", ALL, out_dir / "adapters" / ALL, job_config(cfg, out_dir / "adapters" / ALL)))
     for name in names(cfg.baselines, "baselines"):
         run_dir = out_dir / "baselines" / name
-        jobs.append(Job("baseline", name, run_dir, job_config(cfg, run_dir, regime=regime_config(name))))
+        jobs.append(DomainJob("baseline", name, run_dir, job_config(cfg, run_dir, regime=regime_config(name))))
     return jobs
 
 
-def job_config(cfg: DictConfig, run_dir: Path, subset: dict | None = None, regime: DictConfig | None = None) -> DictConfig:
+def job_config(
+    cfg: DictConfig, run_dir: Path, subset: dict | None = None, regime: DictConfig | None = None
+) -> DictConfig:
     """cfg as one train job: its own output dir, optionally a row subset or another regime."""
     job = copy.deepcopy(cfg)
     with open_dict(job):
@@ -112,19 +120,27 @@ def regime_config(name: str) -> DictConfig:
     its interpolations (${rank}, ${backbone.target_modules}) resolve in the job's config."""
     path = CONF_DIR / "regime" / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"baselines: no regime {name!r} ({path}); choose from {sorted(p.stem for p in path.parent.glob('*.yaml'))}")
+        raise ConfigError(
+            f"baselines: no regime {name!r} ({path}); choose from {sorted(p.stem for p in path.parent.glob('*.yaml'))}"
+        )
     regime = OmegaConf.load(path)
     if "defaults" in regime:
-        raise ConfigError(f"{path} has a defaults list, which lora_lab.domains does not compose for baselines; inline it")
+        raise ConfigError(
+            f"{path} has a defaults list, which lora_lab.domains does not compose for baselines; inline it"
+        )
     return regime
 
 
-def run_jobs(jobs: list[Job]) -> None:
+def run_jobs(jobs: list[DomainJob]) -> None:
     """Train every job in turn (a failed job stops the comparison: its status.json says why)."""
     for job in jobs:
-        if (job.run_dir / STATUS_FILE).exists():
-            raise ConfigError(f"{job.run_dir} holds a job already; lora_lab never overwrites one: choose a new hydra.run.dir")
+        if JobDir(job.run_dir).status_path.exists():
+            raise ConfigError(
+                f"{job.run_dir} holds a job already; lora_lab never overwrites one: choose a new hydra.run.dir"
+            )
         # What Hydra writes for a job, so `python -m lora_lab.eval run_dir=<job dir>` works on it.
-        write_text(job.run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml({k: v for k, v in job.cfg.items() if k != "hydra"}))
+        write_text(
+            JobDir(job.run_dir).config_path, OmegaConf.to_yaml({k: v for k, v in job.cfg.items() if k != "hydra"})
+        )
         log.info("Training %s %s in %s", job.role, job.name, job.run_dir)
         train(job.cfg)

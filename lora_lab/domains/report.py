@@ -24,9 +24,19 @@ def render(results: dict) -> str:
     baselines, domains, scores = results["baselines"], results["domains"], results["scores"]
     jobs, diff = results["jobs"], results["max_abs_logit_diff"]
     own_jobs = [jobs[f"own/{d}"] for d in domains]
-    header = ["domain", "test rows", "own adapter", "all-domains adapter", *baselines, "own adapter bytes",
-              "own train s", "ms/example own", "ms/example all", *(f"ms/example {b}" for b in baselines),
-              "max abs logit diff own / all vs standalone"]
+    header = [
+        "domain",
+        "test rows",
+        "own adapter",
+        "all-domains adapter",
+        *baselines,
+        "own adapter bytes",
+        "own train s",
+        "ms/example own",
+        "ms/example all",
+        *(f"ms/example {b}" for b in baselines),
+        "max abs logit diff own / all vs standalone",
+    ]
     lines = [
         f"# Per-domain adapters: {results['dataset']} / {results['backbone']} / {results['regime']}",
         "",
@@ -38,14 +48,36 @@ def render(results: dict) -> str:
         "| --- | " + " | ".join("---:" for _ in header[1:]) + " |",
     ]
     for domain, job in zip(domains, own_jobs):
-        lines.append(_row(domain, results["rows"][domain], scores[domain], baselines, job["adapter_bytes"],
-                          job["train_s"], f"{diff['own'][domain]:.1e} / {diff[ALL][domain]:.1e}"))
+        lines.append(
+            _row(
+                domain,
+                results["rows"][domain],
+                scores[domain],
+                baselines,
+                job["adapter_bytes"],
+                job["train_s"],
+                f"{diff['own'][domain]:.1e} / {diff[ALL][domain]:.1e}",
+            )
+        )
     # Routing every row to its domain's adapter costs all the domain adapters together.
-    lines.append(_row(f"{OVERALL} (own: routed by domain)", sum(results["rows"].values()), scores[OVERALL], baselines,
-                      sum(j["adapter_bytes"] for j in own_jobs), sum(j["train_s"] for j in own_jobs),
-                      f"{max(diff['own'].values()):.1e} / {max(diff[ALL].values()):.1e}"))
-    once = [f"all-domains adapter {jobs[f'{ALL}/{ALL}']['adapter_bytes']:,} bytes, {jobs[f'{ALL}/{ALL}']['train_s']:.1f} s"]
-    once += [f"{b} {jobs[f'baseline/{b}']['adapter_bytes']:,} bytes, {jobs[f'baseline/{b}']['train_s']:.1f} s" for b in baselines]
+    lines.append(
+        _row(
+            f"{OVERALL} (own: routed by domain)",
+            sum(results["rows"].values()),
+            scores[OVERALL],
+            baselines,
+            sum(j["adapter_bytes"] for j in own_jobs),
+            sum(j["train_s"] for j in own_jobs),
+            f"{max(diff['own'].values()):.1e} / {max(diff[ALL].values()):.1e}",
+        )
+    )
+    once = [
+        f"all-domains adapter {jobs[f'{ALL}/{ALL}']['adapter_bytes']:,} bytes, {jobs[f'{ALL}/{ALL}']['train_s']:.1f} s"
+    ]
+    once += [
+        f"{b} {jobs[f'baseline/{b}']['adapter_bytes']:,} bytes, {jobs[f'baseline/{b}']['train_s']:.1f} s"
+        for b in baselines
+    ]
     lines += [
         "",
         f"Trained once on every domain (adapter size, training time): {'; '.join(once)}.",
@@ -59,8 +91,14 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _row(name: str, n_rows: int, cells: dict, baselines: list[str], adapter_bytes: int, train_s: float, diff: str) -> str:
+def _row(
+    name: str, n_rows: int, cells: dict, baselines: list[str], adapter_bytes: int, train_s: float, diff: str
+) -> str:
     columns = ["own", ALL, *baselines]
     quality = [f"{cells[c]['acc']:.4f} / {cells[c]['f1_macro']:.4f}" for c in columns]
     latency = [f"{cells[c]['ms_per_example']:.2f}" for c in columns]
-    return "| " + " | ".join([name, f"{n_rows:,}", *quality, f"{adapter_bytes:,}", f"{train_s:.1f}", *latency, diff]) + " |"
+    return (
+        "| "
+        + " | ".join([name, f"{n_rows:,}", *quality, f"{adapter_bytes:,}", f"{train_s:.1f}", *latency, diff])
+        + " |"
+    )

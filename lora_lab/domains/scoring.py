@@ -58,8 +58,10 @@ def predict(model: nn.Module, rows: DomainRows, batch_size: int, pad_token_id: i
     """
     model.eval()
     collate = PadCollator(pad_token_id)
-    batches = [(idx, collate([rows.data[i] for i in idx]))
-               for idx in LengthGroupedBatchSampler(rows.data.lengths, batch_size, shuffle=False)]
+    batches = [
+        (idx, collate([rows.data[i] for i in idx]))
+        for idx in LengthGroupedBatchSampler(rows.data.lengths, batch_size, shuffle=False)
+    ]
     outputs = []
     start = time.perf_counter()
     for _, batch in batches:

@@ -11,21 +11,25 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lora_lab.cli import report_user_errors
+from lora_lab.cli.errors import checks_group_choices, report_user_errors
 from lora_lab.config import CONF_DIR
 from lora_lab.errors import ConfigError
 
 
+@checks_group_choices(CONF_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     missing = [key for key in ("run_dir", "out") if OmegaConf.is_missing(cfg, key)]
     if missing:
-        raise ConfigError(f"{' and '.join(missing)} not set: python -m lora_lab.export run_dir=<finished job dir> out=<new dir>")
+        raise ConfigError(
+            f"{' and '.join(missing)} not set: python -m lora_lab.export run_dir=<finished job dir> out=<new dir>"
+        )
     from lora_lab.export.bundle import export_job  # torch, transformers, peft: loaded to run only
 
-    export = export_job(Path(cfg.run_dir), Path(cfg.out), onnx=cfg.onnx, onnx_tolerance=cfg.onnx_tolerance,
-                        onnx_opset=cfg.onnx_opset)
+    export = export_job(
+        Path(cfg.run_dir), Path(cfg.out), onnx=cfg.onnx, onnx_tolerance=cfg.onnx_tolerance, onnx_opset=cfg.onnx_opset
+    )
     print(export.summary())
 
 

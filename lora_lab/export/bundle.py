@@ -24,18 +24,18 @@ from typing import TYPE_CHECKING, Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import lora_lab.config  # noqa: F401  (registers the resolvers a job's config uses)
+import lora_lab.config  # noqa: F401 - registers the resolvers a job's config uses
 from lora_lab.artifacts import atomic_dir, modified_at, pickled_weights, read_json, write_json, write_text
 from lora_lab.errors import ConfigError
 from lora_lab.export.card import model_card
-from lora_lab.provenance import PROVENANCE_FILE
+from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROVENANCE_FILE, JobDir
 
 if TYPE_CHECKING:
     from lora_lab.data.datamodule import TextClassificationDataModule
 
 FORMAT_VERSION = 1
 EXPORT_FILE = "lora_lab_export.json"
-JOB_FILES = ("metrics.json", "labels.json", ".hydra/config.yaml")
+JOB_FILES = (METRICS_FILE, LABELS_FILE, str(CONFIG_FILE))
 # An embedded backbone is a path inside site-packages, which names nothing on another machine; the
 # resolver its YAML uses (`pretrained: ${embedded_minilm:}`) says which published model it carries.
 EMBEDDED_BASES = {
@@ -75,22 +75,28 @@ class Export:
     def summary(self) -> str:
         meta = self.meta
         parts = [f"{name}/" for name in ("merged", "adapter", "onnx") if meta[f"has_{name}"]]
-        lines = [f"wrote {self.out}: {', '.join(parts)} + README.md, {EXPORT_FILE}, labels.json, tokenizer",
-                 f"  {meta['backbone']} + {meta['regime']} (rank {meta['rank']}), base {meta['base_model']}, "
-                 f"test acc {meta['metrics']['test/acc']:.4f}, macro-F1 {meta['metrics']['test/f1_macro']:.4f}"]
+        lines = [
+            f"wrote {self.out}: {', '.join(parts)} + README.md, {EXPORT_FILE}, labels.json, tokenizer",
+            f"  {meta['backbone']} + {meta['regime']} (rank {meta['rank']}), base {meta['base_model']}, "
+            f"test acc {meta['metrics']['test/acc']:.4f}, macro-F1 {meta['metrics']['test/f1_macro']:.4f}",
+        ]
         if (check := self.onnx_check) is not None:
-            lines.append(f"  onnx: {check['agreement']:.2%} of {check['rows']} test rows predicted as PyTorch does "
-                         f"(accuracy onnx {check['accuracy_onnx']:.4f}, pytorch {check['accuracy_pytorch']:.4f})")
+            lines.append(
+                f"  onnx: {check['agreement']:.2%} of {check['rows']} test rows predicted as PyTorch does "
+                f"(accuracy onnx {check['accuracy_onnx']:.4f}, pytorch {check['accuracy_pytorch']:.4f})"
+            )
         return "\n".join(lines)
 
 
-def export_job(run_dir: Path, out: Path, onnx: bool = False, onnx_tolerance: float = 0.005, onnx_opset: int = 17) -> Export:
+def export_job(
+    run_dir: Path, out: Path, onnx: bool = False, onnx_tolerance: float = 0.005, onnx_opset: int = 17
+) -> Export:
     """Export the finished job in run_dir to out (new or empty); on any error nothing is left at out."""
     job = read_job(run_dir)
     check_out(out, run_dir)
     if onnx:
         check_onnx_request(job, onnx_tolerance, onnx_opset)
-    from lora_lab.build import load_trained  # torch, transformers, peft: loaded once the input checks out
+    from lora_lab.job.build import load_trained  # torch, transformers, peft: loaded once the input checks out
 
     regime, backbone = instantiate(job.cfg.regime), instantiate(job.cfg.backbone)
     # Loading the job (merged/, else base + adapter/) gives the tokenizer and the model ONNX traces,
@@ -102,7 +108,7 @@ def export_job(run_dir: Path, out: Path, onnx: bool = False, onnx_tolerance: flo
         out.rmdir()  # empty (check_out refused any other): atomic_dir renames onto a free path
     with atomic_dir(out) as tmp:
         copy_weights(job, tmp, base)
-        shutil.copy2(run_dir / "labels.json", tmp / "labels.json")
+        shutil.copy2(JobDir(run_dir).labels_path, tmp / LABELS_FILE)
         tokenizer.save_pretrained(str(tmp))
         check = None
         if onnx:
@@ -112,7 +118,7 @@ def export_job(run_dir: Path, out: Path, onnx: bool = False, onnx_tolerance: flo
         meta = export_metadata(job, base, backbone.fingerprint(job.cfg.seed), has_onnx=onnx)
         write_json(tmp / EXPORT_FILE, meta)
         config = OmegaConf.to_container(job.cfg, resolve=True)
-        provenance = read_json(run_dir / PROVENANCE_FILE) if (run_dir / PROVENANCE_FILE).is_file() else None
+        provenance = JobDir(run_dir).provenance()
         if provenance is not None:
             write_json(tmp / PROVENANCE_FILE, provenance)
         write_text(tmp / "README.md", model_card(meta, job.metrics, config, train_label_counts(datamodule), provenance))
@@ -132,11 +138,11 @@ def read_job(run_dir: Path) -> FinishedJob:
     if not (run_dir / "merged").is_dir() and not (run_dir / "adapter").is_dir():
         raise ConfigError(f"run_dir={run_dir}: neither merged/ nor adapter/; there is no model to export")
     refuse_pickles(run_dir)
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    job_dir = JobDir(run_dir)
+    cfg = job_dir.config()
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)  # was ${hydra:runtime.output_dir}: the job's own run
-    id2label = read_json(run_dir / "labels.json")["id2label"]
-    return FinishedJob(run_dir, cfg, read_json(run_dir / "metrics.json"), [id2label[str(i)] for i in range(len(id2label))])
+    return FinishedJob(run_dir, cfg, job_dir.metrics(), job_dir.labels())
 
 
 def refuse_pickles(run_dir: Path) -> None:
@@ -157,7 +163,9 @@ def check_out(out: Path, run_dir: Path) -> None:
             f"or delete {out} first if it is an older export you no longer need."
         )
     if out.resolve().is_relative_to(run_dir.resolve()):
-        raise ConfigError(f"out={out} is inside run_dir={run_dir}; lora_lab never writes into a job's dir: choose out elsewhere")
+        raise ConfigError(
+            f"out={out} is inside run_dir={run_dir}; lora_lab never writes into a job's dir: choose out elsewhere"
+        )
 
 
 def check_onnx_request(job: FinishedJob, tolerance: float, opset: int) -> None:
@@ -165,7 +173,8 @@ def check_onnx_request(job: FinishedJob, tolerance: float, opset: int) -> None:
     if not job.has_merged:
         raise ConfigError(
             f"onnx=true: {job.run_dir} has no merged/ (regime {job.cfg.regime.name} ships adapter/ alone), and the "
-            "ONNX export is of the merged model. Drop onnx=true to export the adapter, or train with a regime that merges."
+            "ONNX export is of the merged model. Drop onnx=true to export the adapter, "
+            "or train with a regime that merges."
         )
     if not 0 <= tolerance < 1:
         raise ConfigError(f"onnx_tolerance={tolerance}: a share of test rows in [0, 1), e.g. 0.005")
@@ -240,7 +249,7 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
         "truncation": metrics.get("data/truncation"),
         "metrics": {**scores, "val/acc_best": metrics.get("val/acc_best")},
         "params": {k.removeprefix("params/"): v for k, v in metrics.items() if k.startswith("params/")},
-        "trained_at": modified_at(job.run_dir / "metrics.json"),
+        "trained_at": modified_at(JobDir(job.run_dir).metrics_path),
         "has_merged": job.has_merged,
         "has_adapter": job.has_adapter,
         "has_onnx": has_onnx,

@@ -15,12 +15,28 @@ import yaml
 from lora_lab.data.truncation import Truncation
 
 # The languages a backbone's pretraining text was in, where known; others send the reader to the base's card.
-LANGUAGES = {name: "en" for name in ("minilm_l6", "bert_base", "distilbert_base", "roberta_base", "deberta_v3_base",
-                                     "phi_1_5", "phi_2", "smollm2_135m")}
+LANGUAGES = {
+    name: "en"
+    for name in (
+        "minilm_l6",
+        "bert_base",
+        "distilbert_base",
+        "roberta_base",
+        "deberta_v3_base",
+        "phi_1_5",
+        "phi_2",
+        "smollm2_135m",
+    )
+}
 
 
-def model_card(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any],
-               train_counts: dict[str, int] | None, provenance: dict[str, Any] | None = None) -> str:
+def model_card(
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+    config: dict[str, Any],
+    train_counts: dict[str, int] | None,
+    provenance: dict[str, Any] | None = None,
+) -> str:
     """The whole README.md (`provenance`: the job's provenance.json, None for a job that predates it)."""
     name = f"{meta['backbone']}-{meta['regime']}-{meta['dataset']}"
     sections = [
@@ -47,24 +63,39 @@ def front_matter(name: str, meta: dict[str, Any]) -> str:
         card["base_model"] = meta["base_hub_id"]
     card["pipeline_tag"] = "text-classification"
     card["tags"] = ["lora_lab", "text-classification", meta["regime"], meta["backbone"], meta["dataset"]] + (
-        ["onnx"] if meta["has_onnx"] else [])
-    card["model-index"] = [{"name": name, "results": [{
-        "task": {"type": "text-classification", "name": "Text Classification"},
-        "dataset": {"name": meta["dataset"], "type": meta["dataset"], "split": "test"},
-        "metrics": [
-            {"type": "accuracy", "name": "accuracy", "value": scores["test/acc"]},
-            {"type": "f1", "name": "macro-F1", "value": scores["test/f1_macro"], "args": {"average": "macro"}},
-        ],
-    }]}]
+        ["onnx"] if meta["has_onnx"] else []
+    )
+    card["model-index"] = [
+        {
+            "name": name,
+            "results": [
+                {
+                    "task": {"type": "text-classification", "name": "Text Classification"},
+                    "dataset": {"name": meta["dataset"], "type": meta["dataset"], "split": "test"},
+                    "metrics": [
+                        {"type": "accuracy", "name": "accuracy", "value": scores["test/acc"]},
+                        {
+                            "type": "f1",
+                            "name": "macro-F1",
+                            "value": scores["test/f1_macro"],
+                            "args": {"average": "macro"},
+                        },
+                    ],
+                }
+            ],
+        }
+    ]
     return f"---\n{yaml.safe_dump(card, sort_keys=False, allow_unicode=True)}---"
 
 
 def summary(meta: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> str:
-    return (f"A text classifier over {len(meta['labels'])} labels, fine-tuned by lora_lab from {meta['base_model']} "
-            f"with {meta['regime']}{rank_words(meta)} on {metrics['data/train_rows']:,} training rows of "
-            f"`{meta['dataset']}`{' (synthetic, generated text)' if is_synthetic(config) else ''}. "
-            f"Test split: accuracy {meta['metrics']['test/acc']:.4f}, macro-F1 {meta['metrics']['test/f1_macro']:.4f} "
-            f"on {metrics['data/test_rows']:,} rows.")
+    return (
+        f"A text classifier over {len(meta['labels'])} labels, fine-tuned by lora_lab from {meta['base_model']} "
+        f"with {meta['regime']}{rank_words(meta)} on {metrics['data/train_rows']:,} training rows of "
+        f"`{meta['dataset']}`{' (synthetic, generated text)' if is_synthetic(config) else ''}. "
+        f"Test split: accuracy {meta['metrics']['test/acc']:.4f}, macro-F1 {meta['metrics']['test/f1_macro']:.4f} "
+        f"on {metrics['data/test_rows']:,} rows."
+    )
 
 
 def model_section(meta: dict[str, Any]) -> str:
@@ -85,9 +116,17 @@ def model_section(meta: dict[str, Any]) -> str:
 
 
 def results_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
-    names = {"test/acc": "accuracy", "test/f1_macro": "macro-F1", "test/precision_macro": "macro precision",
-             "test/recall_macro": "macro recall", "test/loss": "loss", "val/acc_best": "validation accuracy (selected epoch)"}
-    rows = [(label, f"{meta['metrics'][key]:.4f}") for key, label in names.items() if meta["metrics"].get(key) is not None]
+    names = {
+        "test/acc": "accuracy",
+        "test/f1_macro": "macro-F1",
+        "test/precision_macro": "macro precision",
+        "test/recall_macro": "macro recall",
+        "test/loss": "loss",
+        "val/acc_best": "validation accuracy (selected epoch)",
+    }
+    rows = [
+        (label, f"{meta['metrics'][key]:.4f}") for key, label in names.items() if meta["metrics"].get(key) is not None
+    ]
     per_class = metrics.get("test/f1_per_class", {})
     support = dict(zip(meta["labels"], map(sum, metrics.get("test/confusion_matrix", []))))
     class_rows = [(label, support.get(label, "?"), f"{f1:.4f}") for label, f1 in per_class.items()]
@@ -102,11 +141,17 @@ def training_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict
     head_lr = regime.get("head_learning_rate")
     rows = [
         ("learning rate", f"{regime['learning_rate']:g}" + (f" (head {head_lr:g})" if head_lr else "")),
-        ("epochs", f"{metrics.get('epochs', '?')} run of max_epochs={trainer.get('max_epochs')}; "
-                   f"model selection: {metrics.get('model_selection', '?')}"),
+        (
+            "epochs",
+            f"{metrics.get('epochs', '?')} run of max_epochs={trainer.get('max_epochs')}; "
+            f"model selection: {metrics.get('model_selection', '?')}",
+        ),
         ("batch size", data["batch_size"]),
-        ("max_length", f"{meta['max_length']} tokens" + (" (data.max_length=auto: 95% of the training texts fit)"
-                                                         if data["max_length"] == "auto" else "")),
+        (
+            "max_length",
+            f"{meta['max_length']} tokens"
+            + (" (data.max_length=auto: 95% of the training texts fit)" if data["max_length"] == "auto" else ""),
+        ),
         ("weight decay", module.get("weight_decay")),
         ("schedule", f"{module.get('scheduler')}, warmup ratio {module.get('warmup_ratio')}"),
         ("precision", trainer.get("precision")),
@@ -115,20 +160,28 @@ def training_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict
     if "time/train_s" in metrics:
         rows.append(("train time", f"{metrics['time/train_s']:.1f} s on {trainer.get('accelerator')}"))
     full = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
-    return ("## Training\n\n" + table(("setting", "value"), rows)
-            + f"\n\n<details>\n<summary>Full resolved config</summary>\n\n```yaml\n{full}```\n\n</details>")
+    return (
+        "## Training\n\n"
+        + table(("setting", "value"), rows)
+        + f"\n\n<details>\n<summary>Full resolved config</summary>\n\n```yaml\n{full}```\n\n</details>"
+    )
 
 
 def data_section(metrics: dict[str, Any], train_counts: dict[str, int] | None) -> str:
-    splits = [(k.removeprefix("data/").removesuffix("_rows"), f"{v:,}") for k, v in metrics.items()
-              if k.startswith("data/") and k.endswith("_rows")]
+    splits = [
+        (k.removeprefix("data/").removesuffix("_rows"), f"{v:,}")
+        for k, v in metrics.items()
+        if k.startswith("data/") and k.endswith("_rows")
+    ]
     text = "## Data\n\n" + table(("split", "rows"), splits)
     if train_counts:
         text += "\n\nTraining split, rows per label:\n\n" + table(("label", "rows"), list(train_counts.items()))
     else:
         text += "\n\nRows per label of the training split: not recorded by the job (its tokenized-data cache is gone)."
     problems = metrics.get("data/problems") or []
-    text += "\n\nProblems found in the data: " + ("none." if not problems else "\n\n" + "\n".join(f"- {p}" for p in problems))
+    text += "\n\nProblems found in the data: " + (
+        "none." if not problems else "\n\n" + "\n".join(f"- {p}" for p in problems)
+    )
     return text
 
 
@@ -138,17 +191,20 @@ def limits_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict[s
     # The binomial standard error alone: how far the test split's size lets the accuracy be trusted.
     margin = 1.96 * math.sqrt(acc * (1 - acc) / max(n_test, 1))
     cut = cut_of(meta)
-    long_texts = (f"- Texts longer than {meta['max_length']} tokens are {'split' if cut.chunked else 'truncated'}: "
-                  f"the model reads {cut.describe()}")
+    long_texts = (
+        f"- Texts longer than {meta['max_length']} tokens are {'split' if cut.chunked else 'truncated'}: "
+        f"the model reads {cut.describe()}"
+    )
     if "data/truncated_share" in metrics:
         long_texts += f" ({100 * metrics['data/truncated_share'].get('train', 0.0):.0f}% of the training texts were)"
     lines = [
         f"- Trained on {metrics['data/train_rows']:,} rows of `{meta['dataset']}`"
         + (", text generated by a synthetic template generator: real texts will differ" if is_synthetic(config) else "")
-        + f". Test accuracy {acc:.2%} (±{100 * margin:.1f} points at 95% for {n_test:,} rows) is measured on held-out rows "
-        "of the same dataset; expect lower on texts from another source, and measure it on yours.",
+        + f". Test accuracy {acc:.2%} (±{100 * margin:.1f} points at 95% for {n_test:,} rows) "
+        "is measured on held-out rows of the same dataset; expect lower on texts from another source, "
+        "and measure it on yours.",
         f"- One training run (seed {meta['seed']}): another seed moves the scores too.",
-        f"- Every text gets one of its {labels} labels; there is no \"none of these\" answer, so out-of-scope "
+        f'- Every text gets one of its {labels} labels; there is no "none of these" answer, so out-of-scope '
         "texts are still labelled. Use the probability as a signal, and route low-confidence texts to a person.",
         long_texts + ".",
     ]
@@ -159,25 +215,36 @@ def limits_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict[s
     else:
         lines.append(f"- Languages: those of {meta['base_model']}; see its own card.")
     if (latency := metrics.get("latency/test_ms_per_example")) is not None:
-        lines.append(f"- Latency: {latency:.2f} ms per text measured in batches of {config['data']['eval_batch_size']} "
-                     "during the job's test, on the training machine's CPU; a single text costs more per text.")
+        lines.append(
+            f"- Latency: {latency:.2f} ms per text measured in batches of {config['data']['eval_batch_size']} "
+            "during the job's test, on the training machine's CPU; a single text costs more per text."
+        )
     return "## Intended use and limits\n\n" + "\n".join(lines)
 
 
 def usage_section(meta: dict[str, Any]) -> str:
     lines = ["## Files and how to load them", ""]
     if meta["has_merged"]:
-        plain = ("also a plain transformers `AutoModelForSequenceClassification`" if meta["backbone_config"]["pooling"] == "cls"
-                 else "transformers alone reads the encoder, not the pooling and `head.safetensors`")
-        lines.append("- `merged/`: the fine-tuned model as plain weights (any adapter folded in); `lora_lab.models.classifier."
-                     f"load_classifier(\"merged\")` or `lora_lab.models.predictor.Predictor(\"merged\")` ({plain}).")
+        plain = (
+            "also a plain transformers `AutoModelForSequenceClassification`"
+            if meta["backbone_config"]["pooling"] == "cls"
+            else "transformers alone reads the encoder, not the pooling and `head.safetensors`"
+        )
+        lines.append(
+            "- `merged/`: the fine-tuned model as plain weights (any adapter folded in); `lora_lab.models.classifier."
+            f'load_classifier("merged")` or `lora_lab.models.predictor.Predictor("merged")` ({plain}).'
+        )
     if meta["has_adapter"]:
-        lines.append(f"- `adapter/`: what regime {meta['regime']} trained, to attach to the base `{meta['base_model']}` "
-                     "(check `base_fingerprint` in lora_lab_export.json before attaching).")
+        lines.append(
+            f"- `adapter/`: what regime {meta['regime']} trained, to attach to the base `{meta['base_model']}` "
+            "(check `base_fingerprint` in lora_lab_export.json before attaching)."
+        )
     if meta["has_onnx"]:
-        lines.append("- `onnx/model.onnx`: `input_ids`, `attention_mask` -> `logits` for onnxruntime, with the tokenizer "
-                     f"files here (cut each text to {cut_of(meta).describe()}); `onnx/check.json` compares its "
-                     "predictions with PyTorch's on the test split.")
+        lines.append(
+            "- `onnx/model.onnx`: `input_ids`, `attention_mask` -> `logits` for onnxruntime, with the tokenizer "
+            f"files here (cut each text to {cut_of(meta).describe()}); `onnx/check.json` compares its "
+            "predictions with PyTorch's on the test split."
+        )
     lines.append("- `labels.json`: label ids to names; `lora_lab_export.json`: the machine-readable metadata.")
     return "\n".join(lines)
 
@@ -187,16 +254,23 @@ def provenance_section(provenance: dict[str, Any] | None) -> str:
     if provenance is None:
         return text + "Not recorded: the job ran before lora_lab wrote provenance.json."
     git = provenance.get("git", {})
-    code = (f"`{git['commit']}`" + (" with uncommitted changes" if git.get("dirty") else "")) if git.get("commit") \
+    code = (
+        (f"`{git['commit']}`" + (" with uncommitted changes" if git.get("dirty") else ""))
+        if git.get("commit")
         else f"unknown ({git.get('why', 'not recorded')})"
-    rows = [("lora_lab code (git commit)", code), ("seed", provenance.get("seed")),
-            ("command", "`" + " ".join(provenance.get("command", [])) + "`")]
+    )
+    rows = [
+        ("lora_lab code (git commit)", code),
+        ("seed", provenance.get("seed")),
+        ("command", "`" + " ".join(provenance.get("command", [])) + "`"),
+    ]
     rows += [(name, version or "not installed") for name, version in provenance.get("versions", {}).items()]
     text += table(("", ""), rows)
     files = provenance.get("data_files", [])
     if files:
-        text += "\n\nData files read:\n\n" + table(("file", "sha256", "bytes"),
-                                                     [(f["path"], f"`{f['sha256']}`", f"{f['bytes']:,}") for f in files])
+        text += "\n\nData files read:\n\n" + table(
+            ("file", "sha256", "bytes"), [(f["path"], f"`{f['sha256']}`", f"{f['bytes']:,}") for f in files]
+        )
     return text + "\n\nThe same record is in `provenance.json` beside this card."
 
 
@@ -215,6 +289,8 @@ def is_synthetic(config: dict[str, Any]) -> bool:
 
 def table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
     """A Markdown table (a cell's `|` escaped)."""
+
     def line(cells: tuple[Any, ...]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
     return "\n".join([line(header), line(tuple("---" for _ in header)), *map(line, rows)])

@@ -27,20 +27,32 @@ from lora_lab.models.classifier import Classifier
 INPUTS = ("input_ids", "attention_mask")
 
 
-def add_onnx(out_dir: Path, classifier: Classifier, tokenizer: PreTrainedTokenizerBase,
-             datamodule: TextClassificationDataModule, tolerance: float, opset: int) -> dict[str, Any]:
+def add_onnx(
+    out_dir: Path,
+    classifier: Classifier,
+    tokenizer: PreTrainedTokenizerBase,
+    datamodule: TextClassificationDataModule,
+    tolerance: float,
+    opset: int,
+) -> dict[str, Any]:
     """Write out_dir/model.onnx and out_dir/check.json; a ConfigError if ONNX disagrees with PyTorch on
     more than `tolerance` of the test rows (the caller's atomic dir then leaves nothing behind)."""
     out_dir.mkdir()
     export_onnx(classifier, tokenizer, out_dir / "model.onnx", opset)
-    check = {**compare_on_test(out_dir / "model.onnx", classifier, datamodule), "tolerance": tolerance, "opset": opset,
-             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+    check = {
+        **compare_on_test(out_dir / "model.onnx", classifier, datamodule),
+        "tolerance": tolerance,
+        "opset": opset,
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
     if 1 - check["agreement"] > tolerance:
         raise ConfigError(
-            f"onnx=true: the ONNX model predicts differently from PyTorch on {check['disagreements']} of {check['rows']} "
-            f"test rows ({1 - check['agreement']:.2%}, more than onnx_tolerance={tolerance}); accuracy onnx "
-            f"{check['accuracy_onnx']:.4f} vs pytorch {check['accuracy_pytorch']:.4f}. Nothing was written. Try another "
-            f"onnx_opset (now {opset}), export without onnx=true, or raise onnx_tolerance if that gap is acceptable."
+            f"onnx=true: the ONNX model predicts differently from PyTorch on {check['disagreements']} "
+            f"of {check['rows']} test rows ({1 - check['agreement']:.2%}, more than onnx_tolerance={tolerance}); "
+            f"accuracy onnx {check['accuracy_onnx']:.4f} vs pytorch {check['accuracy_pytorch']:.4f}. "
+            f"Nothing was written. Try another onnx_opset (now {opset}), export without onnx=true, "
+            "or raise onnx_tolerance if that gap is acceptable."
         )
     write_json(out_dir / "check.json", check)
     return check
@@ -55,9 +67,16 @@ def export_onnx(classifier: Classifier, tokenizer: PreTrainedTokenizerBase, path
     with torch.no_grad(), warnings.catch_warnings():
         # The legacy exporter's deprecation notice and the tracer's notes on the branches described above.
         warnings.simplefilter("ignore", (DeprecationWarning, torch.jit.TracerWarning, UserWarning))
-        torch.onnx.export(classifier, (example["input_ids"], example["attention_mask"]), str(path),
-                          input_names=list(INPUTS), output_names=["logits"], dynamic_axes=axes,
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            classifier,
+            (example["input_ids"], example["attention_mask"]),
+            str(path),
+            input_names=list(INPUTS),
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
+        )
     classifier.eval()  # export restores the mode it found; the comparison needs eval (no dropout)
 
 

@@ -106,7 +106,11 @@ class Backbone:
         return digest.hexdigest()
 
     def config(self, id2label: dict[int, str]) -> AutoConfig:
-        labels = {"num_labels": len(id2label), "id2label": dict(id2label), "label2id": {v: k for k, v in id2label.items()}}
+        labels = {
+            "num_labels": len(id2label),
+            "id2label": dict(id2label),
+            "label2id": {v: k for k, v in id2label.items()},
+        }
         if self.random_init is not None:
             kwargs = dict(self.random_init)
             config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs, **labels)
@@ -158,4 +162,6 @@ def synthetic_bpe_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )

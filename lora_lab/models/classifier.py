@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
@@ -101,8 +101,14 @@ class PooledClassifier(Classifier):
     peft_task_type = "FEATURE_EXTRACTION"
     external_head = True
 
-    def __init__(self, encoder: nn.Module, id2label: dict[int, str], pooling: str = "mean", dropout: float = 0.1,
-                 normalize: bool = False):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        id2label: dict[int, str],
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        normalize: bool = False,
+    ):
         """normalize: the head reads unit-length embeddings (sentence-transformers' Normalize module,
         which all-MiniLM-L6-v2 ends with); the fitted-head regimes set it (regime.normalize)."""
         super().__init__(encoder, id2label)

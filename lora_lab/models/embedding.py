@@ -35,7 +35,9 @@ def head_linear(classifier: Classifier) -> nn.Linear:
     """The head's one linear layer, whose weight and bias a fitted head replaces."""
     linears = [m for m in classifier.head().modules() if isinstance(m, nn.Linear)]
     if len(linears) != 1:
-        raise TypeError(f"{type(classifier).__name__}'s head has {len(linears)} linear layers; a fitted head needs exactly one")
+        raise TypeError(
+            f"{type(classifier).__name__}'s head has {len(linears)} linear layers; a fitted head needs exactly one"
+        )
     return linears[0]
 
 
@@ -78,7 +80,9 @@ def embed_rows(classifier: Classifier, input_ids: Sequence[Row], pad_token_id: i
     return average_windows(out, owner, len(input_ids))
 
 
-def embed_split(classifier: Classifier, datamodule: TextClassificationDataModule, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+def embed_split(
+    classifier: Classifier, datamodule: TextClassificationDataModule, split: str = "train"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(embeddings, label ids) of a tokenized split (the training rows shots_per_class kept)."""
     data = datamodule.tokenized[split]
     vectors = embed_rows(classifier, data.input_ids, datamodule.tokenizer.pad_token_id, datamodule.eval_batch_size)

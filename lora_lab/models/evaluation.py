@@ -70,13 +70,15 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) ->
     for b in range(n_bins):
         rows = which == b
         n = int(rows.sum())
-        bins.append({
-            "lower": float(edges[b]),
-            "upper": float(edges[b + 1]),
-            "count": n,
-            "accuracy": float(correct[rows].mean()) if n else None,
-            "confidence": float(confidence[rows].mean()) if n else None,
-        })
+        bins.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": n,
+                "accuracy": float(correct[rows].mean()) if n else None,
+                "confidence": float(confidence[rows].mean()) if n else None,
+            }
+        )
     return bins
 
 
@@ -136,5 +138,13 @@ def pairs_table(pairs: list[dict], example_chars: int = 60) -> str:
     """The confused pairs as aligned text rows: count, true -> predicted, the first example."""
     w_true, w_pred = max(4, *(len(p["true"]) for p in pairs)), max(9, *(len(p["predicted"]) for p in pairs))
     head = f"  {'rows':>4}  {'true':<{w_true}} -> {'predicted':<{w_pred}}  first example"
-    return "\n".join([head, *(f"  {p['count']:>4}  {p['true']:<{w_true}} -> {p['predicted']:<{w_pred}}  "
-                               f"{shorten(p['examples'][0], example_chars)}" for p in pairs)])
+    return "\n".join(
+        [
+            head,
+            *(
+                f"  {p['count']:>4}  {p['true']:<{w_true}} -> {p['predicted']:<{w_pred}}  "
+                f"{shorten(p['examples'][0], example_chars)}"
+                for p in pairs
+            ),
+        ]
+    )

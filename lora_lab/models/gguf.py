@@ -2,8 +2,8 @@
 
 transformers reads a GGUF directly (`from_pretrained(dir, gguf_file=name)`), but every such load
 parses the file and dequantizes every tensor again, and config, weights and tokenizer each parse it
-separately (SmolLM2-135M Q4_1: about 40 s on a contended 2-core CPU). So the first job converts the
-file into `<cache_dir>/<key>/` (fp32 safetensors, config, the tokenizer built from the GGUF's
+separately (SmolLM2-135M Q4_1: tens of seconds a load; docs/benchmarks.md). So the first job
+converts the file into `<cache_dir>/<key>/` (fp32 safetensors, config, the tokenizer built from the GGUF's
 metadata) and every later job loads that dir like any local checkpoint (about a second).
 """
 

@@ -12,7 +12,7 @@ from torchmetrics import MaxMetric
 from transformers import get_scheduler
 
 from lora_lab.data.batching import average_windows
-from lora_lab.errors import ConfigError
+from lora_lab.errors import ConfigError, check_unit_interval
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.head_init import check_head_init, init_head
 from lora_lab.models.metrics import detail_metrics, summary_metrics
@@ -52,11 +52,16 @@ class ClassifierModule(pl.LightningModule):
         self.classifier = classifier.train()
         num_labels = len(classifier.id2label)
         if isinstance(class_weights, str) and class_weights != "inverse_frequency":
-            raise ConfigError(f"module.class_weights={class_weights!r}: use null, inverse_frequency or a list of floats")
-        if isinstance(class_weights, Sequence) and not isinstance(class_weights, str) and len(class_weights) != num_labels:
+            raise ConfigError(
+                f"module.class_weights={class_weights!r}: use null, inverse_frequency or a list of floats"
+            )
+        if (
+            isinstance(class_weights, Sequence)
+            and not isinstance(class_weights, str)
+            and len(class_weights) != num_labels
+        ):
             raise ConfigError(f"module.class_weights has {len(class_weights)} weights for {num_labels} labels")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"module.label_smoothing={label_smoothing}: must be in [0, 1)")
+        check_unit_interval("module.label_smoothing", label_smoothing, example="e.g. 0.1")
         check_head_init(classifier, head_init)
         self.register_buffer("loss_weights", None, persistent=False)
         # torch.compile (inductor) fuses the elementwise ops around the matmuls; dynamic=True so
@@ -85,7 +90,10 @@ class ClassifierModule(pl.LightningModule):
         # After the callbacks' on_fit_start, so the ResourceMonitor times the head fit as training.
         if self.hparams.head_init is not None:
             if (datamodule := self.trainer.datamodule) is None:
-                raise RuntimeError(f"module.head_init={self.hparams.head_init} fits on a datamodule's tokenized training rows; fit with datamodule=")
+                raise RuntimeError(
+                    f"module.head_init={self.hparams.head_init} fits on a datamodule's tokenized training rows; "
+                    "fit with datamodule="
+                )
             init_head(self.classifier, datamodule, self.hparams.head_init, seed=datamodule.seed)
         if self.hooks is not None:
             self.hooks.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
@@ -101,7 +109,9 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self._forward(input_ids, attention_mask)
 
-    def _loss_and_logits(self, batch: dict[str, torch.Tensor], smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_and_logits(
+        self, batch: dict[str, torch.Tensor], smoothing: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"]).float()
         if "text_index" in batch:  # data.long_text=chunk: a row per window; a text's logits are their mean
             logits = average_windows(logits, batch["text_index"], batch["labels"].numel())
@@ -156,7 +166,11 @@ class ClassifierModule(pl.LightningModule):
         params = [p for ps in groups.values() for p in ps]
         optimizer = torch.optim.AdamW(
             [
-                {"params": ps, "lr": head_lr if is_head else lr, "weight_decay": self.hparams.weight_decay if decay else 0.0}
+                {
+                    "params": ps,
+                    "lr": head_lr if is_head else lr,
+                    "weight_decay": self.hparams.weight_decay if decay else 0.0,
+                }
                 for (is_head, decay), ps in sorted(groups.items())
             ],
             # One fused kernel per step instead of a loop of small ops per tensor (CPU and CUDA,

@@ -1,19 +1,17 @@
 """Texts -> labels with a shipped `merged/` model: what a service or a batch job calls.
 
 The fast settings are the defaults; each has a switch, so its worth can be measured
-(`make bench` prints them; single MiniLM-L6 texts of ~16 tokens on this 2-core CPU, p50):
+(`make bench` prints them; figures in docs/benchmarks.md):
 - sorted batches: texts sorted by token length and padded to each batch's longest row, so a
   batch of short texts does not pay for one long one (Banking77: 2 to 80 tokens);
 - `torch.inference_mode`: no autograd graph, no version counters;
 - `trace=True`: TorchScript trace + freeze. HF's eager forward runs ~400 Python-level ops per
-  text (mask building, module calls); a frozen graph runs the same kernels without them:
-  fp32 15.2 -> 10.0 ms, int8 7.8 -> 2.9 ms;
+  text (mask building, module calls); a frozen graph runs the same kernels without them;
 - `quantize="int8"`: dynamic int8 quantization of every nn.Linear (weights int8 once, activations
   quantized per call; fbgemm kernels use AVX-512 VNNI). The Linear layers are ~98% of MiniLM's
   FLOPs (12 d^2 per token and layer against the attention's 2 * seq * d) and at batch 1 they are
-  bound by reading 42 MB of fp32 weights per text; int8 reads a quarter of that: 240 -> 47 us
-  per Linear call. It moves predictions slightly: check its accuracy on your test set (the
-  benchmark prints both).
+  bound by reading 42 MB of fp32 weights per text; int8 reads a quarter of that. It moves
+  predictions slightly: check its accuracy on your test set (the benchmark prints both).
 """
 
 from __future__ import annotations
@@ -62,7 +60,9 @@ TRACE_TEXTS = ("ok", "the second example text is a little longer than the first 
 CHECK_TEXTS = ("a third text, of yet another length, checks the traced graph", "one more", "and a last one here")
 
 
-def traced_and_checked(eager: nn.Module, encode: Callable[[Sequence[str]], dict[str, torch.Tensor]]) -> torch.jit.ScriptModule:
+def traced_and_checked(
+    eager: nn.Module, encode: Callable[[Sequence[str]], dict[str, torch.Tensor]]
+) -> torch.jit.ScriptModule:
     """The frozen graph, once it gives the eager model's logits on unseen shapes (else an error).
 
     `encode` turns texts into a padded batch, as the caller will at run time."""
@@ -110,9 +110,13 @@ class Predictor:
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.collate = PadCollator(self.tokenizer.pad_token_id)
         saved = Truncation.load(model_dir)
-        self.cut = Truncation(max_length or saved.max_length, truncation or saved.mode,
-                              head_tokens if head_tokens is not None or truncation else saved.head_tokens,
-                              long_text or saved.long_text, saved.max_chunks)
+        self.cut = Truncation(
+            max_length or saved.max_length,
+            truncation or saved.mode,
+            head_tokens if head_tokens is not None or truncation else saved.head_tokens,
+            long_text or saved.long_text,
+            saved.max_chunks,
+        )
         self.quantize, self.trace, self.batch_size, self.max_length = quantize, trace, batch_size, self.cut.max_length
         self.sort_by_length = sort_by_length
         if quantize == "int8":

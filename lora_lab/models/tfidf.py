@@ -39,8 +39,14 @@ class CodepointTokenizer:
     pad_token_id = 0
     special_tokens_map: dict[str, str] = {}
 
-    def __call__(self, texts: Sequence[str], truncation: bool = False, max_length: int | None = None,
-                 add_special_tokens: bool = True, verbose: bool = True) -> dict[str, list[list[int]]]:
+    def __call__(
+        self,
+        texts: Sequence[str],
+        truncation: bool = False,
+        max_length: int | None = None,
+        add_special_tokens: bool = True,
+        verbose: bool = True,
+    ) -> dict[str, list[list[int]]]:
         end = max_length if truncation else None
         return {"input_ids": [[ord(c) for c in text[:end]] for text in texts]}
 
@@ -95,8 +101,15 @@ class TfidfClassifier(Classifier):
     def spec(self) -> dict:
         return {**super().spec(), "model_file": MODEL_FILE}
 
-    def set_model(self, settings: dict[str, dict[str, Any]], vocabularies: dict[str, list[str]], idf: dict[str, np.ndarray],
-                  coef: np.ndarray, intercept: np.ndarray, info: dict[str, Any]) -> None:
+    def set_model(
+        self,
+        settings: dict[str, dict[str, Any]],
+        vocabularies: dict[str, list[str]],
+        idf: dict[str, np.ndarray],
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        info: dict[str, Any],
+    ) -> None:
         """Install a fitted model: what fit and load both end in, so the job and a reload score alike."""
         self.settings, self.vocabularies, self.idf, self.info = settings, vocabularies, idf, info
         self._vectorizers = build_vectorizers(settings, vocabularies, idf)
@@ -106,7 +119,9 @@ class TfidfClassifier(Classifier):
 
     def features(self, texts: Sequence[str]) -> Any:
         if not self._vectorizers:
-            raise RuntimeError("TfidfClassifier is not fitted: regime=tfidf fits it in prepare(), load() reads a saved one")
+            raise RuntimeError(
+                "TfidfClassifier is not fitted: regime=tfidf fits it in prepare(), load() reads a saved one"
+            )
         return transform(self._vectorizers, texts)
 
     def scores(self, texts: Sequence[str]) -> torch.Tensor:
@@ -129,8 +144,14 @@ class TfidfClassifier(Classifier):
         arrays = {f"idf.{name}": idf for name, idf in self.idf.items()}
         arrays |= {"coef": self.coef.detach().cpu().numpy(), "intercept": self.intercept.detach().cpu().numpy()}
         save_file(arrays, str(out_dir / WEIGHTS_FILE))
-        model = {"format": FORMAT, "version": 1, "id2label": {str(k): v for k, v in self.id2label.items()},
-                 "features": self.settings, "vocabularies": self.vocabularies, **self.info}
+        model = {
+            "format": FORMAT,
+            "version": 1,
+            "id2label": {str(k): v for k, v in self.id2label.items()},
+            "features": self.settings,
+            "vocabularies": self.vocabularies,
+            **self.info,
+        }
         (out_dir / MODEL_FILE).write_text(json.dumps(model, ensure_ascii=False))
         (out_dir / SPEC_FILE).write_text(json.dumps(self.spec(), indent=2))
 
@@ -145,32 +166,48 @@ class TfidfClassifier(Classifier):
         arrays = load_file(str(in_dir / WEIGHTS_FILE))
         settings = model.pop("features")
         info = {k: v for k, v in model.items() if k not in ("format", "version", "id2label", "vocabularies")}
-        self.set_model(settings, model["vocabularies"], {name: arrays[f"idf.{name}"] for name in settings},
-                       arrays["coef"], arrays["intercept"], info)
+        self.set_model(
+            settings,
+            model["vocabularies"],
+            {name: arrays[f"idf.{name}"] for name in settings},
+            arrays["coef"],
+            arrays["intercept"],
+            info,
+        )
 
 
-def fit_vectorizers(texts: Sequence[str], settings: dict[str, dict[str, Any]], min_df: int | float,
-                    max_features: int | None) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
+def fit_vectorizers(
+    texts: Sequence[str], settings: dict[str, dict[str, Any]], min_df: int | float, max_features: int | None
+) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
     """Vocabulary (in index order) and idf of one TfidfVectorizer per feature kind, fitted on texts."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vocabularies, idf = {}, {}
     for name, kwargs in settings.items():
-        vectorizer = TfidfVectorizer(**{**kwargs, "ngram_range": tuple(kwargs["ngram_range"])}, min_df=min_df,
-                                     max_features=max_features, dtype=np.float64).fit(texts)
+        vectorizer = TfidfVectorizer(
+            **{**kwargs, "ngram_range": tuple(kwargs["ngram_range"])},
+            min_df=min_df,
+            max_features=max_features,
+            dtype=np.float64,
+        ).fit(texts)
         vocabularies[name] = list(vectorizer.get_feature_names_out())
         idf[name] = vectorizer.idf_
     return vocabularies, idf
 
 
-def build_vectorizers(settings: dict[str, dict[str, Any]], vocabularies: dict[str, list[str]], idf: dict[str, np.ndarray]) -> list[Any]:
+def build_vectorizers(
+    settings: dict[str, dict[str, Any]], vocabularies: dict[str, list[str]], idf: dict[str, np.ndarray]
+) -> list[Any]:
     """Fitted TfidfVectorizers from their keywords, vocabularies and idf, without refitting."""
     from sklearn.feature_extraction.text import TfidfVectorizer  # scikit-learn loads where it is used
 
     vectorizers = []
     for name, kwargs in settings.items():
-        vectorizer = TfidfVectorizer(**{**kwargs, "ngram_range": tuple(kwargs["ngram_range"])},
-                                     vocabulary={term: i for i, term in enumerate(vocabularies[name])}, dtype=np.float64)
+        vectorizer = TfidfVectorizer(
+            **{**kwargs, "ngram_range": tuple(kwargs["ngram_range"])},
+            vocabulary={term: i for i, term in enumerate(vocabularies[name])},
+            dtype=np.float64,
+        )
         vectorizer.idf_ = idf[name]
         vectorizers.append(vectorizer)
     return vectorizers

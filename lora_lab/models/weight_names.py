@@ -57,4 +57,3 @@ def checkpoint_bytes(pretrained: str | None) -> int | None:
     path = Path(pretrained)
     files = [path] if path.is_file() else [p for ext in ("*.safetensors", "*.bin", "*.gguf") for p in path.glob(ext)]
     return sum(p.stat().st_size for p in files) or None
-

@@ -49,7 +49,8 @@ class AdaLoRA(PeftRegime):
             settings["init_r"] = math.ceil(1.5 * target_r)
         if settings["init_r"] <= target_r:
             raise ConfigError(
-                f"regime=adalora: init_r={settings['init_r']} must exceed target_r={target_r}, or nothing is reallocated"
+                f"regime=adalora: init_r={settings['init_r']} must exceed target_r={target_r}, "
+                "or nothing is reallocated"
             )
         # PEFT scales by alpha / ranknum (= init_r): alpha = 2 * init_r keeps LoRA's scale of 2.
         if settings.get("lora_alpha") is None:
@@ -86,7 +87,11 @@ class AdaLoRA(PeftRegime):
             tinit = max(0, min(tinit, total - tfinal - 1))
             log.warning(
                 "AdaLoRA: %d steps are too few for tinit=%s, tfinal=%s; using tinit=%d, tfinal=%d steps",
-                total, self.tinit, self.tfinal, tinit, tfinal,
+                total,
+                self.tinit,
+                self.tfinal,
+                tinit,
+                tfinal,
             )
         return total, tinit, tfinal
 
@@ -160,6 +165,4 @@ def _tuner(classifier: Classifier) -> AdaLoraModel:
 
 
 def _nonzero_pattern(tuner: AdaLoraModel, adapter: str) -> dict[str, list[bool]]:
-    return {
-        n: (p != 0).view(-1).tolist() for n, p in tuner.model.named_parameters() if f"lora_E.{adapter}" in n
-    }
+    return {n: (p != 0).view(-1).tolist() for n, p in tuner.model.named_parameters() if f"lora_E.{adapter}" in n}

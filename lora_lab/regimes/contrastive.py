@@ -25,12 +25,12 @@ import torch
 from transformers import get_scheduler
 
 from lora_lab.data.batching import LengthGroupedBatchSampler, PadCollator
+from lora_lab.errors import ConfigError, check_positive_int
 from lora_lab.models.classifier import Classifier
-from lora_lab.errors import ConfigError
-from lora_lab.regimes.base import Regime
-from lora_lab.regimes.contrastive_objectives import Example, Objective, make_objective
 from lora_lab.models.embedding import embed_split, require_embeddings, write_head
 from lora_lab.models.fitted_heads import logistic_regression_head
+from lora_lab.regimes.base import Regime
+from lora_lab.regimes.contrastive_objectives import Example, Objective, make_objective
 from lora_lab.regimes.lora import LoRA
 from lora_lab.regimes.val_checks import ValidationChecks, check_settings
 
@@ -76,8 +76,7 @@ class Contrastive(Regime):
         if body not in BODIES:
             raise ConfigError(f"regime.body={body!r}: choose one of {BODIES}")
         for key, value in (("num_iterations", num_iterations), ("epochs", epochs), ("batch_size", batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"regime.{key}={value!r}: must be a positive integer")
+            check_positive_int(f"regime.{key}", value)
         self.objective: Objective = make_objective(loss, temperature, margin)
         self.loss, self.body = loss, body
         self.num_iterations, self.epochs, self.batch_size = num_iterations, epochs, batch_size
@@ -86,7 +85,14 @@ class Contrastive(Regime):
         self.checks: ValidationChecks | None = None  # set by train_body when it selects on validation
         # body=lora: the lora regime's PEFT config, save, load and merge, as they are.
         self.lora = (
-            LoRA("lora", learning_rate, r=r, target_modules=target_modules, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+            LoRA(
+                "lora",
+                learning_rate,
+                r=r,
+                target_modules=target_modules,
+                lora_alpha=lora_alpha,
+                lora_dropout=lora_dropout,
+            )
             if body == "lora"
             else None
         )
@@ -107,9 +113,13 @@ class Contrastive(Regime):
         score = self._validation_score(classifier, datamodule) if self.val_checks and has_validation else None
         self.train_body(classifier, datamodule.tokenized["train"], datamodule.tokenizer.pad_token_id, score)
         # The best check fitted its head on the body restore_best() put back: the same fit, done.
-        write_head(classifier, *(self.checks.best_kept if self.checks is not None else self._fit_head(classifier, datamodule)))
+        write_head(
+            classifier, *(self.checks.best_kept if self.checks is not None else self._fit_head(classifier, datamodule))
+        )
 
-    def _fit_head(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fit_head(
+        self, classifier: Classifier, datamodule: TextClassificationDataModule
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage 2 on the body as it is: (weight, bias) of the logistic regression on the training rows."""
         x, y = embed_split(classifier, datamodule, "train")
         return logistic_regression_head(x, y, len(classifier.id2label), self.C, self.max_iter, self.seed)
@@ -118,10 +128,12 @@ class Contrastive(Regime):
         self, classifier: Classifier, datamodule: TextClassificationDataModule
     ) -> Callable[[], tuple[float, tuple[torch.Tensor, torch.Tensor]]]:
         """Validation accuracy of what prepare() would ship now (the body as it is, its fitted head), and that head."""
+
         def score() -> tuple[float, tuple[torch.Tensor, torch.Tensor]]:
             weight, bias = self._fit_head(classifier, datamodule)
             x, y = embed_split(classifier, datamodule, "validation")
             return ((x @ weight.T + bias).argmax(1) == y).float().mean().item(), (weight, bias)
+
         return score
 
     def results(self) -> dict[str, Any]:
@@ -134,7 +146,11 @@ class Contrastive(Regime):
         }
 
     def train_body(
-        self, classifier: Classifier, data: TokenizedSplit, pad_token_id: int, score: Callable[[], tuple[float, Any]] | None = None
+        self,
+        classifier: Classifier,
+        data: TokenizedSplit,
+        pad_token_id: int,
+        score: Callable[[], tuple[float, Any]] | None = None,
     ) -> None:
         """Stage 1: the objective's examples, shuffled each epoch, in random batches of batch_size examples.
 
@@ -149,12 +165,18 @@ class Contrastive(Regime):
         Scoring runs in eval mode and draws no random numbers: the steps it lets run are the same.
         """
         examples = self.objective.examples(data.labels, self.num_iterations, random.Random(self.seed))
-        sampler = LengthGroupedBatchSampler([0] * len(examples), self.batch_size, shuffle=True, seed=self.seed, group=False)
+        sampler = LengthGroupedBatchSampler(
+            [0] * len(examples), self.batch_size, shuffle=True, seed=self.seed, group=False
+        )
         params = [p for p in classifier.transformer.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=WEIGHT_DECAY)
         total = self.epochs * len(sampler)
-        scheduler = get_scheduler("linear", optimizer, num_warmup_steps=int(WARMUP_RATIO * total), num_training_steps=total)
-        log.info("Contrastive body training (%s, body=%s): %d examples, %d steps", self.loss, self.body, len(examples), total)
+        scheduler = get_scheduler(
+            "linear", optimizer, num_warmup_steps=int(WARMUP_RATIO * total), num_training_steps=total
+        )
+        log.info(
+            "Contrastive body training (%s, body=%s): %d examples, %d steps", self.loss, self.body, len(examples), total
+        )
         collate = PadCollator(pad_token_id)
         report_every = max(1, total // 10)  # a tenth of the run: the loop runs minutes on a CPU
         named = {n: p for n, p in classifier.transformer.named_parameters() if p.requires_grad}
@@ -174,9 +196,20 @@ class Contrastive(Regime):
                     step += 1
                     if len(losses) % report_every == 0:
                         recent = losses[-report_every:]
-                        log.info("Contrastive epoch %d, step %d: mean loss of the last %d steps %.4f", epoch, len(losses), len(recent), sum(recent) / len(recent))
+                        log.info(
+                            "Contrastive epoch %d, step %d: mean loss of the last %d steps %.4f",
+                            epoch,
+                            len(losses),
+                            len(recent),
+                            sum(recent) / len(recent),
+                        )
                     if self.checks is not None and (stop := self.checks.after_step(step)):
-                        log.info("Contrastive: %d checks without a gain, stopped at step %d of %d", self.patience, step, total)
+                        log.info(
+                            "Contrastive: %d checks without a gain, stopped at step %d of %d",
+                            self.patience,
+                            step,
+                            total,
+                        )
                         break
                 self.loss_history.append(sum(losses) / len(losses))
                 log.info("Contrastive epoch %d: mean loss %.4f", epoch, self.loss_history[-1])
@@ -209,7 +242,9 @@ class Contrastive(Regime):
         m = self.objective.rows_per_example
         embeddings = classifier.embed(padded["input_ids"].to(device), padded["attention_mask"].to(device)).float()
         where = torch.tensor([slot[row] for row in rows], device=device)
-        loss = self.objective.loss(embeddings[where].view(len(batch), m, -1), padded["labels"].to(device)[where].view(len(batch), m))
+        loss = self.objective.loss(
+            embeddings[where].view(len(batch), m, -1), padded["labels"].to(device)[where].view(len(batch), m)
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         return loss.item()
@@ -226,5 +261,7 @@ class Contrastive(Regime):
 
     def _require_lora(self, what: str) -> LoRA:
         if self.lora is None:
-            raise NotImplementedError(f"regime=contrastive with body=full has no adapter ({what}): the whole encoder changed; use merged/")
+            raise NotImplementedError(
+                f"regime=contrastive with body=full has no adapter ({what}): the whole encoder changed; use merged/"
+            )
         return self.lora

@@ -35,7 +35,9 @@ class Objective(ABC):
     def examples(self, labels: Sequence[int], num_iterations: int, rng: random.Random) -> list[Example]:
         """num_iterations rounds over every training row (SetFit's R), each row anchoring its examples."""
         sampler = PairSampler(labels, rng)
-        return [ex for _ in range(num_iterations) for row in range(len(labels)) for ex in self.examples_of(row, sampler)]
+        return [
+            ex for _ in range(num_iterations) for row in range(len(labels)) for ex in self.examples_of(row, sampler)
+        ]
 
 
 class PairSampler:
@@ -105,7 +107,9 @@ class SupervisedInfoNCE(Objective):
         z = F.normalize(embeddings.reshape(-1, embeddings.shape[-1]), dim=-1)
         y = labels.reshape(-1)
         self_pair = torch.eye(len(y), dtype=torch.bool, device=z.device)
-        logits = (z @ z.T / self.temperature).masked_fill(self_pair, float("-inf"))  # an anchor is not its own candidate
+        logits = (z @ z.T / self.temperature).masked_fill(
+            self_pair, float("-inf")
+        )  # an anchor is not its own candidate
         log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
         positive = (y[:, None] == y[None, :]) & ~self_pair  # every anchor has its pair, at least
         # Mean log-probability of each anchor's positives (SupCon's L_out), averaged over anchors.

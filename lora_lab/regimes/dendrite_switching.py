@@ -55,22 +55,28 @@ class DendriteSwitching(pl.Callback):
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         if self.monitor not in trainer.callback_metrics:
-            raise ConfigError(f"regime.monitor={self.monitor}: not logged by validation ({sorted(trainer.callback_metrics)})")
+            raise ConfigError(
+                f"regime.monitor={self.monitor}: not logged by validation ({sorted(trainer.callback_metrics)})"
+            )
         score = float(trainer.callback_metrics[self.monitor])
         self._check_tracker()
         classifier = pl_module.classifier
         with pai_call(self.work_dir):
             net, restructured, complete = self.pai_tracker.add_validation_score(score, classifier)
         if net is not classifier:
-            raise PerforatedAIError("PerforatedAI returned a different model object; it is expected to restructure in place")
+            raise PerforatedAIError(
+                "PerforatedAI returned a different model object; it is expected to restructure in place"
+            )
         settle(classifier)
         if restructured:
             self.restructures += 1
             rebuild_optimizers(trainer)
             self.pai_tracker.set_optimizer_instance(trainer.optimizers[0])
             self._rewrite_best_checkpoint(trainer, score)
-            log.info("PerforatedAI restructured the model (dendrite sets per module: max %d); optimizer rebuilt",
-                     max(dendrite_sets(classifier).values()))
+            log.info(
+                "PerforatedAI restructured the model (dendrite sets per module: max %d); optimizer rebuilt",
+                max(dendrite_sets(classifier).values()),
+            )
         if complete:
             log.info("PerforatedAI: further dendrite sets stopped improving %s; stopping the fit", self.monitor)
             trainer.should_stop = True
@@ -102,10 +108,18 @@ class DendriteSwitching(pl.Callback):
         trainable = sum(p.numel() for p in pl_module.classifier.parameters() if p.requires_grad)
         optimized = sum(p.numel() for group in trainer.optimizers[0].param_groups for p in group["params"])
         self.history.append(
-            {"score": score, "restructured": restructured, "dendrite_sets": sets, "trainable": trainable, "optimized": optimized}
+            {
+                "score": score,
+                "restructured": restructured,
+                "dendrite_sets": sets,
+                "trainable": trainable,
+                "optimized": optimized,
+            }
         )
         for logger in trainer.loggers:
-            logger.log_metrics({"dendrites/sets": sets, "dendrites/trainable_params": trainable}, step=trainer.global_step)
+            logger.log_metrics(
+                {"dendrites/sets": sets, "dendrites/trainable_params": trainable}, step=trainer.global_step
+            )
 
 
 def rebuild_optimizers(trainer: pl.Trainer) -> None:
@@ -118,7 +132,9 @@ def rebuild_optimizers(trainer: pl.Trainer) -> None:
     trainer.strategy.setup_optimizers(trainer)
     with warnings.catch_warnings():
         # Replaying the schedule steps the scheduler before its new optimizer has stepped: intended here.
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
+        warnings.filterwarnings(
+            "ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`"
+        )
         for config in trainer.lr_scheduler_configs:
             if config.reduce_on_plateau:
                 continue  # driven by a metric, not by a position in the fit: nothing to replay

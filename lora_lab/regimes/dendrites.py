@@ -67,7 +67,6 @@ class DendriteMergeError(NotImplementedError):
 
 
 class Dendrites(Regime):
-
     def __init__(
         self,
         name: str,
@@ -92,7 +91,9 @@ class Dendrites(Regime):
         if isinstance(target_modules, str):
             raise ConfigError(f"regime.target_modules={target_modules!r}: list the module names, e.g. [query, value]")
         if dendrite_rank is not None and dendrite_rank < 1:
-            raise ConfigError(f"regime.dendrite_rank={dendrite_rank}: a positive rank, or null for full-width dendrites")
+            raise ConfigError(
+                f"regime.dendrite_rank={dendrite_rank}: a positive rank, or null for full-width dendrites"
+            )
         self.base, self.target_modules, self.monitor = base, list(target_modules), monitor
         self.factory = DendriteFactory(dendrite_rank)
         self.policy = SwitchPolicy(switch_mode, n_epochs_to_switch, fixed_switch_num, max_dendrites, max_dendrite_tries)
@@ -105,7 +106,9 @@ class Dendrites(Regime):
         self.base.apply(classifier)
         matched = matching_modules(classifier, self.target_modules)
         if not matched:
-            raise ConfigError(f"regime.target_modules={self.target_modules}: no module of the classifier has such a name")
+            raise ConfigError(
+                f"regime.target_modules={self.target_modules}: no module of the classifier has such a name"
+            )
         self.modules = reached_modules(classifier, matched)
         if not self.modules:
             raise ConfigError(
@@ -139,8 +142,12 @@ class Dendrites(Regime):
     def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_file(adapter_state(classifier), str(out_dir / STATE_FILE))
-        spec = {"base": self.base.name, "dendrite_rank": self.factory.rank, "modules": self.modules,
-                "dendrite_sets": dendrite_sets(classifier)}
+        spec = {
+            "base": self.base.name,
+            "dendrite_rank": self.factory.rank,
+            "modules": self.modules,
+            "dendrite_sets": dendrite_sets(classifier),
+        }
         (out_dir / SPEC_FILE).write_text(json.dumps(spec, indent=2))
 
     def load_adapter(self, classifier: Classifier, adapter_dir: Path) -> None:
@@ -159,8 +166,8 @@ class Dendrites(Regime):
         expected = set(adapter_state(classifier))
         if set(state) != expected:
             raise ValueError(
-                f"{adapter_dir}/{STATE_FILE} does not fit the rebuilt model: missing {sorted(expected - set(state))[:5]}, "
-                f"unexpected {sorted(set(state) - expected)[:5]}"
+                f"{adapter_dir}/{STATE_FILE} does not fit the rebuilt model: "
+                f"missing {sorted(expected - set(state))[:5]}, unexpected {sorted(set(state) - expected)[:5]}"
             )
         classifier.load_state_dict(state, strict=False)
 

@@ -9,7 +9,6 @@ from lora_lab.regimes.base import Regime
 
 
 class HeadOnly(Regime):
-
     def apply(self, classifier: Classifier) -> None:
         classifier.requires_grad_(False)
         classifier.head().requires_grad_(True)

@@ -23,7 +23,7 @@ COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16
 LOADED_FLAG = {4: "is_loaded_in_4bit", 8: "is_loaded_in_8bit"}
 
 
-def bitsandbytes():  # noqa: ANN201  (the module, imported on first use: only QLoRA jobs need it)
+def bitsandbytes():  # the module, imported on first use: only QLoRA jobs need it
     try:
         import bitsandbytes as bnb
     except ImportError as err:
@@ -61,28 +61,19 @@ class Quantization:
         has_bias = linear.bias is not None
         if self.bits == 4:
             module = bnb.nn.Linear4bit(
-                linear.in_features, linear.out_features, has_bias,
+                linear.in_features,
+                linear.out_features,
+                has_bias,
                 compute_dtype=COMPUTE_DTYPES[self.compute_dtype],
-                compress_statistics=self.double_quant, quant_type=self.quant_type,
+                compress_statistics=self.double_quant,
+                quant_type=self.quant_type,
             )
-            # bitsandbytes/nn/modules.py, Linear4bit.forward: on a CPU whose bitsandbytes reports
-            # AVX-512 BF16 (functional.has_avx512bf16(), read once into this attribute by
-            # Linear4bit.__init__), the first eval-mode forward without grad (every validation
-            # epoch) repacks the weight in place for the bf16 inference kernel
-            # (functional._convert_weight_packed_for_cpu: new nibble layout, bf16 block scales,
-            # double quantization undone). The packing sticks: autograd/_functions.py matmul_4bit
-            # then sends every CPU call, training included, to gemv_4bit, which casts to bf16 and has
-            # no backward (no MatMul4Bit: the gradient into the layer's input through W is lost).
-            # Simulated here by setting the flag: after one validation pass the training output
-            # moved by up to 2.8 and its grad_fn was no longer MatMul4BitBackward. Clearing the
-            # per-module flag, which gates nothing else, keeps the standard layout in every mode.
+            # On an AVX-512 BF16 CPU, bitsandbytes repacks the 4-bit weight for its bf16 inference kernel
+            # on the first eval forward (validation), and training then loses the gradient through W.
+            # This per-module flag gates only that repack (docs/known-issues.md).
             module.support_avx512bf16_for_cpu = False
-            # Blocks of `blocksize` (64) weights run across rows in quantize_4bit, but bitsandbytes'
-            # native CPU dequantize_4bit (backends/cpu/ops.py -> cdequantize_blockwise_cpu_nf4_fp32)
-            # assumes every row starts a block: measured with 0.50.2 against its own pure-torch
-            # dequantize, rows whose length is a multiple of 16 but not of 64 (32, 48, 96, ...)
-            # dequantize with the wrong scales (errors up to 0.87 x the block's absmax), silently.
-            # Real backbones are 64-aligned (MiniLM 384/1536, BERT 768/3072, Phi 2048/8192).
+            # bitsandbytes' CPU dequantize assumes every row starts a 64-weight block, so rows not
+            # 64-aligned dequantize wrongly and silently (docs/known-issues.md); real backbones are.
             if linear.in_features % module.weight.blocksize:
                 raise ValueError(
                     f"4-bit quantization of a linear with in_features={linear.in_features}: bitsandbytes' CPU "
@@ -94,8 +85,11 @@ class Quantization:
             # has_fp16_weights=False: int8 weights with one fp32 scale per output row (SCB);
             # threshold: input columns with an |activation| above it run in fp16 (LLM.int8 outliers).
             module = bnb.nn.Linear8bitLt(
-                linear.in_features, linear.out_features, has_bias,
-                has_fp16_weights=False, threshold=self.int8_threshold,
+                linear.in_features,
+                linear.out_features,
+                has_bias,
+                has_fp16_weights=False,
+                threshold=self.int8_threshold,
             )
         module.load_state_dict(linear.state_dict())
         device = linear.weight.device
@@ -116,7 +110,8 @@ def quantize_linears(model: nn.Module, quantization: Quantization, keep: Collect
     """Replace every nn.Linear of `model` but those in `keep` with its quantized copy; return their names."""
     keep_ids = {id(m) for m in keep}
     replaced = [
-        name for name, module in model.named_modules()
+        name
+        for name, module in model.named_modules()
         if type(module) is nn.Linear and id(module) not in keep_ids  # exact type: bnb linears subclass nn.Linear
     ]
     if not replaced:
@@ -171,7 +166,7 @@ def load_quant_state(module: nn.Module, state_dict: dict, prefix: str, *_: objec
     bnb = bitsandbytes()
     if isinstance(module, bnb.nn.Linear4bit):
         stats_prefix = f"{prefix}weight."  # weight.absmax, weight.quant_map, weight.quant_state.bitsandbytes__nf4, ...
-        stats = {k[len(stats_prefix):]: state_dict.pop(k) for k in list(state_dict) if k.startswith(stats_prefix)}
+        stats = {k[len(stats_prefix) :]: state_dict.pop(k) for k in list(state_dict) if k.startswith(stats_prefix)}
         if stats:
             state = bnb.functional.QuantState.from_dict(stats, device=module.weight.device)
             module.weight.quant_state = module.quant_state = state

@@ -99,11 +99,11 @@ def _refuse_debugger(*args: object, **kwargs: object) -> None:
 class SwitchPolicy:
     """When PerforatedAI adds a dendrite set, and when it gives up (its own settings, renamed)."""
 
-    mode: str = "fixed"              # history | fixed | every_epoch
-    n_epochs_to_switch: int = 10     # history: epochs without a better val score before adding a set
-    fixed_switch_num: int = 1        # fixed: add a set every this many epochs
-    max_dendrites: int = 5           # stop adding after this many sets
-    max_dendrite_tries: int = 2      # fresh sets tried when the last one did not beat the best score
+    mode: str = "fixed"  # history | fixed | every_epoch
+    n_epochs_to_switch: int = 10  # history: epochs without a better val score before adding a set
+    fixed_switch_num: int = 1  # fixed: add a set every this many epochs
+    max_dendrites: int = 5  # stop adding after this many sets
+    max_dendrite_tries: int = 2  # fresh sets tried when the last one did not beat the best score
 
     def __post_init__(self) -> None:
         if self.mode not in SWITCH_MODES:
@@ -241,7 +241,8 @@ def contributing(classifier: nn.Module) -> list[str]:
     """Wrapped modules whose dendrites change the output (non-zero weights into the neuron)."""
     # The forward reads only the newest dendrites_to_top entry (older ones are frozen history).
     return [
-        name for name, m in wrapped_modules(classifier).items()
+        name
+        for name, m in wrapped_modules(classifier).items()
         if m.dendrite_modules_added > 0 and bool(m.dendrites_to_top[-1].detach().ne(0).any())
     ]
 

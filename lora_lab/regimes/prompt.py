@@ -38,7 +38,9 @@ class PromptTuning(PeftRegime):
                 "embeddings) or RANDOM (PEFT's N(0, 1), far off the scale of trained embeddings)"
             )
         if settings.get("num_virtual_tokens", 0) < 1:
-            raise ConfigError(f"regime.num_virtual_tokens={settings.get('num_virtual_tokens')}: needs at least 1 virtual token")
+            raise ConfigError(
+                f"regime.num_virtual_tokens={settings.get('num_virtual_tokens')}: needs at least 1 virtual token"
+            )
         super().__init__(name, learning_rate, head_learning_rate, **settings)
 
     def apply(self, classifier: Classifier) -> None:

@@ -20,7 +20,6 @@ from lora_lab.regimes.lora import LoRA
 
 
 class QLoRA(LoRA):
-
     def __init__(
         self,
         name: str,

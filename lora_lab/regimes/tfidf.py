@@ -20,7 +20,14 @@ import numpy as np
 from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.fitted_heads import fit_logistic_regression
-from lora_lab.models.tfidf import CodepointTokenizer, TfidfClassifier, build_vectorizers, decode_rows, fit_vectorizers, transform
+from lora_lab.models.tfidf import (
+    CodepointTokenizer,
+    TfidfClassifier,
+    build_vectorizers,
+    decode_rows,
+    fit_vectorizers,
+    transform,
+)
 from lora_lab.regimes.base import Regime
 
 if TYPE_CHECKING:
@@ -53,19 +60,29 @@ class Tfidf(Regime):
         ranges = {"word": ("word", word_ngram_range), "char": ("char_wb", char_ngram_range)}
         for kind, (_, bounds) in ranges.items():
             if bounds is not None and not _ngram_range(bounds):
-                raise ConfigError(f"regime.{kind}_ngram_range={_show(bounds)}: use [shortest, longest] n-gram lengths, "
-                                  f"whole numbers with 1 <= shortest <= longest, e.g. [1, 2]; or null to leave {kind} n-grams out")
+                raise ConfigError(
+                    f"regime.{kind}_ngram_range={_show(bounds)}: use [shortest, longest] n-gram lengths, "
+                    f"whole numbers with 1 <= shortest <= longest, e.g. [1, 2]; or null to leave {kind} n-grams out"
+                )
         if word_ngram_range is None and char_ngram_range is None:
-            raise ConfigError("regime.word_ngram_range and regime.char_ngram_range are both null: keep at least one feature kind")
+            raise ConfigError(
+                "regime.word_ngram_range and regime.char_ngram_range are both null: keep at least one feature kind"
+            )
         if not (_whole(min_df) and min_df >= 1 or isinstance(min_df, float) and 0 < min_df < 1):
-            raise ConfigError(f"regime.min_df={min_df!r}: a term's fewest training rows (a whole number >= 1) "
-                              "or share of rows (in (0, 1)), e.g. regime.min_df=2")
+            raise ConfigError(
+                f"regime.min_df={min_df!r}: a term's fewest training rows (a whole number >= 1) "
+                "or share of rows (in (0, 1)), e.g. regime.min_df=2"
+            )
         if max_features is not None and not (_whole(max_features) and max_features >= 1):
-            raise ConfigError(f"regime.max_features={max_features!r}: a positive whole number per feature kind, or null for all")
+            raise ConfigError(
+                f"regime.max_features={max_features!r}: a positive whole number per feature kind, or null for all"
+            )
         grid = [C] if isinstance(C, (int, float)) else list(C)
         if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid):
-            raise ConfigError(f"regime.C={_show(C)}: a positive inverse regularisation strength or a list of them "
-                              "(validation picks one), e.g. regime.C=10 or regime.C=[1,10,100]")
+            raise ConfigError(
+                f"regime.C={_show(C)}: a positive inverse regularisation strength or a list of them "
+                "(validation picks one), e.g. regime.C=10 or regime.C=[1,10,100]"
+            )
         if not (_whole(max_iter) and max_iter >= 1):
             raise ConfigError(f"regime.max_iter={max_iter!r}: a positive whole number of solver iterations, e.g. 1000")
         if not isinstance(sublinear_tf, bool):
@@ -73,9 +90,16 @@ class Tfidf(Regime):
         # TfidfVectorizer keywords per feature kind, saved with the model; lowercase, token pattern
         # and norm are scikit-learn's defaults, written out so a later default cannot change a reload.
         self.features = {
-            kind: {"analyzer": analyzer, "ngram_range": list(bounds), "lowercase": True, "sublinear_tf": sublinear_tf,
-                   "token_pattern": r"(?u)\b\w\w+\b", "norm": "l2"}
-            for kind, (analyzer, bounds) in ranges.items() if bounds is not None
+            kind: {
+                "analyzer": analyzer,
+                "ngram_range": list(bounds),
+                "lowercase": True,
+                "sublinear_tf": sublinear_tf,
+                "token_pattern": r"(?u)\b\w\w+\b",
+                "norm": "l2",
+            }
+            for kind, (analyzer, bounds) in ranges.items()
+            if bounds is not None
         }
         self.min_df, self.max_features, self.grid, self.max_iter, self.seed = min_df, max_features, grid, max_iter, seed
 
@@ -87,7 +111,10 @@ class Tfidf(Regime):
 
     def apply(self, classifier: Classifier) -> None:
         if not isinstance(classifier, TfidfClassifier):
-            raise TypeError(f"regime tfidf fits its own TfidfClassifier (regime.build_classifier), not a {type(classifier).__name__}")
+            raise TypeError(
+                "regime tfidf fits its own TfidfClassifier (regime.build_classifier), "
+                f"not a {type(classifier).__name__}"
+            )
 
     def prepare(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> None:
         """Fit the features on the training texts, then one logistic regression per C; keep the

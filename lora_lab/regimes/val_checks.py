@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lora_lab.errors import ConfigError
+from lora_lab.errors import ConfigError, check_positive_int
 
 if TYPE_CHECKING:  # torch loads with the job, not with the config check (check_settings)
     from torch import nn
@@ -63,8 +63,12 @@ class ValidationChecks:
         with torch.no_grad():
             for name, param in self.params.items():
                 param.copy_(self.best_weights[name])
-        log.info("Validation checks %s: kept step %d (val acc %.4f)",
-                 ", ".join(f"{s}: {a:.4f}" for s, a in self.history), self.best_step, self.best_score)
+        log.info(
+            "Validation checks %s: kept step %d (val acc %.4f)",
+            ", ".join(f"{s}: {a:.4f}" for s, a in self.history),
+            self.best_step,
+            self.best_score,
+        )
 
     def _check(self, step: int) -> None:
         value, kept = self.score()
@@ -74,15 +78,24 @@ class ValidationChecks:
             self.best_weights = {name: p.detach().clone() for name, p in self.params.items()}
         else:
             self.stale += 1
-        log.info("Validation check at step %d: val acc %.4f (best %.4f at step %d)", step, value, self.best_score, self.best_step)
+        log.info(
+            "Validation check at step %d: val acc %.4f (best %.4f at step %d)",
+            step,
+            value,
+            self.best_score,
+            self.best_step,
+        )
 
 
 def check_settings(checks: int, patience: int | None) -> None:
     """Refuse settings that cannot mean anything, with the fix (config.validate_regime calls it
     before any model loads; the regime's constructor again, for regimes built by hand)."""
     if not isinstance(checks, int) or checks < 0:
-        raise ConfigError(f"regime.val_checks={checks!r}: validation checks during the run, 0 (none: keep the last "
-                          "weights) or a positive integer, e.g. 10")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ConfigError(f"regime.patience={patience!r}: checks without a gain before stopping, a positive integer, "
-                          "or null to never stop early")
+        raise ConfigError(
+            f"regime.val_checks={checks!r}: validation checks during the run, 0 (none: keep the last "
+            "weights) or a positive integer, e.g. 10"
+        )
+    if patience is not None:
+        check_positive_int(
+            "regime.patience", patience, "checks without a gain before stopping", "or null to never stop early"
+        )

@@ -15,11 +15,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m lora_lab.report",
         description="Compare the jobs of a multirun or Optuna sweep: tables, plots, seeds, regimes within noise.",
     )
-    parser.add_argument("sweep_dir", type=Path, help="a multirun dir (multirun/<date>/<time>), a sweep dir, or outputs/<date>")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"where report.md, report.html and the PNGs go (default: <sweep_dir>/{REPORT_DIR})")
-    parser.add_argument("--wandb", nargs="?", const="offline", choices=("offline", "online"), default=None,
-                        help="also log the tables and plots as a W&B run in the sweep's group (default offline)")
+    parser.add_argument(
+        "sweep_dir", type=Path, help="a multirun dir (multirun/<date>/<time>), a sweep dir, or outputs/<date>"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"where report.md, report.html and the PNGs go (default: <sweep_dir>/{REPORT_DIR})",
+    )
+    parser.add_argument(
+        "--wandb",
+        nargs="?",
+        const="offline",
+        choices=("offline", "online"),
+        default=None,
+        help="also log the tables and plots as a W&B run in the sweep's group (default offline)",
+    )
     return parser.parse_args(argv)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from scipy.stats import ttest_ind
 
-from lora_lab.report.collect import Job
+from lora_lab.report.collect import JobRow
 
 SELECTION_METRIC = "val/acc_best"
 REPORTED_METRIC = "test/acc"
@@ -29,7 +29,7 @@ NOISE_RULE = (
 # The bag-of-words baseline every configuration should beat (conf/regime/tfidf.yaml).
 BASELINE_REGIME = "tfidf"
 BASELINE_RULE = (
-    "\"beats TF-IDF?\" compares each configuration with the bag-of-words baseline (regime=tfidf: TF-IDF n-grams + "
+    '"beats TF-IDF?" compares each configuration with the bag-of-words baseline (regime=tfidf: TF-IDF n-grams + '
     "logistic regression) on the same dataset, by the noise rule: yes when its mean test accuracy is higher and the "
     "two are apart, no when lower and apart, within noise otherwise; with a single seed on either side the report "
     "cannot tell. In brackets: its mean test accuracy minus the baseline's. The baseline ignores the backbone, so "
@@ -48,10 +48,10 @@ SELECTION_RULE = (
 class ConfigGroup:
     """The finished jobs of one effective config that differ only by seed."""
 
-    jobs: list[Job]
+    jobs: list[JobRow]
 
     @property
-    def first(self) -> Job:
+    def first(self) -> JobRow:
         return self.jobs[0]
 
     @property
@@ -98,7 +98,7 @@ class Comparison:
     verdict: str
 
 
-def config_groups(jobs: Iterable[Job]) -> list[ConfigGroup]:
+def config_groups(jobs: Iterable[JobRow]) -> list[ConfigGroup]:
     """Finished jobs grouped by their seedless config, in the order the sweep ran them."""
     groups: dict[str, ConfigGroup] = {}
     for job in jobs:
@@ -107,7 +107,7 @@ def config_groups(jobs: Iterable[Job]) -> list[ConfigGroup]:
     return list(groups.values())
 
 
-def best_job(group: ConfigGroup) -> Job:
+def best_job(group: ConfigGroup) -> JobRow:
     """The best seed of a config, by the same rule: the job the report marks and shows the confusion matrix of."""
     return max(group.jobs, key=_job_rank)
 
@@ -158,7 +158,9 @@ def baselines(groups: Iterable[ConfigGroup]) -> dict[str, ConfigGroup]:
     best: dict[str, ConfigGroup] = {}
     for group in groups:
         dataset = str(group.first.dataset)
-        if group.first.regime == BASELINE_REGIME and (dataset not in best or _group_rank(group) > _group_rank(best[dataset])):
+        if group.first.regime == BASELINE_REGIME and (
+            dataset not in best or _group_rank(group) > _group_rank(best[dataset])
+        ):
             best[dataset] = group
     return best
 
@@ -193,7 +195,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _job_rank(job: Job) -> tuple[float, float]:
+def _job_rank(job: JobRow) -> tuple[float, float]:
     return _rank(job.metric(SELECTION_METRIC), job.metric("params/trainable"))
 
 

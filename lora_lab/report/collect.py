@@ -12,21 +12,27 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-import lora_lab.config  # noqa: F401  (registers the resolvers that .hydra/config.yaml uses)
-from lora_lab.artifacts import read_json
-from lora_lab.job import STATUS_FILE, _job_order, fingerprint
-from lora_lab.provenance import PROVENANCE_FILE
+import lora_lab.config  # noqa: F401 - registers the resolvers that .hydra/config.yaml uses
+from lora_lab.job.dir import CONFIG_FILE, STATUS_FILE, JobDir
+from lora_lab.job.record import _job_order, fingerprint
 from lora_lab.report.errors import ReportError
 
-CONFIG_FILE = Path(".hydra") / "config.yaml"
-OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 # LoRA-family regimes carry their resolved rank as `r`; AdaLoRA's final average rank is `target_r`.
 RANK_KEYS = ("r", "target_r")
 # Override keys the table shows as columns of their own; a job's other varied overrides form its `variant`.
-COLUMN_KEYS = frozenset({
-    "dataset", "backbone", "regime", "rank", "seed",
-    "regime.learning_rate", "trainer.max_epochs", "data.batch_size", "shots_per_class",
-})
+COLUMN_KEYS = frozenset(
+    {
+        "dataset",
+        "backbone",
+        "regime",
+        "rank",
+        "seed",
+        "regime.learning_rate",
+        "trainer.max_epochs",
+        "data.batch_size",
+        "shots_per_class",
+    }
+)
 # Override keys (and key prefixes) that change how a job runs or logs, not what it computes: never a variant.
 NO_EFFECT_KEYS = ("trainer.enable_progress_bar", "logger", "callbacks.", "paths.", "hydra.", "trial.")
 # Replaces the seed when fingerprinting a job's config, so that seeds of one config share a group.
@@ -34,7 +40,7 @@ SEED_PLACEHOLDER = "<any seed>"
 
 
 @dataclass
-class Job:
+class JobRow:
     """One job dir as a row: its config settings, its state and its metrics (empty unless it finished)."""
 
     name: str
@@ -76,7 +82,7 @@ class Job:
         return float(value) if isinstance(value, (int, float)) else None
 
 
-def collect_jobs(sweep_dir: Path, also: Iterable[Path] = ()) -> list[Job]:
+def collect_jobs(sweep_dir: Path, also: Iterable[Path] = ()) -> list[JobRow]:
     """Every job dir directly under `sweep_dir` (a multirun dir, or outputs/<date> for single runs),
     and the existing job dirs among `also` (a shared study's jobs in other workers' sweep dirs)."""
     if not sweep_dir.is_dir():
@@ -101,10 +107,11 @@ def collect_jobs(sweep_dir: Path, also: Iterable[Path] = ()) -> list[Job]:
     return jobs
 
 
-def read_job(path: Path) -> Job:
-    """One job dir into a Job; a job that stopped before writing its status is `unknown`, said in its note."""
-    status = read_json(path / STATUS_FILE) if (path / STATUS_FILE).exists() else None
-    job = Job(name=path.name, path=path, state=status["state"] if status else "unknown")
+def read_job(path: Path) -> JobRow:
+    """One job dir into a JobRow; a job that stopped before writing its status is `unknown`, said in its note."""
+    job_dir = JobDir(path)
+    status = job_dir.status()
+    job = JobRow(name=path.name, path=path, state=status["state"] if status else "unknown")
     if status is None:
         job.note = f"no {STATUS_FILE}: the job stopped before it started (see its log)"
     elif job.state == "duplicate":
@@ -113,22 +120,20 @@ def read_job(path: Path) -> Job:
         job.note = str(status["error"]).splitlines()[0][:160]
     elif job.state == "running":
         job.note = "no end recorded: still running, or killed"
-    if (path / "metrics.json").exists():
-        job.metrics = read_json(path / "metrics.json")
+    if job_dir.is_finished:
+        job.metrics = job_dir.metrics()
     elif job.state == "complete":
-        job.note = "complete, but metrics.json is missing"
-    if (path / PROVENANCE_FILE).exists():
-        job.provenance = read_json(path / PROVENANCE_FILE)
-    if (path / OVERRIDES_FILE).exists():
-        job.overrides = [str(o) for o in OmegaConf.load(path / OVERRIDES_FILE)]
-    if (path / CONFIG_FILE).exists():
-        _read_config(job, OmegaConf.load(path / CONFIG_FILE))
+        job.note = f"complete, but {job_dir.metrics_path.name} is missing"
+    job.provenance = job_dir.provenance()
+    job.overrides = job_dir.overrides()
+    if job_dir.config_path.exists():
+        _read_config(job, job_dir.config())
     else:
         job.note = "; ".join(filter(None, [job.note, f"no {CONFIG_FILE}: its settings are unknown"]))
     return job
 
 
-def _read_config(job: Job, cfg: DictConfig) -> None:
+def _read_config(job: JobRow, cfg: DictConfig) -> None:
     try:
         job.dataset = OmegaConf.select(cfg, "dataset.name")
         job.backbone = OmegaConf.select(cfg, "backbone.name")
@@ -155,9 +160,9 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _set_variants(jobs: list[Job]) -> None:
+def _set_variants(jobs: list[JobRow]) -> None:
     """A job's variant: its overrides not shared by every job of its scope, minus those shown as columns."""
-    scopes: dict[tuple[str, str], list[Job]] = {}
+    scopes: dict[tuple[str, str], list[JobRow]] = {}
     for job in jobs:
         scopes.setdefault(job.scope, []).append(job)
     for members in scopes.values():
@@ -168,9 +173,11 @@ def _set_variants(jobs: list[Job]) -> None:
 
 
 def _shows_in_variant(key: str) -> bool:
-    return key not in COLUMN_KEYS and not any(key == k or (k.endswith(".") and key.startswith(k)) for k in NO_EFFECT_KEYS)
+    return key not in COLUMN_KEYS and not any(
+        key == k or (k.endswith(".") and key.startswith(k)) for k in NO_EFFECT_KEYS
+    )
 
 
 def is_job_dir(path: Path) -> bool:
     """A dir Hydra ran a job in (its config) or that a job recorded its state in."""
-    return (path / STATUS_FILE).is_file() or (path / CONFIG_FILE).is_file()
+    return JobDir(path).is_job_dir

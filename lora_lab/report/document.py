@@ -7,7 +7,7 @@ Table cells keep their raw values (numbers stay numbers for W&B) and format only
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Figure:
     caption: str
 
 
-Block = Union[Heading, Paragraph, Table, Figure]
+Block = Heading | Paragraph | Table | Figure
 
 
 @dataclass

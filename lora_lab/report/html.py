@@ -1,4 +1,5 @@
-"""report.html: the Document as one self-contained page (inline CSS, PNGs embedded as base64: no external file or URL)."""
+"""report.html: the Document as one self-contained page (inline CSS, PNGs embedded as base64:
+no external file or URL)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,14 @@ def render_html(doc: Document, fig_dir: Path) -> str:
             body.append(html_table(block))
         elif isinstance(block, Figure):
             data = base64.b64encode((fig_dir / block.file).read_bytes()).decode("ascii")
-            body.append(f'<figure><img alt="{escape(block.caption)}" src="data:image/png;base64,{data}">'
-                        f"<figcaption>{escape(block.caption)}</figcaption></figure>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(doc.title)}</title>'
-            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+            body.append(
+                f'<figure><img alt="{escape(block.caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{escape(block.caption)}</figcaption></figure>"
+            )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(doc.title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
 def html_table(table: Table) -> str:

@@ -23,6 +23,7 @@ def render_markdown(doc: Document) -> str:
 
 def markdown_table(table: Table) -> str:
     """A pipe table; `|` inside a cell is escaped so that it cannot split the row."""
+
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
 

@@ -10,11 +10,12 @@ import math
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 
-from lora_lab.artifacts import read_json
-# lora_lab.plots selects the headless Agg backend before pyplot loads.
-from lora_lab.plots import confusion_matrix_png, plt
+from lora_lab.job.dir import JobDir
+
+# lora_lab.job.plots selects the headless Agg backend before pyplot loads.
+from lora_lab.job.plots import confusion_matrix_png, plt
 from lora_lab.report.aggregate import REPORTED_METRIC, ConfigGroup, pareto_front
-from lora_lab.report.collect import Job
+from lora_lab.report.collect import JobRow
 from lora_lab.report.errors import ReportError
 from lora_lab.report.study import SweepStudy
 
@@ -37,11 +38,25 @@ def accuracy_vs_params(groups: Sequence[ConfigGroup], path: Path) -> Path | None
         members = [g for g in groups if str(g.first.dataset) == dataset]
         points = [(g.mean("params/trainable"), g.mean(REPORTED_METRIC)) for g in members]
         for g, (x, y) in zip(members, points):
-            ax.errorbar(x, y, yerr=g.std(REPORTED_METRIC) or 0, fmt=markers[str(g.first.backbone)], capsize=3,
-                        color=colors[g.first.regime], label=f"{g.first.regime} / {g.first.backbone}")
+            ax.errorbar(
+                x,
+                y,
+                yerr=g.std(REPORTED_METRIC) or 0,
+                fmt=markers[str(g.first.backbone)],
+                capsize=3,
+                color=colors[g.first.regime],
+                label=f"{g.first.regime} / {g.first.backbone}",
+            )
         front = pareto_front(points)
-        ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="0.4", ls="--", lw=1,
-                label="Pareto front")
+        ax.step(
+            [points[i][0] for i in front],
+            [points[i][1] for i in front],
+            where="post",
+            color="0.4",
+            ls="--",
+            lw=1,
+            label="Pareto front",
+        )
         for i in front:
             ax.annotate(members[i].label, points[i], textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
@@ -49,7 +64,7 @@ def accuracy_vs_params(groups: Sequence[ConfigGroup], path: Path) -> Path | None
     return _save(fig, path)
 
 
-def accuracy_vs_train_time(jobs: Sequence[Job], path: Path) -> Path | None:
+def accuracy_vs_train_time(jobs: Sequence[JobRow], path: Path) -> Path | None:
     """Test accuracy of every finished job against its training time (log), one dot per seed."""
     jobs = [j for j in jobs if j.finished and (j.metric("time/train_s") or 0) > 0]
     if not jobs:
@@ -58,7 +73,9 @@ def accuracy_vs_train_time(jobs: Sequence[Job], path: Path) -> Path | None:
     fig, axes = _panels([str(j.dataset) for j in jobs])
     for dataset, ax in axes.items():
         for job in (j for j in jobs if str(j.dataset) == dataset):
-            ax.scatter(job.metric("time/train_s"), job.metric(REPORTED_METRIC), color=colors[job.regime], label=job.regime)
+            ax.scatter(
+                job.metric("time/train_s"), job.metric(REPORTED_METRIC), color=colors[job.regime], label=job.regime
+            )
         ax.set_xscale("log")
         _style(ax, dataset, "train time, s (log)", "test accuracy")
     return _save(fig, path)
@@ -75,10 +92,18 @@ def accuracy_by_config(groups: Sequence[ConfigGroup], path: Path) -> Path | None
     for title, ax in axes.items():
         members = [g for g, t in zip(groups, titles) if t == title]
         for x, g in enumerate(members):
-            ax.bar(x, g.mean(REPORTED_METRIC), yerr=g.std(REPORTED_METRIC) or 0, capsize=4,
-                   color=colors[g.first.regime], alpha=0.8)
+            ax.bar(
+                x,
+                g.mean(REPORTED_METRIC),
+                yerr=g.std(REPORTED_METRIC) or 0,
+                capsize=4,
+                color=colors[g.first.regime],
+                alpha=0.8,
+            )
             ax.scatter([x] * g.n, g.values(REPORTED_METRIC), color="black", s=10, zorder=3)
-        ax.set_xticks(range(len(members)), [f"{g.label}\n(n={g.n})" for g in members], rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(
+            range(len(members)), [f"{g.label}\n(n={g.n})" for g in members], rotation=30, ha="right", fontsize=8
+        )
         _style(ax, title, "", "test accuracy", legend=False)
     return _save(fig, path)
 
@@ -112,15 +137,20 @@ def param_importances(importances: dict[str, float], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def best_confusion_matrix(job: Job, path: Path) -> Path:
+def best_confusion_matrix(job: JobRow, path: Path) -> Path:
     """The job's test confusion matrix, drawn by the same function that draws it into the job dir."""
-    labels_path = job.path / "labels.json"
-    if not labels_path.exists():
-        raise ReportError(f"{labels_path} is missing, yet job {job.name} is complete: its artifacts are incomplete")
-    id2label = read_json(labels_path)["id2label"]
-    labels = [id2label[str(i)] for i in range(len(id2label))]
-    confusion_matrix_png(job.metrics["test/confusion_matrix"], labels, path,
-                         title=f"job {job.name}: {job.regime} / {job.backbone}, test acc {job.metric(REPORTED_METRIC):.3f}")
+    job_dir = JobDir(job.path)
+    if not job_dir.labels_path.exists():
+        raise ReportError(
+            f"{job_dir.labels_path} is missing, yet job {job.name} is complete: its artifacts are incomplete"
+        )
+    labels = job_dir.labels()
+    confusion_matrix_png(
+        job.metrics["test/confusion_matrix"],
+        labels,
+        path,
+        title=f"job {job.name}: {job.regime} / {job.backbone}, test acc {job.metric(REPORTED_METRIC):.3f}",
+    )
     return path
 
 
@@ -136,12 +166,12 @@ def _panels(keys: Sequence[str], width: float = 6.0) -> tuple:
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, grid = plt.subplots(rows, cols, figsize=(width * cols, 4.5 * rows), squeeze=False)
-    for ax in grid.flat[len(keys):]:
+    for ax in grid.flat[len(keys) :]:
         ax.set_visible(False)
     return fig, dict(zip(keys, grid.flat))
 
 
-def _style(ax, title: str, xlabel: str, ylabel: str, legend: bool = True) -> None:  # noqa: ANN001
+def _style(ax, title: str, xlabel: str, ylabel: str, legend: bool = True) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -152,7 +182,7 @@ def _style(ax, title: str, xlabel: str, ylabel: str, legend: bool = True) -> Non
         ax.legend(handles.values(), handles.keys(), fontsize=7)
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -48,6 +48,10 @@ def check_output_dir(out: Path) -> None:
         raise ReportError(
             f"--out {out} lies in the job dir {inside}: the report never writes into a job's dir; choose another --out"
         )
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not any((out / f).is_file() for f in REPORT_FILES))):
-        raise ReportError(f"--out {out} exists and holds no earlier report ({' or '.join(REPORT_FILES)}): "
-                          "the report only replaces its own output; choose a new or empty dir")
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not any((out / f).is_file() for f in REPORT_FILES))
+    ):
+        raise ReportError(
+            f"--out {out} exists and holds no earlier report ({' or '.join(REPORT_FILES)}): "
+            "the report only replaces its own output; choose a new or empty dir"
+        )

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lora_lab.artifacts import read_json
-from lora_lab.report.collect import Job
+from lora_lab.report.collect import JobRow
 from lora_lab.report.errors import ReportError
 from lora_lab.sweeper.storage import JOB_DIR_ATTR, SURPLUS_ATTR, journal_path, open_storage
 
@@ -71,9 +71,14 @@ class SweepStudy:
         completed = self.completed
         if len(completed) < 2:
             return {}, f"Parameter importances need at least 2 completed trials; this study has {len(completed)}."
-        varying = sorted({k for t in completed for k in t.params if len({repr(u.params.get(k)) for u in completed}) > 1})
+        varying = sorted(
+            {k for t in completed for k in t.params if len({repr(u.params.get(k)) for u in completed}) > 1}
+        )
         if not varying:
-            return {}, "Parameter importances need a parameter that took two values; every completed trial used the same."
+            return (
+                {},
+                "Parameter importances need a parameter that took two values; every completed trial used the same.",
+            )
         importances = optuna.importance.get_param_importances(self.study, params=varying)
         return importances, (
             f"Importances by PED-ANOVA (Optuna's default evaluator) over {len(completed)} completed trials "
@@ -92,7 +97,7 @@ def load_study(sweep_dir: Path) -> SweepStudy | None:
         raise ReportError(f"{path} lacks {', '.join(missing)}: it must name the Optuna storage and the study_name")
     storage = str(spec["storage"])
     # optuna.load_study on a missing SQLite or journal file would create an empty one there: check first.
-    file = storage[len(SQLITE_PREFIX):] if storage.startswith(SQLITE_PREFIX) else journal_path(storage)
+    file = storage[len(SQLITE_PREFIX) :] if storage.startswith(SQLITE_PREFIX) else journal_path(storage)
     if file is not None and not Path(file).is_file():
         raise ReportError(
             f"{path} names the storage {storage}, but {file} does not exist "
@@ -106,7 +111,7 @@ def load_study(sweep_dir: Path) -> SweepStudy | None:
     return SweepStudy(study, spec)
 
 
-def attach_trials(jobs: list[Job], study: SweepStudy) -> None:
+def attach_trials(jobs: list[JobRow], study: SweepStudy) -> None:
     """Name each job's trial; a trial the study pruned makes its job `pruned` whatever status.json says."""
     for job in jobs:
         trial = study.trial_of(job.name)

@@ -8,21 +8,22 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lora_lab.cli import report_user_errors
+from lora_lab.cli.errors import checks_group_choices, report_user_errors
 from lora_lab.config import CONF_DIR
-from lora_lab.errors import ConfigError
+from lora_lab.errors import ConfigError, check_positive_int
 
 
 def serve(cfg: DictConfig) -> None:
     """Check the settings, then run uvicorn until interrupted (the app loads the models at start-up)."""
     for key in ("max_batch_size", "max_queue", "max_text_chars", "max_texts_per_request", "port"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]!r}: must be a positive integer")
+        check_positive_int(key, cfg[key])
     if cfg.max_wait_ms < 0:
         raise ConfigError(f"max_wait_ms={cfg.max_wait_ms}: must be >= 0 (0: no waiting for other requests)")
     if not cfg.adapters:
-        raise ConfigError("no adapters to serve: pass adapters.<name>=<job, export or sweep dir>, e.g. "
-                          "adapters.sales=outputs/2026-12-01/10-00-00-000000 (more can be PUT at /v1/adapters/<name>)")
+        raise ConfigError(
+            "no adapters to serve: pass adapters.<name>=<job, export or sweep dir>, e.g. "
+            "adapters.sales=outputs/2026-12-01/10-00-00-000000 (more can be PUT at /v1/adapters/<name>)"
+        )
     # Here, not at the top: the server's libraries (torch, transformers, peft, fastapi) load to serve, not for --help.
     import uvicorn
 
@@ -31,13 +32,15 @@ def serve(cfg: DictConfig) -> None:
     from lora_lab.serve.sources import resolve_source
 
     resolve_precision(cfg.precision, cfg.quantize)  # refused here, before the server starts
-    for name, path in cfg.adapters.items():
+    for path in cfg.adapters.values():
         resolve_source(path)  # a wrong path fails here, in a second, not after the first models loaded
-    settings = Settings(**{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
-                           if k in Settings.__dataclass_fields__})
+    settings = Settings(
+        **{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k in Settings.__dataclass_fields__}
+    )
     uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, log_level="info")
 
 
+@checks_group_choices(CONF_DIR)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="serve")
 @report_user_errors
 def main(cfg: DictConfig) -> None:

@@ -86,7 +86,9 @@ class ServerState:
         async with self.loading:  # one load at a time; requests keep being served meanwhile
             served = await self.batcher.call(self.engine.load, name, source)
             await self.batcher.call(self.engine.predict, [(name, ["warm-up"])])
-            self.indexes[name] = await self.batcher.call(build_index, self.engine, served, self.settings.similar_max_rows)
+            self.indexes[name] = await self.batcher.call(
+                build_index, self.engine, served, self.settings.similar_max_rows
+            )
             await self.batcher.call(release_free_memory)
 
     async def load_all(self, adapters: dict[str, str]) -> None:
@@ -95,7 +97,7 @@ class ServerState:
             try:
                 await self.load(name, str(path))
                 log.info("serving %s from %s", name, path)
-            except Exception as err:  # noqa: BLE001 - the others still load; /readyz lists what is served
+            except Exception as err:  # the others still load; /readyz lists what is served
                 self.failed[name] = f"{type(err).__name__}: {err}"
                 log.error("could not load %s from %s: %s", name, path, self.failed[name])
         self.ready = True
@@ -115,8 +117,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = Engine(quantize=settings.quantize, precision=settings.precision)
         metrics = Metrics()
-        batcher = Batcher(engine, settings.max_batch_size, settings.max_wait_ms, settings.max_queue,
-                          threads=settings.threads, on_batch=metrics.observe_batch)
+        batcher = Batcher(
+            engine,
+            settings.max_batch_size,
+            settings.max_wait_ms,
+            settings.max_queue,
+            threads=settings.threads,
+            on_batch=metrics.observe_batch,
+        )
         server = ServerState(settings, engine, batcher, metrics)
         app.state.server = server
         batcher.start()
@@ -128,8 +136,12 @@ def create_app(settings: Settings) -> FastAPI:
         await asyncio.gather(loading, return_exceptions=True)
         await batcher.stop()
 
-    app = FastAPI(title="lora_lab serve", version="1", lifespan=lifespan,
-                  description="Many adapters on shared base models, micro-batched. Errors: {error: {code, message}}.")
+    app = FastAPI(
+        title="lora_lab serve",
+        version="1",
+        lifespan=lifespan,
+        description="Many adapters on shared base models, micro-batched. Errors: {error: {code, message}}.",
+    )
     _add_error_handlers(app)
     _add_routes(app)
     return app
@@ -161,23 +173,37 @@ def _served(server: ServerState, name: str) -> Any:
 def _check_texts(server: ServerState, texts: list[str]) -> None:
     limits = server.settings
     if len(texts) > limits.max_texts_per_request:
-        raise HTTPException(413, f"{len(texts)} texts in one request; the server takes at most max_texts_per_request="
-                                 f"{limits.max_texts_per_request}: split the request")
+        raise HTTPException(
+            413,
+            f"{len(texts)} texts in one request; the server takes at most max_texts_per_request="
+            f"{limits.max_texts_per_request}: split the request",
+        )
     if (longest := max(len(t) for t in texts)) > limits.max_text_chars:
-        raise HTTPException(413, f"a text of {longest} characters; the server takes at most max_text_chars="
-                                 f"{limits.max_text_chars}: shorten it")
+        raise HTTPException(
+            413,
+            f"a text of {longest} characters; the server takes at most max_text_chars="
+            f"{limits.max_text_chars}: shorten it",
+        )
 
 
 def _info(server: ServerState, name: str) -> AdapterInfo:
     served = server.engine.models[name]
     source, index = served.source, server.indexes.get(name)
     return AdapterInfo(
-        name=name, labels=[served.id2label[i] for i in range(len(served.id2label))],
-        base=str(source.backbone.get("name")), fingerprint=served.fingerprint, regime=source.regime,
-        rank=source.info.get("rank"), test_acc=source.info.get("test_acc"),
-        test_f1_macro=source.info.get("test_f1_macro"), trained_at=source.info.get("trained_at"),
-        source=source.info.get("source", "job"), path=str(source.path), shares_base=served.adapter_id is not None,
-        similar_index_rows=len(index.labels) if index is not None else 0, precision=server.engine.precision,
+        name=name,
+        labels=[served.id2label[i] for i in range(len(served.id2label))],
+        base=str(source.backbone.get("name")),
+        fingerprint=served.fingerprint,
+        regime=source.regime,
+        rank=source.info.get("rank"),
+        test_acc=source.info.get("test_acc"),
+        test_f1_macro=source.info.get("test_f1_macro"),
+        trained_at=source.info.get("trained_at"),
+        source=source.info.get("source", "job"),
+        path=str(source.path),
+        shares_base=served.adapter_id is not None,
+        similar_index_rows=len(index.labels) if index is not None else 0,
+        precision=server.engine.precision,
     )
 
 
@@ -211,15 +237,18 @@ def _add_routes(app: FastAPI) -> None:
             try:
                 probs = await server.batcher.predict(body.adapter, texts)
             except QueueFull as err:
-                raise HTTPException(503, f"busy: {err}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}) from err
+                raise HTTPException(
+                    503, f"busy: {err}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
+                ) from err
             except KeyError as err:
                 raise HTTPException(404, f"adapter {body.adapter!r} was unloaded while the request waited") from err
         predictions = [_prediction(row, served.id2label, body.top_k) for row in probs]
         latency_ms = 1000 * (time.perf_counter() - start)
         if server.settings.log_path:
             await asyncio.to_thread(_log_predictions, server.settings, body.adapter, texts, predictions, latency_ms)
-        return PredictResponse(adapter=body.adapter, fingerprint=served.fingerprint, predictions=predictions,
-                               latency_ms=latency_ms)
+        return PredictResponse(
+            adapter=body.adapter, fingerprint=served.fingerprint, predictions=predictions, latency_ms=latency_ms
+        )
 
     @app.post("/v1/similar", response_model=SimilarResponse, responses=ERRORS)
     async def similar(body: SimilarRequest, server: ServerState = Depends(state)) -> SimilarResponse:
@@ -227,11 +256,16 @@ def _add_routes(app: FastAPI) -> None:
         _check_texts(server, [body.text])
         index = server.indexes.get(body.adapter)
         if index is None:
-            raise HTTPException(404, f"adapter {body.adapter!r} has no similar-text index: its training data was not "
-                                     "readable when it loaded (see the server log)")
+            raise HTTPException(
+                404,
+                f"adapter {body.adapter!r} has no similar-text index: its training data was not "
+                "readable when it loaded (see the server log)",
+            )
         with server.metrics.track(body.adapter, "similar"):
             query = await server.batcher.call(server.engine.embed, served.name, [body.text])
-        return SimilarResponse(adapter=body.adapter, examples=[SimilarExample(**e) for e in index.nearest(query[0], body.k)])
+        return SimilarResponse(
+            adapter=body.adapter, examples=[SimilarExample(**e) for e in index.nearest(query[0], body.k)]
+        )
 
     @app.get("/v1/adapters", response_model=list[AdapterInfo])
     async def adapters(server: ServerState = Depends(state)) -> list[AdapterInfo]:
@@ -248,7 +282,7 @@ def _add_routes(app: FastAPI) -> None:
             await server.load(name, body.path)
         except UserError as err:
             raise HTTPException(422, str(err)) from err
-        except Exception as err:  # noqa: BLE001 - a path the client named failed to load: its problem, not a 500
+        except Exception as err:  # a path the client named failed to load: its problem, not a 500
             log.exception("PUT /v1/adapters/%s: %s failed to load", name, body.path)
             raise HTTPException(422, f"{body.path} failed to load: {type(err).__name__}: {err}") from err
         return _info(server, name)
@@ -266,8 +300,9 @@ def _prediction(probs: torch.Tensor, id2label: dict[int, str], top_k: int) -> Pr
     return Prediction(label=ranked[0].label, score=ranked[0].probability, top_k=ranked)
 
 
-def _log_predictions(settings: Settings, adapter: str, texts: list[str], predictions: list[Prediction],
-                     latency_ms: float) -> None:
+def _log_predictions(
+    settings: Settings, adapter: str, texts: list[str], predictions: list[Prediction], latency_ms: float
+) -> None:
     """The optional prediction log (JSONL); texts only with log_texts=true."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     with open(settings.log_path, "a", encoding="utf-8") as f:

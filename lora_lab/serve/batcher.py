@@ -40,16 +40,26 @@ class _Request:
 
 
 class Batcher:
-    def __init__(self, engine: Engine, max_batch_size: int, max_wait_ms: float, max_queue: int,
-                 threads: int | None = None, on_batch: Callable[[list[str], list[int], float], None] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        max_batch_size: int,
+        max_wait_ms: float,
+        max_queue: int,
+        threads: int | None = None,
+        on_batch: Callable[[list[str], list[int], float], None] | None = None,
+    ):
         self.engine, self.max_batch_size, self.max_wait = engine, max_batch_size, max_wait_ms / 1000
         self.max_queue = max_queue
         self.on_batch = on_batch  # metrics: (each request's model, its texts, the batch's seconds)
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._waiting: dict[str, int] = {}  # texts waiting, per model (the queue-depth gauge)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lora-lab-model",
-                                           initializer=torch.set_num_threads if threads else None,
-                                           initargs=(threads,) if threads else ())
+        self.executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="lora-lab-model",
+            initializer=torch.set_num_threads if threads else None,
+            initargs=(threads,) if threads else (),
+        )
         self._task: asyncio.Task | None = None
         self._last_batch_requests = 0
         self._free_at = 0.0  # when the last batch ended
@@ -91,9 +101,9 @@ class Batcher:
             wait = self.max_wait if self._last_batch_requests > 1 or not self.queue.empty() else 0.0
             # The wait runs from when the model came free, not from the request's arrival: a request
             # queued behind a running batch has waited already, and its company (that batch's clients)
-            # comes back only once the batch ends. Anchored on arrival, 32 closed-loop clients split
-            # into two cohorts that never merged (batches of 8 and 24 in turn, each paying the fixed
-            # cost of a forward: 305 req/s against 423 for batches of 32; MiniLM bf16, this CPU).
+            # comes back only once the batch ends. Anchored on arrival, closed-loop clients split
+            # into cohorts that never merge (32 clients: batches of 8 and 24 in turn), each batch
+            # paying the fixed cost of a forward (docs/benchmarks.md, serving).
             deadline = max(batch[0].queued_at, self._free_at) + wait
             while size < self.max_batch_size and (left := deadline - time.perf_counter()) > 0:
                 try:
@@ -115,7 +125,7 @@ class Batcher:
         start = time.perf_counter()
         try:
             results = await self.call(self.engine.predict, [(r.name, r.texts) for r in batch])
-        except Exception as err:  # noqa: BLE001 - a failed batch fails its requests, not the server
+        except Exception as err:  # a failed batch fails its requests, not the server
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(err)

@@ -10,10 +10,12 @@ was checked, on load, to give their own logits. Others run grouped per adapter (
 Models without an adapter form (full fine-tunes, contrastive body=full, a pooling=cls stock head
 whose head lives inside PEFT) are served alone from merged/.
 
-Precision: `precision=bf16` runs every forward under CPU bf16 autocast (the training default on
-CPUs with native bf16, `config.cpu_precision`): MiniLM on 32 Banking77 texts ran 760 texts/s
-against 290 in fp32 on this 2-core AVX-512 BF16 CPU. `auto` picks bf16 exactly where training
-does. The mixed-batch check always runs in fp32: it checks routing, not rounding.
+Precision: `precision=bf16` runs every forward under CPU bf16 autocast, as training does on CPUs
+with native bf16 (where it is much faster than fp32: docs/benchmarks.md), on Linear weights cast to
+bf16 once (`_cast`). `auto` picks bf16 exactly where training does. The mixed-batch check
+(`_mixes_exactly`) runs in the serving precision too, under the same autocast on the same weights:
+it compares the pooled embeddings of one mixed forward with those of each row's adapter run alone,
+both in that precision, so it checks routing, not rounding against fp32.
 
 Not thread-safe by design: the server calls every method from one worker thread (batcher.py),
 so `set_adapter` and a forward never interleave.
@@ -33,17 +35,25 @@ from hydra.utils import instantiate
 from peft import PeftModel
 from safetensors.torch import load_file
 from torch import nn
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from lora_lab.artifacts import read_json
-from lora_lab.config import cpu_has_native_bf16
+from lora_lab.config.hardware import cpu_has_native_bf16
 from lora_lab.data.batching import PadCollator, Row, average_windows, flatten_windows, length_batches
 from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
 from lora_lab.models.backbones import Backbone
-from lora_lab.models.classifier import HEAD_FILE, SPEC_FILE, Classifier, PooledClassifier, UnitLength, load_classifier, pool
+from lora_lab.models.classifier import (
+    HEAD_FILE,
+    SPEC_FILE,
+    Classifier,
+    PooledClassifier,
+    UnitLength,
+    load_classifier,
+    pool,
+)
 from lora_lab.models.predictor import quantize_int8, traced_and_checked
 from lora_lab.serve.sources import ModelSource
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 PROBE_TEXTS = ("a short probe", "a second, somewhat longer probe text for the mixed batch check")
@@ -102,12 +112,16 @@ def resolve_precision(precision: str, quantize: str) -> str:
         raise ConfigError(f"precision={precision!r}: use one of {', '.join(PRECISIONS)}")
     if quantize == "int8":
         if precision == "bf16":
-            raise ConfigError("precision=bf16 with quantize=int8: int8 Linear layers take fp32 activations; "
-                              "pick one (precision=bf16 quantize=none, or quantize=int8 precision=auto)")
+            raise ConfigError(
+                "precision=bf16 with quantize=int8: int8 Linear layers take fp32 activations; "
+                "pick one (precision=bf16 quantize=none, or quantize=int8 precision=auto)"
+            )
         return "int8"
     if precision == "bf16" and not cpu_has_native_bf16():
-        raise ConfigError("precision=bf16: this CPU has no native bf16 unit (no avx512_bf16 or amx_bf16 flag in "
-                          "/proc/cpuinfo), so bf16 would be emulated and slower than fp32; use precision=fp32")
+        raise ConfigError(
+            "precision=bf16: this CPU has no native bf16 unit (no avx512_bf16 or amx_bf16 flag in "
+            "/proc/cpuinfo), so bf16 would be emulated and slower than fp32; use precision=fp32"
+        )
     if precision == "auto":
         return "bf16" if cpu_has_native_bf16() else "fp32"
     return precision
@@ -161,8 +175,8 @@ class Engine:
 
     def _cast(self, classifier: Classifier) -> Classifier:
         """Under bf16, store every nn.Linear's weights in bf16 once: autocast would cast them on every
-        forward, to the same values (outputs measured bit-identical). MiniLM, 32 Banking77 texts: 68 ms
-        -> 58 ms; one text 12 ms -> 8 ms. Adapters PEFT attaches later take their base layer's dtype."""
+        forward, to the same values (outputs bit-identical), a cost paid per call for nothing
+        (docs/benchmarks.md). Adapters PEFT attaches later take their base layer's dtype."""
         if self.precision == "bf16":
             for module in classifier.modules():
                 if isinstance(module, nn.Linear):
@@ -171,7 +185,7 @@ class Engine:
 
     def _merged_base(self, key: str, source: ModelSource) -> Base:
         """A merged model served alone, as Predictor runs it: int8 if asked, traced and frozen (checked
-        against the eager model: about 5 ms less per single text on MiniLM), eager under bf16."""
+        against the eager model; it skips HF's Python-level ops per call), eager under bf16."""
         classifier = self._cast(load_classifier(source.merged_dir).eval())
         if self.quantize == "int8":
             classifier = quantize_int8(classifier)
@@ -209,8 +223,12 @@ class Engine:
         if self._mixes_exactly(base, adapter_id):
             base.mixable.add(adapter_id)
         else:
-            log.warning("%s: a mixed batch does not reproduce this adapter's own logits (or %s takes no adapter_names=); "
-                        "its requests run grouped per adapter", source.path, source.regime)
+            log.warning(
+                "%s: a mixed batch does not reproduce this adapter's own logits (or %s takes no adapter_names=); "
+                "its requests run grouped per adapter",
+                source.path,
+                source.regime,
+            )
 
     def unload(self, name: str) -> None:
         self._release(self.models.pop(name))
@@ -235,10 +253,16 @@ class Engine:
     def predict(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[torch.Tensor | None]:
         """Probabilities (n_texts, n_labels) for each (model name, texts) request, in order; None for a
         model unloaded since the request was queued (the other requests of the batch are unaffected)."""
-        rows = [(i, j, name, text) for i, (name, texts) in enumerate(requests) if name in self.models
-                for j, text in enumerate(texts)]
-        out = [torch.empty(len(texts), len(self.models[name].id2label)) if name in self.models else None
-               for name, texts in requests]
+        rows = [
+            (i, j, name, text)
+            for i, (name, texts) in enumerate(requests)
+            if name in self.models
+            for j, text in enumerate(texts)
+        ]
+        out = [
+            torch.empty(len(texts), len(self.models[name].id2label)) if name in self.models else None
+            for name, texts in requests
+        ]
         by_base: dict[str, list] = {}
         for row in rows:
             by_base.setdefault(self.models[row[2]].base.key, []).append(row)
@@ -272,8 +296,8 @@ class Engine:
         """One logits row per text, through each text's own adapter id (None: the base is a merged model).
 
         Rows run in order of token length, SUB_BATCH at a time, each padded to its own longest row:
-        Banking77's texts run from 2 to 80 tokens, and one padded batch of 32 random ones took
-        169 ms against 154 ms as two sorted halves (MiniLM, this 2-core CPU, median of 8).
+        texts vary widely in length (Banking77: 2 to 80 tokens), and sorted halves pad less than one
+        batch padded to its longest row (docs/benchmarks.md).
         """
         result: list[torch.Tensor | None] = [None] * len(ids)
         for rows, batch in length_batches(ids, SUB_BATCH, base.collate):
@@ -305,11 +329,13 @@ class Engine:
     def _embed(self, base: Base, batch: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
         peft, mask = base.peft, batch["attention_mask"]
         if len(set(names)) == 1:
-            if peft.active_adapter != names[0]:  # set_adapter walks every module: ~2 ms on MiniLM
+            if peft.active_adapter != names[0]:  # set_adapter walks every module: only on a change
                 peft.set_adapter(names[0], inference_mode=True)
             hidden = peft(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
         else:
-            hidden = peft(input_ids=batch["input_ids"], attention_mask=mask, adapter_names=list(names)).last_hidden_state
+            hidden = peft(
+                input_ids=batch["input_ids"], attention_mask=mask, adapter_names=list(names)
+            ).last_hidden_state
         return pool(hidden, mask, base.classifier.pooling)
 
     @torch.inference_mode()
@@ -343,21 +369,24 @@ class Engine:
         mask = batch["attention_mask"]
         with torch.inference_mode(), self._autocast():
             try:  # adapter_names= even for a lone adapter: that is the path a mixed batch takes
-                hidden = base.peft(input_ids=batch["input_ids"], attention_mask=mask, adapter_names=names).last_hidden_state
+                hidden = base.peft(
+                    input_ids=batch["input_ids"], attention_mask=mask, adapter_names=names
+                ).last_hidden_state
                 mixed = pool(hidden, mask, base.classifier.pooling)
             except (ValueError, TypeError, NotImplementedError):
                 return False  # this method takes no adapter_names= (e.g. IA3): grouped per adapter
-            alone = torch.cat([self._embed(base, {k: v[[i]] for k, v in batch.items()}, [n]) for i, n in enumerate(names)])
+            alone = torch.cat(
+                [self._embed(base, {k: v[[i]] for k, v in batch.items()}, [n]) for i, n in enumerate(names)]
+            )
         return bool(torch.allclose(mixed.float(), alone.float(), atol=1e-5, rtol=1e-5))
 
 
 def release_free_memory() -> None:
     """Give the heap's freed pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
 
-    Loading an adapter and embedding its training texts for /v1/similar peak at ~700 MB of
-    temporary tensors (MiniLM, 1,400 texts in batches of 64) that glibc keeps mapped after they are
-    freed: measured RSS 1,270 MB after each load, 570 MB after a trim, and +2 MB per further
-    adapter (its weights, head and index) instead of +30 MB.
+    Loading an adapter and embedding its training texts for /v1/similar leave hundreds of MB of
+    temporary tensors that glibc keeps mapped after they are freed; without a trim the RSS stays at
+    that peak after each load (figures in docs/benchmarks.md, serving).
     """
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None

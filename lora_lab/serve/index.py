@@ -30,8 +30,10 @@ class SimilarIndex:
         """The k rows of highest cosine similarity to `query` (a unit vector), best first."""
         scores = self.vectors @ query
         top = scores.topk(min(k, len(self.texts)))
-        return [{"text": self.texts[i], "label": self.labels[i], "similarity": float(s)}
-                for s, i in zip(top.values.tolist(), top.indices.tolist())]
+        return [
+            {"text": self.texts[i], "label": self.labels[i], "similarity": float(s)}
+            for s, i in zip(top.values.tolist(), top.indices.tolist())
+        ]
 
 
 def build_index(engine: Engine, served: Served, max_rows: int) -> SimilarIndex | None:
@@ -42,7 +44,7 @@ def build_index(engine: Engine, served: Served, max_rows: int) -> SimilarIndex |
     try:
         train = instantiate(served.source.dataset).load()["train"]
         vectors = engine.embed(served.name, train.texts[:max_rows])
-    except Exception as err:  # noqa: BLE001 - the model serves without an index; the log says why
+    except Exception as err:  # the model serves without an index; the log says why
         log.warning("%s: no /v1/similar index (%s: %s)", served.name, type(err).__name__, err)
         return None
     return SimilarIndex(vectors, train.texts[:max_rows], train.labels[:max_rows])

@@ -17,12 +17,26 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()  # per app: two servers in one process (tests) do not mix
-        self.requests = Counter("lora_lab_requests", "requests answered", ["adapter", "endpoint"], registry=self.registry)
-        self.errors = Counter("lora_lab_errors", "requests that failed", ["adapter", "endpoint", "code"], registry=self.registry)
-        self.latency = Histogram("lora_lab_request_latency_seconds", "time from arrival to answer",
-                                 ["adapter", "endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram("lora_lab_batch_texts", "texts of an adapter in one model batch", ["adapter"],
-                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "lora_lab_requests", "requests answered", ["adapter", "endpoint"], registry=self.registry
+        )
+        self.errors = Counter(
+            "lora_lab_errors", "requests that failed", ["adapter", "endpoint", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "lora_lab_request_latency_seconds",
+            "time from arrival to answer",
+            ["adapter", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "lora_lab_batch_texts",
+            "texts of an adapter in one model batch",
+            ["adapter"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
         self.queue = Gauge("lora_lab_queue_texts", "texts waiting for a batch", ["adapter"], registry=self.registry)
 
     @contextmanager

@@ -14,12 +14,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-import lora_lab.config  # noqa: F401  (registers the resolvers a job's saved config uses)
+import lora_lab.config  # noqa: F401 - registers the resolvers a job's saved config uses
 from lora_lab.artifacts import modified_at, pickled_weights, read_json
-from lora_lab.errors import ConfigError
 from lora_lab.data.truncation import Truncation
+from lora_lab.errors import ConfigError
 from lora_lab.export.bundle import EXPORT_FILE
-
+from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, JobDir
 
 
 @dataclass
@@ -47,38 +47,41 @@ def resolve_source(path: str | Path) -> ModelSource:
     """The model a path holds; a ConfigError names what is missing and what to pass instead."""
     path = Path(path).expanduser()
     if not path.is_dir():
-        raise ConfigError(f"{path}: no such directory; pass a job dir (outputs/<date>/<time>), an export dir or a sweep dir")
+        raise ConfigError(
+            f"{path}: no such directory; pass a job dir (outputs/<date>/<time>), an export dir or a sweep dir"
+        )
     if (path / EXPORT_FILE).is_file():
         return _from_export(path)
-    if (path / "metrics.json").is_file():
+    if JobDir(path).is_finished:
         return _from_job(path)
     if (best := _best_job(path)) is not None:
         return _from_job(best)
     raise ConfigError(
-        f"{path}: neither a finished job (metrics.json), an export ({EXPORT_FILE}) nor a sweep with a finished job"
+        f"{path}: neither a finished job ({METRICS_FILE}), an export ({EXPORT_FILE}) nor a sweep with a finished job"
     )
 
 
 def _from_job(run_dir: Path) -> ModelSource:
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        raise ConfigError(f"{run_dir}: no .hydra/config.yaml, so the base it was trained on is unknown")
-    cfg = OmegaConf.load(config_file)
-    metrics = read_json(run_dir / "metrics.json")
+    job_dir = JobDir(run_dir)
+    if not job_dir.config_path.is_file():
+        raise ConfigError(f"{run_dir}: no {CONFIG_FILE}, so the base it was trained on is unknown")
+    cfg = job_dir.config()
+    metrics = job_dir.metrics()
     regime = cfg.regime
     info = {
         "regime": regime.name,
         "rank": regime.get("r", regime.get("target_r")),
         "test_acc": metrics.get("test/acc"),
         "test_f1_macro": metrics.get("test/f1_macro"),
-        "trained_at": modified_at(run_dir / "metrics.json"),
+        "trained_at": modified_at(job_dir.metrics_path),
         "source": "job",
     }
     source = _checked(run_dir, cfg.backbone, int(cfg.seed), regime.name, info)
     source.dataset = _resolved(cfg.dataset)
     length = cfg.data.get("max_length")  # jobs from before data/truncation: a number, cut at the head
-    source.truncation = Truncation.from_record(metrics.get("data/truncation"),
-                                               length if isinstance(length, int) else cfg.backbone.max_length)
+    source.truncation = Truncation.from_record(
+        metrics.get("data/truncation"), length if isinstance(length, int) else cfg.backbone.max_length
+    )
     return source
 
 
@@ -93,10 +96,14 @@ def _from_export(export_dir: Path) -> ModelSource:
             "trained_at": meta.get("trained_at"),
             "source": "export",
         }
-        source = _checked(export_dir, OmegaConf.create(meta["backbone_config"]), int(meta["seed"]), meta["regime"], info)
+        source = _checked(
+            export_dir, OmegaConf.create(meta["backbone_config"]), int(meta["seed"]), meta["regime"], info
+        )
         source.fingerprint = meta["base_fingerprint"]
     except KeyError as err:
-        raise ConfigError(f"{export_dir / EXPORT_FILE}: no {err} entry; re-export the job with python -m lora_lab.export") from err
+        raise ConfigError(
+            f"{export_dir / EXPORT_FILE}: no {err} entry; re-export the job with python -m lora_lab.export"
+        ) from err
     source.dataset = OmegaConf.create(meta["dataset_config"]) if meta.get("dataset_config") else None
     source.truncation = Truncation.from_record(meta.get("truncation"), int(meta.get("max_length") or 512))
     return source
@@ -104,9 +111,9 @@ def _from_export(export_dir: Path) -> ModelSource:
 
 def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dict) -> ModelSource:
     """Validate before loading: labels, safetensors only, a PEFT adapter or a merged model."""
-    if not (root / "labels.json").is_file():
-        raise ConfigError(f"{root}: no labels.json; only a finished job or an export can be served")
-    id2label = {int(k): v for k, v in read_json(root / "labels.json")["id2label"].items()}
+    if not JobDir(root).labels_path.is_file():
+        raise ConfigError(f"{root}: no {LABELS_FILE}; only a finished job or an export can be served")
+    id2label = JobDir(root).id2label()
     if pickled := pickled_weights(root):
         names = ", ".join(str(p.relative_to(root)) for p in pickled)
         raise ConfigError(f"{root}: {names} would need unpickling; lora_lab serves safetensors only")
@@ -129,9 +136,8 @@ def _best_job(sweep_dir: Path) -> Path | None:
         job_dir = read_json(sweep_dir / "best_trial.json").get("job_dir")
         return Path(job_dir) if job_dir else None
     scored = []
-    for metrics_file in sweep_dir.glob("*/metrics.json"):
-        value = read_json(metrics_file).get("val/acc_best")
+    for metrics_file in sweep_dir.glob(f"*/{METRICS_FILE}"):
+        value = JobDir(metrics_file.parent).metric("val/acc_best")
         if isinstance(value, (int, float)) and not math.isnan(value):
             scored.append((value, metrics_file.parent.name, metrics_file.parent))
     return max(scored)[2] if scored else None
-

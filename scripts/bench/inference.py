@@ -28,8 +28,9 @@ def main() -> None:
     rows = read_rows(spec["rows_path"])
     texts, labels = rows["test"]["texts"], rows["test"]["labels"]
     start = time.perf_counter()
-    predictor = Predictor(spec["merged_dir"], quantize=spec["quantize"], batch_size=spec["batch_size"],
-                          max_length=rows["max_length"])
+    predictor = Predictor(
+        spec["merged_dir"], quantize=spec["quantize"], batch_size=spec["batch_size"], max_length=rows["max_length"]
+    )
     load_s = time.perf_counter() - start
     for text in texts[:WARMUP_TEXTS]:
         predictor.predict_one(text)

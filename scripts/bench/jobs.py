@@ -25,8 +25,15 @@ from bench.worker import read_result, write_spec
 SCRIPTS_DIR = REPO / "scripts"
 # The metrics.json keys the benchmark reads from a lora_lab job, and those only gradient training writes.
 LORA_LAB_KEYS = (
-    "test/acc", "test/f1_macro", "val/acc_best", "time/train_s", "throughput/train_examples_per_s",
-    "memory/peak_rss_mb", "params/trainable", "data/train_rows", "data/test_rows",
+    "test/acc",
+    "test/f1_macro",
+    "val/acc_best",
+    "time/train_s",
+    "throughput/train_examples_per_s",
+    "memory/peak_rss_mb",
+    "params/trainable",
+    "data/train_rows",
+    "data/test_rows",
 )
 GRADIENT_KEYS = ("train/examples_seen", "epochs")
 LOG_TAIL_LINES = 30
@@ -76,8 +83,15 @@ class Runs:
     def _record(self, name: str, record: dict) -> dict:
         record = {"name": name, **record}
         (self.runs_dir / f"{name}.json").write_text(json.dumps(record, indent=2))
-        shown = {k: record[k] for k in ("test_acc", "examples_per_s", "batch_examples_per_s", "latency_p50_ms") if k in record}
-        print(f"[bench] {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in {**shown, "wall_s": record["wall_s"]}.items()), flush=True)
+        shown = {
+            k: record[k]
+            for k in ("test_acc", "examples_per_s", "batch_examples_per_s", "latency_p50_ms")
+            if k in record
+        }
+        print(
+            f"[bench] {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in {**shown, "wall_s": record["wall_s"]}.items()),
+            flush=True,
+        )
         return record
 
     def worker(self, label: str, module: str, spec: dict, **tags: object) -> dict:
@@ -97,8 +111,13 @@ class Runs:
         run_dir = self.runs_dir / name
         tokens_path = self.runs_dir / f"{name}.tokens.json" if gradient else None
         cmd = [
-            sys.executable, "-m", "lora_lab.train", *overrides,
-            "logger=csv", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
+            sys.executable,
+            "-m",
+            "lora_lab.train",
+            *overrides,
+            "logger=csv",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run_dir}",
         ]
         if tokens_path is not None:
             cmd += [
@@ -106,8 +125,9 @@ class Runs:
                 f"+callbacks.bench_tokens.out_path={tokens_path}",
             ]
         wall_s = self._execute(name, cmd)
-        return self._record(name, {**tags, **lora_lab_figures(run_dir, tokens_path), "wall_s": wall_s, "run_dir": str(run_dir)})
-
+        return self._record(
+            name, {**tags, **lora_lab_figures(run_dir, tokens_path), "wall_s": wall_s, "run_dir": str(run_dir)}
+        )
 
     def lora_lab_multirun(self, label: str, overrides: list[str], **tags: object) -> dict:
         """Run `python -m lora_lab.train -m <overrides>` (Hydra's basic launcher: every job in this
@@ -121,8 +141,14 @@ class Runs:
         name = self._name(label)
         sweep_dir = self.runs_dir / name
         cmd = [
-            sys.executable, "-m", "lora_lab.train", "-m", *overrides,
-            "logger=csv", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep_dir}",
+            sys.executable,
+            "-m",
+            "lora_lab.train",
+            "-m",
+            *overrides,
+            "logger=csv",
+            "trainer.enable_progress_bar=false",
+            f"hydra.sweep.dir={sweep_dir}",
         ]
         wall_s = self._execute(name, cmd)
         return self._record(name, {**tags, **multirun_figures(sweep_dir, wall_s), "run_dir": str(sweep_dir)})
@@ -135,8 +161,12 @@ def multirun_figures(sweep_dir: Path, wall_s: float) -> dict:
         raise RunError(f"{sweep_dir}: the multirun finished no job (no */metrics.json)")
     work_s = [m.get("time/prepare_s", 0.0) + m.get("time/fit_s", 0.0) + m["time/test_s"] for m in jobs]
     return {
-        "jobs": len(jobs), "wall_s": wall_s, "work_s": sum(work_s), "overhead_s": wall_s - sum(work_s),
-        "overhead_share": (wall_s - sum(work_s)) / wall_s, "job_work_s": work_s,
+        "jobs": len(jobs),
+        "wall_s": wall_s,
+        "work_s": sum(work_s),
+        "overhead_s": wall_s - sum(work_s),
+        "overhead_share": (wall_s - sum(work_s)) / wall_s,
+        "job_work_s": work_s,
         "test_acc": max(m["test/acc"] for m in jobs),
     }
 
@@ -149,7 +179,9 @@ def lora_lab_figures(run_dir: Path, tokens_path: Path | None) -> dict:
     needed = LORA_LAB_KEYS + (GRADIENT_KEYS if tokens_path is not None else ())
     missing = sorted(set(needed) - set(metrics))
     if missing:
-        raise RunError(f"{metrics_path} lacks {missing}: lora_lab's metric names changed; update bench.jobs.LORA_LAB_KEYS")
+        raise RunError(
+            f"{metrics_path} lacks {missing}: lora_lab's metric names changed; update bench.jobs.LORA_LAB_KEYS"
+        )
     figures = {
         "test_acc": metrics["test/acc"],
         "test_f1_macro": metrics["test/f1_macro"],

@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import lora_lab.config  # noqa: F401  (registers the resolvers the configs use)
+import lora_lab.config  # noqa: F401 - registers the resolvers the configs use
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"
@@ -51,7 +51,10 @@ def write_rows(overrides: list[str], path: Path) -> dict:
         "max_length": int(datamodule.max_length),  # data.max_length=auto resolved on the training texts
         "eval_batch_size": int(cfg.data.eval_batch_size),
         "model_path": str(backbone.pretrained),
-        **{name: {"texts": datamodule.splits[name].texts, "labels": datamodule.splits[name].labels} for name in ROWS_SPLITS},
+        **{
+            name: {"texts": datamodule.splits[name].texts, "labels": datamodule.splits[name].labels}
+            for name in ROWS_SPLITS
+        },
     }
     path.write_text(json.dumps(rows))
     return rows

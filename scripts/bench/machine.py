@@ -123,6 +123,8 @@ def choose_peak(nominal: float | None, measured: float, clock_source: str) -> tu
     if nominal is None:
         return measured, "measured matmul (no clock or SIMD width known: pass --clock-ghz / --fp32-lanes)"
     if measured > nominal:
-        return measured, (f"measured matmul: above the {nominal / 1e9:.1f} GFLOP/s nominal from {clock_source}, "
-                          "whose clock is below the one the cores run at (pass --clock-ghz)")
+        return measured, (
+            f"measured matmul: above the {nominal / 1e9:.1f} GFLOP/s nominal from {clock_source}, "
+            "whose clock is below the one the cores run at (pass --clock-ghz)"
+        )
     return nominal, f"clock from {clock_source}"

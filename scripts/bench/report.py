@@ -21,12 +21,38 @@ COLUMNS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("padding", "padding_share", lambda v: f"{100 * v:.0f}%"),
 )
 REQUIRED_KEYS = (
-    "lora_speedup", "full_speedup", "lora_acc", "recipe_lora_acc", "full_acc", "recipe_full_acc",
-    "lora_f1", "recipe_lora_f1", "full_f1", "recipe_full_f1", "lora_peak_rss_mb", "recipe_lora_peak_rss_mb",
-    "lora_memory_ratio", "lora_peak_frac", "full_peak_frac", "peak_flops_nominal", "peak_flops_matmul",
-    "tta_target_acc", "tta_wall_s", "tta_ratio", "tta_epochs",
-    "infer_examples_per_s", "infer_p50_ms", "infer_int8_examples_per_s", "infer_int8_p50_ms", "infer_int8_acc",
-    "probe_acc", "probe_train_s", "sweep_jobs", "sweep_overhead_share", "best_acc", "best_train_s",
+    "lora_speedup",
+    "full_speedup",
+    "lora_acc",
+    "recipe_lora_acc",
+    "full_acc",
+    "recipe_full_acc",
+    "lora_f1",
+    "recipe_lora_f1",
+    "full_f1",
+    "recipe_full_f1",
+    "lora_peak_rss_mb",
+    "recipe_lora_peak_rss_mb",
+    "lora_memory_ratio",
+    "lora_peak_frac",
+    "full_peak_frac",
+    "peak_flops_nominal",
+    "peak_flops_matmul",
+    "tta_target_acc",
+    "tta_wall_s",
+    "tta_ratio",
+    "tta_epochs",
+    "infer_examples_per_s",
+    "infer_p50_ms",
+    "infer_int8_examples_per_s",
+    "infer_int8_p50_ms",
+    "infer_int8_acc",
+    "probe_acc",
+    "probe_train_s",
+    "sweep_jobs",
+    "sweep_overhead_share",
+    "best_acc",
+    "best_train_s",
 )
 
 
@@ -45,7 +71,10 @@ def comparison_table(summary: dict) -> str:
     header = ["regime", "run", *(name for name, _, _ in COLUMNS)]
     rows = []
     for regime in REGIMES:
-        values = {system: [summary.get(f"{prefix(system, regime)}_{figure}") for _, figure, _ in COLUMNS] for system in ("recipe", "lora_lab")}
+        values = {
+            system: [summary.get(f"{prefix(system, regime)}_{figure}") for _, figure, _ in COLUMNS]
+            for system in ("recipe", "lora_lab")
+        }
         for system, cells in values.items():
             rows.append([regime, system, *(fmt(v) if v is not None else "-" for (_, _, fmt), v in zip(COLUMNS, cells))])
         ratios = [ratio(a, b) for a, b in zip(values["lora_lab"], values["recipe"])]
@@ -64,21 +93,30 @@ def paired_line(s: dict) -> str:
         by_repeat = s.get(f"{regime}_speedups_by_repeat") or []
         if by_repeat:
             each = ", ".join(f"x{r:.2f}" for r in by_repeat)
-            parts.append(f"{regime} {each} (median x{s[f'{regime}_speedup_paired']:.2f}, target >= 2.5: "
-                         f"{_target(s[f'{regime}_speedup_paired'] >= 2.5)})")
-    return ("speedup within each repeat (recipe and lora_lab back to back, so drift of the machine's speed "
-            "between repeats cancels): " + "; ".join(parts))
+            parts.append(
+                f"{regime} {each} (median x{s[f'{regime}_speedup_paired']:.2f}, target >= 2.5: "
+                f"{_target(s[f'{regime}_speedup_paired'] >= 2.5)})"
+            )
+    return (
+        "speedup within each repeat (recipe and lora_lab back to back, so drift of the machine's speed "
+        "between repeats cancels): " + "; ".join(parts)
+    )
 
 
 def tta_line(s: dict) -> str:
     if not s.get("tta_reached"):
         tried = ", ".join(f"{t['epochs']} ep: {t['acc']:.4f}" for t in s.get("tta_tried", []))
-        return f"time to accuracy: lora_lab defaults did not reach the recipe's LoRA test acc {s['tta_target_acc']:.4f} ({tried})"
+        return (
+            "time to accuracy: lora_lab defaults did not reach the recipe's LoRA test acc "
+            f"{s['tta_target_acc']:.4f} ({tried})"
+        )
     return (
         f"time to accuracy: lora_lab defaults reach the recipe's LoRA test acc {s['tta_target_acc']:.4f} after "
         f"{s['tta_epochs']} epoch(s) (acc {s['tta_acc']:.4f}): job wall {s['tta_wall_s']:.0f} s vs the recipe's "
-        f"{s['recipe_lora_wall_s']:.0f} s = {100 * s['tta_ratio']:.0f}% (target <= 40%: {_target(s['tta_ratio'] <= 0.40)}); "
-        f"training loop {s['tta_train_s']:.0f} s vs {s['recipe_lora_train_s']:.0f} s = {100 * s['tta_train_ratio']:.0f}%"
+        f"{s['recipe_lora_wall_s']:.0f} s = {100 * s['tta_ratio']:.0f}% "
+        f"(target <= 40%: {_target(s['tta_ratio'] <= 0.40)}); "
+        f"training loop {s['tta_train_s']:.0f} s vs {s['recipe_lora_train_s']:.0f} s "
+        f"= {100 * s['tta_train_ratio']:.0f}%"
     )
 
 
@@ -89,7 +127,8 @@ def inference_line(s: dict, quantize: str = "none") -> str:
     return (
         f"inference, Predictor(quantize={quantize!r}) on {s['infer_model']} in a fresh process: "
         f"{s[f'{k}_examples_per_s']:,.0f} ex/s in length-sorted batches of {s['infer_batch_size']} "
-        f"(target >= 400: {_target(s[f'{k}_examples_per_s'] >= 400)}; {acc}); single text p50 {s[f'{k}_p50_ms']:.2f} ms, "
+        f"(target >= 400: {_target(s[f'{k}_examples_per_s'] >= 400)}; {acc}); "
+        f"single text p50 {s[f'{k}_p50_ms']:.2f} ms, "
         f"p90 {s[f'{k}_p90_ms']:.2f} ms (target p50 <= 5 ms: {_target(s[f'{k}_p50_ms'] <= 5)})"
     )
 
@@ -128,8 +167,10 @@ def peak_line(s: dict) -> str:
     if source.startswith("measured"):
         basis = f"= {source}"
     else:
-        basis = (f"({s['cores']} cores x {s['clock_ghz']} GHz x {s['fp32_lanes']} lanes x 2 (FMA) x "
-                 f"{s['fma_units_assumed']} FMA units, assumed; {source})")
+        basis = (
+            f"({s['cores']} cores x {s['clock_ghz']} GHz x {s['fp32_lanes']} lanes x 2 (FMA) x "
+            f"{s['fma_units_assumed']} FMA units, assumed; {source})"
+        )
     peak = s["peak_flops_nominal"] / 1e9
     return (
         f"fp32 peak: {peak:.1f} GFLOP/s {basis}; measured fp32 matmul {s['peak_flops_matmul'] / 1e9:.1f} GFLOP/s. "

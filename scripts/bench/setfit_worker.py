@@ -41,16 +41,25 @@ def main() -> None:
     train = Dataset.from_dict({"text": rows["train"]["texts"], "label": rows["train"]["labels"]})
     model = SetFitModel.from_pretrained(rows["model_path"])
     with tempfile.TemporaryDirectory() as scratch:  # SetFit's trainer writes checkpoints/ unless told
-        training = TrainingArguments(batch_size=16, num_epochs=1, num_iterations=args.num_iterations, seed=rows["seed"],
-                                     show_progress_bar=False, report_to="none", output_dir=scratch, save_strategy="no")
+        training = TrainingArguments(
+            batch_size=16,
+            num_epochs=1,
+            num_iterations=args.num_iterations,
+            seed=rows["seed"],
+            show_progress_bar=False,
+            report_to="none",
+            output_dir=scratch,
+            save_strategy="no",
+        )
         trainer = Trainer(model=model, args=training, train_dataset=train)
         began = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - began
     preds = model.predict(rows["test"]["texts"], batch_size=rows["eval_batch_size"], as_numpy=True)
     correct = sum(str(p) == y for p, y in zip(preds, rows["test"]["labels"]))
-    print(json.dumps({"acc": correct / len(preds), "train_s": train_s, "test_rows": len(preds),
-                      "train_rows": len(train)}))
+    print(
+        json.dumps({"acc": correct / len(preds), "train_s": train_s, "test_rows": len(preds), "train_rows": len(train)})
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,16 @@ SYSTEMS = ("recipe", "lora_lab")
 REGIMES = ("lora", "full")
 # Per-run figures, each reported as its median over the repeats.
 FIGURES = (
-    "examples_per_s", "s_per_epoch", "acc", "f1", "peak_rss_mb", "gflops_real", "gflops_padded",
-    "padding_share", "train_s", "wall_s",
+    "examples_per_s",
+    "s_per_epoch",
+    "acc",
+    "f1",
+    "peak_rss_mb",
+    "gflops_real",
+    "gflops_padded",
+    "padding_share",
+    "train_s",
+    "wall_s",
 )
 
 
@@ -66,7 +74,9 @@ def run_figures(record: dict, shape: EncoderShape) -> dict[str, float]:
     }
 
 
-def comparison(records: Sequence[dict], shape: EncoderShape, peak_nominal: float, peak_matmul: float) -> dict[str, float | None]:
+def comparison(
+    records: Sequence[dict], shape: EncoderShape, peak_nominal: float, peak_matmul: float
+) -> dict[str, float | None]:
     """Medians per (system, regime), fractions of peak, and lora_lab / recipe ratios."""
     out: dict[str, float | None] = {}
     for regime in REGIMES:
@@ -112,7 +122,9 @@ def first_reaching(records: Sequence[dict], target_acc: float) -> dict | None:
     return next((r for r in records if r["test_acc"] >= target_acc), None)
 
 
-def time_to_accuracy(tta_records: Sequence[dict], target_acc: float, recipe_wall_s: float, recipe_train_s: float) -> dict:
+def time_to_accuracy(
+    tta_records: Sequence[dict], target_acc: float, recipe_wall_s: float, recipe_train_s: float
+) -> dict:
     """The rule: lora_lab jobs with its own defaults and 1, 2, ... epochs are tried in order; the
     time to accuracy is the whole-job wall time (process start to exit: load, train, validate,
     test, save) of the first whose test accuracy >= the recipe's median LoRA test accuracy,

@@ -26,7 +26,7 @@ class TokenCounter(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.count = TokenCount()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not isinstance(batch, dict) or "attention_mask" not in batch:
             raise TypeError(
                 "bench TokenCounter needs dict batches with an 'attention_mask' (lora_lab's PadCollator); "

@@ -16,8 +16,11 @@ JOB = ["backbone=tiny_bert", "dataset.n_per_class=20", "trainer.max_epochs=1", "
 @pytest.mark.slow
 def test_a_job_with_a_closed_stdout_finishes_and_writes_its_files(tmp_path: Path):
     job = tmp_path / "job"
-    proc = subprocess.Popen([sys.executable, "-m", "lora_lab.train", *JOB, f"hydra.run.dir={job}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lora_lab.train", *JOB, f"hydra.run.dir={job}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     proc.stdout.close()  # every later write to stdout is a broken pipe
     assert proc.wait(timeout=600) == 0
     assert read_json(job / "status.json")["state"] == "complete"

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from lora_lab.train import fit_and_test
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 # 100 notes per intent -> 75 validation and 75 test notes (15% each, stratified); no training epochs.
 SMALL = ["dataset.n_per_class=100", "trainer.enable_progress_bar=false", "logger=none"]

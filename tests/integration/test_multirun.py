@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from lora_lab.artifacts import read_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +21,12 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_design_card_multirun_trains_each_distinct_job_once(tmp_path: Path):
     sweep = tmp_path / "sweep"
     proc = _run(
-        "-m", "regime=lora,full", "rank=8,16", *SMALL, "trainer.limit_train_batches=0.5", "logger=wandb",
+        "-m",
+        "regime=lora,full",
+        "rank=8,16",
+        *SMALL,
+        "trainer.limit_train_batches=0.5",
+        "logger=wandb",
         f"hydra.sweep.dir={sweep}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -41,7 +44,10 @@ def test_design_card_multirun_trains_each_distinct_job_once(tmp_path: Path):
         assert (jobs[n] / "adapter" / "adapter_model.safetensors").is_file()
     ranks = [read_json(jobs[n] / "adapter" / "adapter_config.json")["r"] for n in (0, 1)]
     assert ranks == [8, 16]
-    assert read_json(jobs[1] / "metrics.json")["params/trainable"] > read_json(jobs[0] / "metrics.json")["params/trainable"]
+    assert (
+        read_json(jobs[1] / "metrics.json")["params/trainable"]
+        > read_json(jobs[0] / "metrics.json")["params/trainable"]
+    )
     assert (jobs[2] / "merged" / "model.safetensors").is_file() and not (jobs[2] / "adapter").exists()
     # Trainer kwargs are plain overrides: half of the 3 training batches per epoch ran.
     assert read_json(jobs[0] / "metrics.json")["train/examples_seen"] < 70

@@ -15,8 +15,13 @@ import torch
 from lora_lab.artifacts import read_json
 
 # tiny_bert on the 1,400 synthetic training rows: 88 batches of 16 an epoch, a full checkpoint every 5.
-JOB = ["backbone=tiny_bert", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "data.batch_size=16",
-       "callbacks.resume_checkpoint.every_n_train_steps=5"]
+JOB = [
+    "backbone=tiny_bert",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "data.batch_size=16",
+    "callbacks.resume_checkpoint.every_n_train_steps=5",
+]
 BATCHES_PER_EPOCH = 88
 
 
@@ -27,8 +32,11 @@ def _train(*args: str) -> subprocess.CompletedProcess:
 def _kill_after_first_checkpoint(run_dir: Path) -> tuple[dict, dict]:
     """Start the job, SIGKILL it once checkpoints/last.ckpt exists; the checkpoint's resume state
     and its time and example counts."""
-    process = subprocess.Popen([sys.executable, "-m", "lora_lab.train", *JOB, f"hydra.run.dir={run_dir}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lora_lab.train", *JOB, f"hydra.run.dir={run_dir}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = run_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -36,8 +44,10 @@ def _kill_after_first_checkpoint(run_dir: Path) -> tuple[dict, dict]:
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     checkpoint = torch.load(last, weights_only=False)
+
     def state(name: str) -> dict:
         return next(state for key, state in checkpoint["callbacks"].items() if name in key)
+
     return state("ResumeState"), state("ResourceMonitor")
 
 
@@ -58,7 +68,9 @@ def test_a_job_killed_mid_epoch_resumes_to_the_same_metrics_and_bytes(tmp_path: 
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing from" in (killed / "train.log").read_text()
     a, b = read_json(whole / "metrics.json"), read_json(killed / "metrics.json")
-    assert {k: v for k, v in a.items() if k.startswith("test/")} == {k: v for k, v in b.items() if k.startswith("test/")}
+    assert {k: v for k, v in a.items() if k.startswith("test/")} == {
+        k: v for k, v in b.items() if k.startswith("test/")
+    }
     # The resumed run trained only what the killed one had not (the rest of epoch 0, and epoch 1), and
     # reports the whole job: the killed run's examples and seconds up to its checkpoint, plus its own.
     assert counted["examples"] == 16 * state["batches"] and counted["train_s"] > 0
@@ -76,8 +88,9 @@ def test_two_runs_of_one_config_and_seed_give_identical_metrics_and_files(tmp_pa
     for name in ("one", "two"):
         assert _train(*JOB, f"hydra.run.dir={tmp_path / name}").returncode == 0
     one, two = read_json(tmp_path / "one" / "metrics.json"), read_json(tmp_path / "two" / "metrics.json")
-    assert {k: v for k, v in one.items() if not k.startswith(("time/", "throughput/", "latency/", "memory/"))} == \
-        {k: v for k, v in two.items() if not k.startswith(("time/", "throughput/", "latency/", "memory/"))}
+    assert {k: v for k, v in one.items() if not k.startswith(("time/", "throughput/", "latency/", "memory/"))} == {
+        k: v for k, v in two.items() if not k.startswith(("time/", "throughput/", "latency/", "memory/"))
+    }
     for artifact in ("adapter/adapter_model.safetensors", "adapter/head.safetensors", "merged/model.safetensors"):
         assert (tmp_path / "one" / artifact).read_bytes() == (tmp_path / "two" / artifact).read_bytes(), artifact
 

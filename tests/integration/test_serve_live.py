@@ -17,8 +17,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from lora_lab.serve.app import Settings, create_app
-from tests.conftest import TICKETS
-from tests.helpers import live_server
+from tests.helpers import TICKETS, live_server, require_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +31,11 @@ def server_url(served_jobs: dict[str, Path]) -> Iterator[str]:
         yield url
 
 
-def _chromium():  # noqa: ANN202
+def _chromium():
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (binary and driver):
-        message = "Debian's chromium and chromium-driver are not installed (.ci/run installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_or_skip(
+        bool(binary and driver), "Debian's chromium and chromium-driver are not installed (.ci/run installs them)"
+    )
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -84,14 +81,19 @@ def test_the_api_never_answers_5xx_to_what_its_schema_allows_or_not(server_url: 
     schema = schemathesis.openapi.from_url(f"{server_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} >= {
-        "POST /v1/predict", "POST /v1/similar", "GET /v1/adapters", "PUT /v1/adapters/{name}", "DELETE /v1/adapters/{name}"}
+        "POST /v1/predict",
+        "POST /v1/similar",
+        "GET /v1/adapters",
+        "PUT /v1/adapters/{name}",
+        "DELETE /v1/adapters/{name}",
+    }
     for operation in operations:
         if operation.method.upper() in ("PUT", "DELETE"):
             continue  # below, on a name no test serves: a random DELETE must not remove a shared adapter
 
         @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def no_server_error(case) -> None:  # noqa: ANN001
+        def no_server_error(case) -> None:
             _check(case.call())
 
         try:
@@ -102,7 +104,7 @@ def test_the_api_never_answers_5xx_to_what_its_schema_allows_or_not(server_url: 
         _check(httpx.request(method, f"{server_url}/v1/adapters/fuzz-target", json=body))
 
 
-def _check(response) -> None:  # noqa: ANN001
+def _check(response) -> None:
     """httpx's or schemathesis' response (whose headers map to lists)."""
     assert response.status_code < 500, (response.request.method, str(response.request.url), response.text)
     content_type = response.headers.get("content-type") or ""

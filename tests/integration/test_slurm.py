@@ -20,8 +20,13 @@ from tests.integration.test_sweep import ROOT, TINY_JOB, _job_dirs
 from tests.services import Slurm, slurm, wait_for
 
 # The shipped example (conf/hydra/launcher/slurm_cpu.yaml), sized for the fixture's one 2-CPU node.
-ON_SLURM = ["hydra/launcher=slurm_cpu", "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=10",
-            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null"]
+ON_SLURM = [
+    "hydra/launcher=slurm_cpu",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.timeout_min=10",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=null",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +37,19 @@ def cluster() -> Iterator[Slurm]:
 
 def _sweep(sweep: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Popen, list[str]]:
     """Start a multirun; return it and the command."""
-    command = [sys.executable, "-m", "lora_lab.train", "-m", *args, *TINY_JOB, "trainer.max_epochs=1",
-               f"hydra.sweep.dir={sweep}"]
-    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True), command
+    command = [
+        sys.executable,
+        "-m",
+        "lora_lab.train",
+        "-m",
+        *args,
+        *TINY_JOB,
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    return subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ), command
 
 
 def _slurm_jobs(cluster: Slurm, *args: str) -> set[str]:
@@ -46,8 +60,16 @@ def _slurm_jobs(cluster: Slurm, *args: str) -> set[str]:
 def test_an_optuna_sweep_runs_its_trials_as_slurm_jobs(tmp_path: Path, cluster: Slurm):
     sweep = tmp_path / "sweep"
     # Three ranks, every one once (the brute-force grid), asked as one batch: one SLURM array of 3.
-    worker, _ = _sweep(sweep, cluster.env, *ON_SLURM, "hydra/sweeper=lora_lab_optuna", "hydra/sweeper/sampler=bruteforce",
-                       "rank=choice(2,4,8)", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=3")
+    worker, _ = _sweep(
+        sweep,
+        cluster.env,
+        *ON_SLURM,
+        "hydra/sweeper=lora_lab_optuna",
+        "hydra/sweeper/sampler=bruteforce",
+        "rank=choice(2,4,8)",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=3",
+    )
     queued: set[str] = set()
     while worker.poll() is None:  # squeue lists the array's tasks while they wait or run
         queued |= _slurm_jobs(cluster, "squeue", "-h", "-r", "-o", "%i")
@@ -68,8 +90,11 @@ def test_an_optuna_sweep_runs_its_trials_as_slurm_jobs(tmp_path: Path, cluster: 
         assert OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.job.id in tasks  # set by submitit
     assert queued & tasks, f"squeue never showed the trials' jobs {tasks} (saw {queued})"
     # sacct -c reads the job completion log (no slurmdbd here), which names jobs by their raw id.
-    wait_for(lambda: raw_ids <= _slurm_jobs(cluster, "sacct", "-c", "-n", "-o", "JobID"), 30,
-             "sacct -c to list the finished jobs")
+    wait_for(
+        lambda: raw_ids <= _slurm_jobs(cluster, "sacct", "-c", "-n", "-o", "JobID"),
+        30,
+        "sacct -c to list the finished jobs",
+    )
     states = dict(line.split()[:2] for line in cluster.run("sacct", "-c", "-n", "-o", "JobID,State").splitlines())
     assert all(states[i] == "COMPLETED" for i in raw_ids), states
 
@@ -77,7 +102,9 @@ def test_an_optuna_sweep_runs_its_trials_as_slurm_jobs(tmp_path: Path, cluster: 
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "submitit_local"])
 def test_a_plain_multirun_runs_through_submitit(tmp_path: Path, cluster: Slurm, launcher: str):
     sweep = tmp_path / "sweep"
-    launch = ON_SLURM if launcher == "submitit_slurm" else ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
+    launch = (
+        ON_SLURM if launcher == "submitit_slurm" else ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]
+    )
     worker, _ = _sweep(sweep, cluster.env, *launch, "rank=2,4")
     _, stderr = worker.communicate(timeout=600)
     assert worker.returncode == 0, stderr[-3000:]

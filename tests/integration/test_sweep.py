@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
@@ -20,9 +19,15 @@ from lora_lab.sweeper.storage import RETRY_OF_ATTR, SURPLUS_ATTR
 ROOT = Path(__file__).resolve().parents[2]
 # Seconds per job: a tiny random BERT, two training batches, one validation and one test batch.
 TINY_JOB = [
-    "backbone=tiny_bert", "dataset=b2b_sales_notes", "dataset.n_per_class=20", "data.batch_size=16",
-    "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
-    "trainer.enable_progress_bar=false", "logger=none",
+    "backbone=tiny_bert",
+    "dataset=b2b_sales_notes",
+    "dataset.n_per_class=20",
+    "data.batch_size=16",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
 ]
 # A dead worker's trial is retried 2 s after its last heartbeat (the defaults wait 90 s).
 FAST_HEARTBEAT = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
@@ -87,7 +92,9 @@ def test_a_killed_sweep_resumes_without_rerunning_a_finished_trial(tmp_path: Pat
     assert sum((d / "metrics.json").exists() for d in _job_dirs(sweep).values()) == 3
     _assert_each_job_dir_is_its_trial(sweep)
     # The report shows the interrupted trial as failed, with its job's reason, and the retry beside it.
-    report = subprocess.run([sys.executable, "-m", "lora_lab.report", str(sweep)], cwd=ROOT, capture_output=True, text=True)
+    report = subprocess.run(
+        [sys.executable, "-m", "lora_lab.report", str(sweep)], cwd=ROOT, capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr[-2000:]
     # The jobs table is the report's first to name a job (later ones, e.g. jobs the kill left without a
     # provenance.json when it struck between status.json and provenance.json, name them again).
@@ -99,7 +106,9 @@ def test_a_killed_sweep_resumes_without_rerunning_a_finished_trial(tmp_path: Pat
     assert "COMPLETE" in rows[str(retry.number)] and "COMPLETE" in rows["0"]
 
     assert read_json(sweep / "study.json") == {
-        "storage": f"sqlite:///{sweep}/optuna.db", "study_name": "lora_lab", "direction": "maximize",
+        "storage": f"sqlite:///{sweep}/optuna.db",
+        "study_name": "lora_lab",
+        "direction": "maximize",
         "optimized_metric": "val/acc_best",
     }
     best = read_json(sweep / "best_trial.json")
@@ -112,10 +121,17 @@ def test_the_pruner_stops_a_trial_early_and_the_study_records_it_pruned(tmp_path
     sweep = tmp_path / "sweep"
     # The real LoRA search, shrunk; a tiny random model never reaches 0.99 accuracy, so the
     # threshold pruner stops the trial at its first chance: after validation step 1 (epoch 2 of 3).
-    _run(_command(
-        sweep, "hparams_search=lora_lr_rank", "trainer.max_epochs=3", "hydra.sweeper.n_trials=1",
-        "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.lower=0.99", "hydra.sweeper.pruner.n_warmup_steps=1",
-    ))
+    _run(
+        _command(
+            sweep,
+            "hparams_search=lora_lr_rank",
+            "trainer.max_epochs=3",
+            "hydra.sweeper.n_trials=1",
+            "hydra/sweeper/pruner=threshold",
+            "hydra.sweeper.pruner.lower=0.99",
+            "hydra.sweeper.pruner.n_warmup_steps=1",
+        )
+    )
     (trial,) = _study(sweep).trials
     assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [0, 1]
     job = sweep / "0"
@@ -133,10 +149,17 @@ def test_two_workers_share_one_study_without_sharing_a_trial_or_a_dir(tmp_path: 
     workers = [
         subprocess.Popen(
             _command(
-                sweep, *SEARCH, "trainer.max_epochs=1", "hydra.sweeper.n_trials=4", f"hydra.sweeper.sampler.seed={seed}",
+                sweep,
+                *SEARCH,
+                "trainer.max_epochs=1",
+                "hydra.sweeper.n_trials=4",
+                f"hydra.sweeper.sampler.seed={seed}",
                 heartbeat=LIVE_HEARTBEAT,
             ),
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for seed in (1, 2)
     ]
@@ -167,8 +190,17 @@ def test_a_trial_repeating_a_running_trials_params_takes_its_outcome_instead_of_
     # One possible config, two trials per launcher batch: the second repeats the first while it is
     # (for a parallel launcher) still running. It must wait for it, not race it with a second job.
     sweep = tmp_path / "sweep"
-    _run(_command(sweep, "hydra/sweeper=lora_lab_optuna", "hydra/sweeper/sampler=random", "rank=choice(4)",
-                  "trainer.max_epochs=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2"))
+    _run(
+        _command(
+            sweep,
+            "hydra/sweeper=lora_lab_optuna",
+            "hydra/sweeper/sampler=random",
+            "rank=choice(4)",
+            "trainer.max_epochs=1",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.n_jobs=2",
+        )
+    )
     first, second = _study(sweep).trials
     assert first.state == second.state == TrialState.COMPLETE and second.value == first.value
     assert second.user_attrs["duplicate_of"] == first.number
@@ -179,8 +211,11 @@ def test_failed_trials_are_recorded_and_the_sweep_stops_past_the_failure_rate(tm
     # learning_rate=-1 fails in the job's config check, before any model loads; 1e-3 trains. The
     # random sampler's seed 42 draws -1, 1e-3, 1e-3, -1.
     search = [
-        "hydra/sweeper=lora_lab_optuna", "hydra/sweeper/sampler=random", "regime.learning_rate=choice(1e-3,-1.0)",
-        "trainer.max_epochs=1", "hydra.sweeper.n_trials=4",
+        "hydra/sweeper=lora_lab_optuna",
+        "hydra/sweeper/sampler=random",
+        "regime.learning_rate=choice(1e-3,-1.0)",
+        "trainer.max_epochs=1",
+        "hydra.sweeper.n_trials=4",
     ]
     tolerant = tmp_path / "tolerant"
     _run(_command(tolerant, *search, "hydra.sweeper.max_failure_rate=1.0"))
@@ -197,8 +232,13 @@ def test_failed_trials_are_recorded_and_the_sweep_stops_past_the_failure_rate(tm
     assert sorted(_job_dirs(tolerant)) == sorted(t.number for t in [first, *failed])
 
     strict = tmp_path / "strict"
-    proc = subprocess.run(_command(strict, *search, "hydra.sweeper.max_failure_rate=0.0"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        _command(strict, *search, "hydra.sweeper.max_failure_rate=0.0"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode != 0 and "more than hydra.sweeper.max_failure_rate=0.0" in proc.stderr
     states = [t.state for t in _study(strict).trials]
     assert states[-1] == TrialState.FAIL and TrialState.FAIL not in states[:-1]  # stopped at the first failure

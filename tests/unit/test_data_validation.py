@@ -1,4 +1,8 @@
-"""The bad-data catalogue: each problem gets a clear error or an explicit, counted repair."""
+"""The bad-data catalogue: each problem gets a clear error or an explicit, counted repair.
+
+Subprocess: test_data_command_prints_the_json_summary runs `python -m lora_lab.data`, because
+that command's printed JSON is what it tests; everything else runs in-process.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _table(tmp_path: Path, rows: list[dict], **kwargs) -> TableFile:
-    return TableFile(str(write_csv(tmp_path / "t.csv", rows)), text_column="body", label_column="intent", name="csv", **kwargs)
+    return TableFile(
+        str(write_csv(tmp_path / "t.csv", rows)), text_column="body", label_column="intent", name="csv", **kwargs
+    )
 
 
 def test_exact_duplicates_are_dropped_before_the_split_and_counted(tmp_path: Path):
@@ -88,7 +94,9 @@ def test_parquet_and_jsonl_read_the_same_rows(tmp_path: Path):
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
     (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     read = [
-        TableFile(str(tmp_path / f"t.{fmt}"), format=fmt, text_column="body", label_column="intent", name=fmt).read()["train"]
+        TableFile(str(tmp_path / f"t.{fmt}"), format=fmt, text_column="body", label_column="intent", name=fmt).read()[
+            "train"
+        ]
         for fmt in ("parquet", "jsonl")
     ]
     assert read[0].texts == read[1].texts and read[0].labels == read[1].labels
@@ -177,9 +185,21 @@ def test_the_cache_key_follows_the_file(tmp_path: Path):
 def test_data_command_prints_the_json_summary(tmp_path: Path):
     path = write_csv(tmp_path / "t.csv", ticket_rows(80) + ticket_rows(80)[:3])
     proc = subprocess.run(
-        [sys.executable, "-m", "lora_lab.data", "dataset=csv", f"dataset.path={path}", "dataset.text_column=body",
-         "dataset.label_column=intent", "backbone=tiny_bert", "format=json"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "lora_lab.data",
+            "dataset=csv",
+            f"dataset.path={path}",
+            "dataset.text_column=body",
+            "dataset.label_column=intent",
+            "backbone=tiny_bert",
+            "format=json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)

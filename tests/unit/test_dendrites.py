@@ -15,14 +15,13 @@ from peft.tuners.lora import Linear as LoraLinear
 
 from lora_lab.artifacts import read_json
 from lora_lab.eval import evaluate
+from lora_lab.job.outputs import write_job_outputs
 from lora_lab.models.classifier import load_classifier
-from lora_lab.outputs import write_job_outputs
 from lora_lab.regimes.dendrite_switching import DendriteSwitching
-from lora_lab.regimes.dendrites import Dendrites, DendriteMergeError, matching_modules
+from lora_lab.regimes.dendrites import DendriteMergeError, Dendrites, matching_modules
 from lora_lab.regimes.perforated import contributing, dendrite_sets, pai_call, settle, wrapped_modules
 from lora_lab.train import train
-from tests.conftest import TINY, compose_train
-from tests.helpers import logits, save_hydra_config, train_steps
+from tests.helpers import TINY, compose_train, logits, save_hydra_config, train_steps
 
 LABELS = {0: "a", 1: "b", 2: "c"}
 
@@ -84,8 +83,13 @@ def test_a_restructure_adds_dendrites_that_train_and_the_adapter_reproduces(tiny
     # The job's outputs: adapter/ only, and no merged size to report.
     out = tmp_path / "job"
     out.mkdir()
-    metrics = write_job_outputs(out, classifier, regime, backbone.tokenizer,
-                                {"test/acc": 1.0, "test/confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
+    metrics = write_job_outputs(
+        out,
+        classifier,
+        regime,
+        backbone.tokenizer,
+        {"test/acc": 1.0, "test/confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
+    )
     assert (out / "adapter" / "dendrites.safetensors").is_file() and not (out / "merged").exists()
     assert metrics["artifact/merged_bytes"] is None and metrics["artifact/adapter_bytes"] > 0
     assert read_json(out / "metrics.json")["artifact/merged_bytes"] is None

@@ -17,15 +17,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from lora_lab.artifacts import read_json
-from lora_lab.errors import ConfigError
 from lora_lab.data.files import TableFile
-from lora_lab.errors import DataError
 from lora_lab.domains.__main__ import run
 from lora_lab.domains.evaluation import OVERALL
 from lora_lab.domains.scoring import domain_test_rows, predict
-from lora_lab.build import load_trained
+from lora_lab.errors import ConfigError, DataError
+from lora_lab.job.build import load_trained
 from lora_lab.models.multi_adapter import MultiAdapterClassifier
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 DOMAINS = ["books", "kitchen"]
 WORDS = {"positive": ["great", "lovely", "superb", "reliable"], "negative": ["awful", "broken", "dull", "flimsy"]}
@@ -35,9 +34,14 @@ def _write_reviews(path: Path, per_label: int = 20) -> Path:
     """Unique review texts; each domain has its own nouns, each label its own adjectives."""
     rng = random.Random(0)
     rows = [
-        {"text": f"{rng.choice(WORDS[label])} {domain} item number {i}, {rng.choice(WORDS[label])} overall",
-         "label": label, "domain": domain}
-        for domain in DOMAINS for label in WORDS for i in range(per_label)
+        {
+            "text": f"{rng.choice(WORDS[label])} {domain} item number {i}, {rng.choice(WORDS[label])} overall",
+            "label": label,
+            "domain": domain,
+        }
+        for domain in DOMAINS
+        for label in WORDS
+        for i in range(per_label)
     ]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["text", "label", "domain"])
@@ -48,9 +52,17 @@ def _write_reviews(path: Path, per_label: int = 20) -> Path:
 
 def _overrides(csv_path: Path, *extra: str) -> list[str]:
     return [
-        "backbone=tiny_bert", "dataset=csv", f"dataset.path={csv_path}", "dataset.extra_columns=[domain]",
-        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.batch_size=16",
-        "regime.learning_rate=5e-3", "baselines=[head]", "switch_repeats=5", *extra,
+        "backbone=tiny_bert",
+        "dataset=csv",
+        f"dataset.path={csv_path}",
+        "dataset.extra_columns=[domain]",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        "data.batch_size=16",
+        "regime.learning_rate=5e-3",
+        "baselines=[head]",
+        "switch_repeats=5",
+        *extra,
     ]
 
 
@@ -108,7 +120,9 @@ def test_adapters_are_saved_side_by_side_each_with_its_labels(comparison):
     assert results["domains"] == DOMAINS
     for name in [*DOMAINS, "all"]:
         job = out / "adapters" / name
-        assert (job / "adapter" / "adapter_model.safetensors").is_file() and (job / "adapter" / "head.safetensors").is_file()
+        assert (job / "adapter" / "adapter_model.safetensors").is_file() and (
+            job / "adapter" / "head.safetensors"
+        ).is_file()
         assert read_json(job / "labels.json")["id2label"] == {"0": "negative", "1": "positive"}
         assert read_json(job / "status.json")["state"] == "complete"
         assert (job / ".hydra" / "config.yaml").is_file()  # so lora_lab.eval run_dir=<job> works
@@ -149,11 +163,15 @@ def test_switching_adapters_matches_each_standalone_adapter_and_changes_predicti
     # Each adapter (and its head) is its own: switching changes the logits on the same rows.
     for other in names[1:]:
         assert (served["books"] - served[other]).abs().max() > 1e-4, other
-    assert not torch.equal(model.heads["books"]["classifier_head"][1].weight, model.heads["kitchen"]["classifier_head"][1].weight)
+    assert not torch.equal(
+        model.heads["books"]["classifier_head"][1].weight, model.heads["kitchen"]["classifier_head"][1].weight
+    )
     with pytest.raises(KeyError, match=r"no adapter 'toys'.*'books'"):
         model.use("toys")
     with pytest.raises(ValueError, match="holds no PEFT adapter"):
-        MultiAdapterClassifier.load(backbone, {"head": out / "baselines" / "head" / "adapter"}, {0: "negative", 1: "positive"}, 0)
+        MultiAdapterClassifier.load(
+            backbone, {"head": out / "baselines" / "head" / "adapter"}, {0: "negative", 1: "positive"}, 0
+        )
 
 
 def test_the_report_has_a_row_per_domain_and_a_column_per_model(comparison):

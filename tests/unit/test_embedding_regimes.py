@@ -14,9 +14,9 @@ from hydra.utils import instantiate
 from lora_lab.data.batching import PadCollator
 from lora_lab.errors import ConfigError
 from lora_lab.eval import evaluate
-from lora_lab.regimes.contrastive_objectives import CosinePairs, PairSampler, SupervisedInfoNCE, Triplets
 from lora_lab.models.embedding import embed_split, embed_texts, head_linear
 from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
+from lora_lab.regimes.contrastive_objectives import CosinePairs, PairSampler, SupervisedInfoNCE, Triplets
 from lora_lab.train import fit_and_test
 from tests.helpers import save_hydra_config
 
@@ -44,12 +44,17 @@ def _changed(classifier, before: dict[str, torch.Tensor]) -> set[str]:
         (("regime=zeroshot",), "none", {"head.safetensors"}),
         (("regime=fewshot", *SHOTS), "head", {"head.safetensors"}),
         (("regime=contrastive", "regime.num_iterations=2", *SHOTS), "all", None),
-        (("regime=contrastive", "regime.body=lora", "regime.loss=infonce", "regime.num_iterations=2", *SHOTS),
-         "lora+head", {"adapter_model.safetensors", "head.safetensors"}),
+        (
+            ("regime=contrastive", "regime.body=lora", "regime.loss=infonce", "regime.num_iterations=2", *SHOTS),
+            "lora+head",
+            {"adapter_model.safetensors", "head.safetensors"},
+        ),
     ],
     ids=["zeroshot", "fewshot", "contrastive-full", "contrastive-lora"],
 )
-def test_a_job_fits_without_gradient_epochs_and_reevaluates_to_its_test_accuracy(tiny_cfg, overrides, trainable, adapter_files):
+def test_a_job_fits_without_gradient_epochs_and_reevaluates_to_its_test_accuracy(
+    tiny_cfg, overrides, trainable, adapter_files
+):
     cfg = tiny_cfg(*overrides)
     run_dir = Path(cfg.paths.output_dir)
     save_hydra_config(cfg, run_dir)
@@ -123,7 +128,10 @@ def test_prototype_head_is_the_nearest_centroid_in_closed_form():
     centroids = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
     # logits = |q|^2 - |q - p|^2 for every query: the squared distance up to a per-query constant.
     torch.testing.assert_close(
-        queries @ weight.T + bias, (queries**2).sum(1, keepdim=True) - torch.cdist(queries, centroids) ** 2, atol=1e-4, rtol=1e-4
+        queries @ weight.T + bias,
+        (queries**2).sum(1, keepdim=True) - torch.cdist(queries, centroids) ** 2,
+        atol=1e-4,
+        rtol=1e-4,
     )
 
     # Cosine: the unit vectors average to (1, 0) and (0, 1); the embeddings' mean norm is 10 / 4.
@@ -144,7 +152,9 @@ def test_logistic_regression_head_reproduces_scikit_learns_probabilities(num_lab
     weight, bias = logistic_regression_head(x, y, num_labels, C=1.0, max_iter=1000, seed=0)
     reference = LogisticRegression(C=1.0, max_iter=1000, random_state=0).fit(x.double().numpy(), y.numpy())
     probs = torch.softmax(x @ weight.T + bias, dim=1)
-    torch.testing.assert_close(probs, torch.from_numpy(reference.predict_proba(x.double().numpy())).float(), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        probs, torch.from_numpy(reference.predict_proba(x.double().numpy())).float(), atol=1e-5, rtol=1e-4
+    )
     with pytest.raises(RuntimeError, match="did not converge in max_iter=1"):
         logistic_regression_head(x, y, num_labels, C=1.0, max_iter=1, seed=0)
 
@@ -152,7 +162,10 @@ def test_logistic_regression_head_reproduces_scikit_learns_probabilities(num_lab
 @pytest.mark.parametrize("method", ["prototype", "logistic_regression"])
 def test_fewshot_fits_the_head_on_the_kept_shots_and_moves_nothing_else(tiny_job, method: str):
     classifier, regime, dm = _prepared(tiny_job, "regime=fewshot", f"regime.method={method}", "shots_per_class=3")
-    assert {n for n, p in classifier.named_parameters() if p.requires_grad} == {"classifier_head.1.weight", "classifier_head.1.bias"}
+    assert {n for n, p in classifier.named_parameters() if p.requires_grad} == {
+        "classifier_head.1.weight",
+        "classifier_head.1.bias",
+    }
     before = _snapshot(classifier)
     regime.prepare(classifier, dm)
     assert _changed(classifier, before) == {"classifier_head.1.weight", "classifier_head.1.bias"}
@@ -166,8 +179,14 @@ def test_fewshot_fits_the_head_on_the_kept_shots_and_moves_nothing_else(tiny_job
 @pytest.mark.parametrize("body", ["full", "lora"])
 def test_contrastive_trains_the_body_it_claims_and_fits_the_head(tiny_job, body: str):
     classifier, regime, dm = _prepared(
-        tiny_job, "regime=contrastive", f"regime.body={body}", "regime.loss=triplet", "regime.num_iterations=2",
-        "regime.learning_rate=1e-3", "regime.val_checks=0", *SHOTS,  # no selection: the last body, trained
+        tiny_job,
+        "regime=contrastive",
+        f"regime.body={body}",
+        "regime.loss=triplet",
+        "regime.num_iterations=2",
+        "regime.learning_rate=1e-3",
+        "regime.val_checks=0",
+        *SHOTS,  # no selection: the last body, trained
     )
     trainable = {n for n, p in classifier.named_parameters() if p.requires_grad}
     head = {"classifier_head.1.weight", "classifier_head.1.bias"}
@@ -192,7 +211,9 @@ def test_contrastive_trains_the_body_it_claims_and_fits_the_head(tiny_job, body:
 
 
 def test_contrastive_without_normalize_fits_the_head_on_raw_embeddings(tiny_job):
-    classifier, regime, dm = _prepared(tiny_job, "regime=contrastive", "regime.normalize=false", "regime.num_iterations=1", *SHOTS)
+    classifier, regime, dm = _prepared(
+        tiny_job, "regime=contrastive", "regime.normalize=false", "regime.num_iterations=1", *SHOTS
+    )
     regime.prepare(classifier, dm)
     x, _ = embed_split(classifier, dm)
     assert not classifier.normalize and (x.norm(dim=1) - 1).abs().max() > 0.1
@@ -203,7 +224,9 @@ def test_a_served_contrastive_adapter_reads_unit_embeddings_as_its_merged_model_
     from lora_lab.serve.engine import Engine
     from lora_lab.serve.sources import resolve_source
 
-    cfg = tiny_cfg("regime=contrastive", "regime.body=lora", "regime.num_iterations=1", "regime.learning_rate=1e-3", *SHOTS)
+    cfg = tiny_cfg(
+        "regime=contrastive", "regime.body=lora", "regime.num_iterations=1", "regime.learning_rate=1e-3", *SHOTS
+    )
     run_dir = Path(cfg.paths.output_dir)
     save_hydra_config(cfg, run_dir)
     fit_and_test(cfg, run_dir)
@@ -225,7 +248,9 @@ def test_pair_sampler_draws_positives_within_and_negatives_across_labels_reprodu
             assert positive != row and labels[positive] == labels[row]
             assert labels[negative] != labels[row]
     assert CosinePairs().examples(labels, 3, random.Random(1)) == CosinePairs().examples(labels, 3, random.Random(1))
-    assert len(CosinePairs().examples(labels, 3, random.Random(1))) == 3 * len(labels) * 2  # a positive and a negative pair
+    assert (
+        len(CosinePairs().examples(labels, 3, random.Random(1))) == 3 * len(labels) * 2
+    )  # a positive and a negative pair
     assert len(Triplets(0.25).examples(labels, 3, random.Random(1))) == 3 * len(labels)
     with pytest.raises(ValueError, match=r"label id\(s\) \[3\] have a single training row"):
         PairSampler([*labels, 3], random.Random(0))
@@ -242,7 +267,9 @@ def test_contrastive_losses_reward_embeddings_grouped_by_label():
 
     triplet = torch.stack([torch.stack([a, a, b])])
     assert Triplets(0.25).loss(triplet, torch.tensor([[0, 0, 1]])).item() == pytest.approx(0.0)  # gap 1 > margin
-    assert Triplets(0.25).loss(triplet[:, [0, 2, 1]], torch.tensor([[0, 0, 1]])).item() == pytest.approx(1.25)  # d(a,p)=1, d(a,n)=0
+    assert Triplets(0.25).loss(triplet[:, [0, 2, 1]], torch.tensor([[0, 0, 1]])).item() == pytest.approx(
+        1.25
+    )  # d(a,p)=1, d(a,n)=0
 
     grouped = torch.stack([torch.stack([a, a]), torch.stack([b, b])])
     infonce = SupervisedInfoNCE(0.05)
@@ -250,8 +277,12 @@ def test_contrastive_losses_reward_embeddings_grouped_by_label():
 
 
 @pytest.mark.parametrize("loss", ["cosine", "triplet"])
-def test_a_contrastive_batch_encodes_each_distinct_row_once_with_the_loss_and_gradients_of_every_slot(tiny_job, loss: str):
-    classifier, regime, dm = _prepared(tiny_job, "regime=contrastive", f"regime.loss={loss}", "regime.num_iterations=2", *SHOTS)
+def test_a_contrastive_batch_encodes_each_distinct_row_once_with_the_loss_and_gradients_of_every_slot(
+    tiny_job, loss: str
+):
+    classifier, regime, dm = _prepared(
+        tiny_job, "regime=contrastive", f"regime.loss={loss}", "regime.num_iterations=2", *SHOTS
+    )
     data, collate = dm.tokenized["train"], PadCollator(dm.tokenizer.pad_token_id)
     batch = regime.objective.examples(data.labels, 2, random.Random(0))[:16]  # 20 rows: some recur in 16 examples
     rows = [row for example in batch for row in example]
@@ -261,7 +292,8 @@ def test_a_contrastive_batch_encodes_each_distinct_row_once_with_the_loss_and_gr
 
     encoded: list[int] = []
     hook = classifier.transformer.register_forward_hook(
-        lambda module, args, kwargs, out: encoded.append(len(kwargs["input_ids"])), with_kwargs=True)
+        lambda module, args, kwargs, out: encoded.append(len(kwargs["input_ids"])), with_kwargs=True
+    )
     got = regime._backward(classifier, batch, data, collate, params)
     hook.remove()
     assert encoded == [len(set(rows))]

@@ -1,4 +1,8 @@
-"""Evaluation additions: AUCs, calibration, confused pairs (hand-made arrays), and lora_lab.eval end to end."""
+"""Evaluation additions: AUCs, calibration, confused pairs (hand-made arrays), and lora_lab.eval end to end.
+
+Subprocess: test_cli_evaluates_a_file_and_prints_the_pairs_table runs `python -m lora_lab.eval`,
+because the command's printed table and exit codes are what it tests; the rest runs in-process.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,7 @@ from lora_lab.models.evaluation import (
     score_probabilities,
     shorten,
 )
-from tests.conftest import TINY, compose_train
-from tests.helpers import save_hydra_config, write_csv
+from tests.helpers import TINY, compose_train, save_hydra_config, write_csv
 
 
 def binary(p1: list[float]) -> np.ndarray:
@@ -121,7 +124,10 @@ def test_confused_pairs_by_count_with_the_first_three_texts_in_row_order():
     pairs = confused_pairs(labels, preds, texts, names)
     # billing->login 4 rows (0, 1, 3, 7), then 2-row ties by (true, predicted) id: login->billing, refund->login.
     assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
-        ("billing", "login", 4), ("login", "billing", 2), ("refund", "login", 2)]
+        ("billing", "login", 4),
+        ("login", "billing", 2),
+        ("refund", "login", 2),
+    ]
     assert pairs[0]["examples"] == ["text 0", "text 1", "text 3"]
     assert pairs[1]["examples"] == ["text 2", "text 6"]
     assert [p["count"] for p in confused_pairs(labels, preds, texts, names, top=1)] == [4]
@@ -146,9 +152,20 @@ def test_scores_of_a_binary_model_name_the_positive_class_and_print_as_a_table()
     assert pairs == [{"true": "no", "predicted": "yes", "count": 1, "examples": ["c"]}]
     assert pairs_table(pairs).splitlines()[1].split() == ["1", "no", "->", "yes", "c"]
     # What eval prints when one class is missing from the rows: n/a, not a crash.
-    results = {"run_dir": "job", "loaded_from": "merged", "evaluated": "new.csv", "data/rows": 3, "data/problems": [],
-               "file/acc": 0.5, "file/f1_macro": 0.4, "file/roc_auc": None, "file/pr_auc": None, "file/ece": 0.1,
-               "file/ece_bins": 15, "file/auc_positive_class": "yes"}
+    results = {
+        "run_dir": "job",
+        "loaded_from": "merged",
+        "evaluated": "new.csv",
+        "data/rows": 3,
+        "data/problems": [],
+        "file/acc": 0.5,
+        "file/f1_macro": 0.4,
+        "file/roc_auc": None,
+        "file/pr_auc": None,
+        "file/ece": 0.1,
+        "file/ece_bins": 15,
+        "file/auc_positive_class": "yes",
+    }
     printed = summary(results, pairs, "file")
     assert "file/roc_auc n/a, file/pr_auc n/a, file/ece 0.1000 (15 bins); positive class 'yes'" in printed
     assert printed.splitlines()[-1].split() == ["1", "no", "->", "yes", "c"]
@@ -190,9 +207,11 @@ def test_eval_on_the_test_split_writes_aucs_ece_reliability_and_pairs(tiny_run: 
     # The pairs agree with the confusion matrix the job saved: the probabilities went back to their rows.
     names = [read_json(tiny_run / "labels.json")["id2label"][str(i)] for i in range(5)]
     matrix = saved["test/confusion_matrix"]
-    expected = sorted(((-matrix[t][p], t, p) for t in range(5) for p in range(5) if t != p and matrix[t][p]))[:10]
+    expected = sorted((-matrix[t][p], t, p) for t in range(5) for p in range(5) if t != p and matrix[t][p])[:10]
     pairs = read_json(out / "confused_pairs.json")
-    assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [(names[t], names[p], -n) for n, t, p in expected]
+    assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
+        (names[t], names[p], -n) for n, t, p in expected
+    ]
     test = job_split(tiny_run, "test")
     for pair in pairs:
         rows = [shorten(t) for t, y in zip(test.texts, test.labels) if y == pair["true"]]
@@ -235,7 +254,10 @@ def test_eval_on_a_file_of_new_rows(tiny_run: Path, tmp_path: Path):
 
 def test_a_file_with_labels_the_model_does_not_know_is_an_error(tiny_run: Path, tmp_path: Path):
     known = sorted(read_json(tiny_run / "labels.json")["id2label"].values())
-    rows = [{"text": "please reorder the usual", "label": known[0]}, {"text": "where is my invoice", "label": "Billing Question"}]
+    rows = [
+        {"text": "please reorder the usual", "label": known[0]},
+        {"text": "where is my invoice", "label": "Billing Question"},
+    ]
     with pytest.raises(DataError, match=r"\['Billing Question'\].*not labels of this model.*" + known[0]):
         evaluate(tiny_run, tmp_path / "eval", data_file=write_csv(tmp_path / "new.csv", rows))
     with pytest.raises(DataError, match=r"no column 'body' \(text_column\)"):
@@ -270,17 +292,42 @@ def test_cli_evaluates_a_file_and_prints_the_pairs_table(tiny_run: Path, tmp_pat
     test = job_split(tiny_run, "test")
     csv_path = write_csv(tmp_path / "new.csv", [{"text": t, "label": y} for t, y in zip(test.texts, test.labels)])
     out = subprocess.run(
-        [sys.executable, "-m", "lora_lab.eval", f"run_dir={tiny_run}", f"data_file={csv_path}", f"hydra.run.dir={tmp_path / 'eval'}"],
-        capture_output=True, text=True, env=ENV, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "lora_lab.eval",
+            f"run_dir={tiny_run}",
+            f"data_file={csv_path}",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     assert f"on {csv_path}, 20 rows: file/acc" in out.stdout and "file/roc_auc_macro" in out.stdout
     pairs = read_json(tmp_path / "eval" / "confused_pairs.json")
     if pairs:
-        assert "most confused label pairs" in out.stdout and f"{pairs[0]['true']} -> {pairs[0]['predicted']}" in " ".join(out.stdout.split())
+        assert (
+            "most confused label pairs" in out.stdout
+            and f"{pairs[0]['true']} -> {pairs[0]['predicted']}" in " ".join(out.stdout.split())
+        )
     assert (tmp_path / "eval" / "reliability.png").is_file()
 
-    bad = subprocess.run([sys.executable, "-m", "lora_lab.eval", f"run_dir={tiny_run}", "split=nope",
-                          f"hydra.run.dir={tmp_path / 'bad'}"], capture_output=True, text=True, env=ENV, timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lora_lab.eval",
+            f"run_dir={tiny_run}",
+            "split=nope",
+            f"hydra.run.dir={tmp_path / 'bad'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("error: split='nope'")

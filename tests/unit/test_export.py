@@ -1,4 +1,8 @@
-"""python -m lora_lab.export on tiny jobs: the dir's layout, what a server rebuilds from it, the card, ONNX, refusals."""
+"""python -m lora_lab.export on tiny jobs: the dir's layout, what a server rebuilds from it, the card, ONNX, refusals.
+
+Subprocess: the two command-line tests run `python -m lora_lab.export`, because its output line,
+its exit code 2 and its one-line error are what they test; the rest calls export in-process.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +27,14 @@ from lora_lab.export import onnx_check
 from lora_lab.export.bundle import EXPORT_FILE, export_job
 from lora_lab.models.classifier import Classifier, load_classifier
 from lora_lab.train import train
-from tests.conftest import TINY, compose_train
-from tests.helpers import save_hydra_config
+from tests.helpers import TINY, compose_train, save_hydra_config
 
-TEXTS = ["we need 40 more units by friday, the line is down", "same order as last month please",
-         "can you make it in blue with our logo", "do you carry the new sensor model"]
+TEXTS = [
+    "we need 40 more units by friday, the line is down",
+    "same order as last month please",
+    "can you make it in blue with our logo",
+    "do you carry the new sensor model",
+]
 
 
 def _train(tmp: Path, *overrides: str) -> Path:
@@ -59,23 +66,40 @@ def lora_export(lora_job: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
-def _logits(classifier: Classifier, tokenizer, texts: list[str] = TEXTS) -> torch.Tensor:  # noqa: ANN001
+def _logits(classifier: Classifier, tokenizer, texts: list[str] = TEXTS) -> torch.Tensor:
     enc = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.inference_mode():
         return classifier.eval()(enc["input_ids"], enc["attention_mask"])
 
 
 def test_the_export_holds_merged_adapter_labels_tokenizer_metadata_and_card(lora_job: Path, lora_export: Path):
-    for name in ("merged/model.safetensors", "merged/lora_lab_classifier.json", "adapter/adapter_model.safetensors",
-                 "adapter/head.safetensors", "labels.json", "tokenizer.json", "tokenizer_config.json", EXPORT_FILE, "README.md"):
+    for name in (
+        "merged/model.safetensors",
+        "merged/lora_lab_classifier.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/head.safetensors",
+        "labels.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        EXPORT_FILE,
+        "README.md",
+    ):
         assert (lora_export / name).is_file(), name
     assert not (lora_export / "onnx").exists() and not (lora_export / "adapter" / "README.md").exists()
     assert read_json(lora_export / "labels.json") == read_json(lora_job / "labels.json")
     meta, metrics = read_json(lora_export / EXPORT_FILE), read_json(lora_job / "metrics.json")
     assert read_json(lora_export / "adapter" / "adapter_config.json")["base_model_name_or_path"] == meta["base_model"]
-    assert (meta["regime"], meta["rank"], meta["backbone"], meta["base_model"]) == ("lora", 8, "tiny_bert", "random_init:tiny_bert")
+    assert (meta["regime"], meta["rank"], meta["backbone"], meta["base_model"]) == (
+        "lora",
+        8,
+        "tiny_bert",
+        "random_init:tiny_bert",
+    )
     assert meta["labels"] == list(read_json(lora_job / "labels.json")["id2label"].values())
-    assert meta["metrics"]["test/acc"] == metrics["test/acc"] and meta["metrics"]["test/f1_macro"] == metrics["test/f1_macro"]
+    assert (
+        meta["metrics"]["test/acc"] == metrics["test/acc"]
+        and meta["metrics"]["test/f1_macro"] == metrics["test/f1_macro"]
+    )
     assert meta["params"]["trainable"] == metrics["params/trainable"] and meta["seed"] == 42
     assert (meta["has_merged"], meta["has_adapter"], meta["has_onnx"]) == (True, True, False)
     assert meta["trained_at"].startswith("20") and meta["format_version"] == 1
@@ -113,15 +137,29 @@ def test_the_model_card_carries_model_index_results_and_describes_the_model(lora
     assert scores == {"accuracy": metrics["test/acc"], "f1": metrics["test/f1_macro"]}
     assert card["library_name"] == "peft" and "lora" in card["tags"]
     assert "base_model" not in card  # a random model is no hub reference
-    for text in ("| regime | lora |", "| rank | 8 |", "random_init:tiny_bert", f"{metrics['params/trainable']:,} of",
-                 "| learning rate | 0.005 |", f"| train | {metrics['data/train_rows']:,} |", "<details>",
-                 "Intended use and limits", "synthetic", "a test fixture"):
+    for text in (
+        "| regime | lora |",
+        "| rank | 8 |",
+        "random_init:tiny_bert",
+        f"{metrics['params/trainable']:,} of",
+        "| learning rate | 0.005 |",
+        f"| train | {metrics['data/train_rows']:,} |",
+        "<details>",
+        "Intended use and limits",
+        "synthetic",
+        "a test fixture",
+    ):
         assert text in body, text
     provenance = read_json(lora_job / "provenance.json")
     assert read_json(lora_export / "provenance.json") == provenance  # shipped beside the card
     data_file = provenance["data_files"][0]
-    for text in ("## Provenance", f"`{provenance['git']['commit']}`" if provenance["git"]["commit"] else "unknown (",
-                 f"| torch | {provenance['versions']['torch']} |", f"`{data_file['sha256']}`", data_file["path"]):
+    for text in (
+        "## Provenance",
+        f"`{provenance['git']['commit']}`" if provenance["git"]["commit"] else "unknown (",
+        f"| torch | {provenance['versions']['torch']} |",
+        f"`{data_file['sha256']}`",
+        data_file["path"],
+    ):
         assert text in body, text
 
 
@@ -145,9 +183,17 @@ def test_a_full_fine_tune_exports_merged_only_and_onnx_agrees_with_pytorch(full_
     np.testing.assert_allclose(logits, _logits(load_classifier(out / "merged"), tokenizer).numpy(), atol=1e-4)
 
 
-def test_onnx_disagreeing_beyond_the_tolerance_is_an_error_that_leaves_no_export(full_job: Path, tmp_path: Path, monkeypatch):
-    fake = {"rows": 20, "agreement": 0.9, "disagreements": 2, "accuracy_pytorch": 0.5, "accuracy_onnx": 0.45,
-            "max_abs_logit_diff": 1.0}
+def test_onnx_disagreeing_beyond_the_tolerance_is_an_error_that_leaves_no_export(
+    full_job: Path, tmp_path: Path, monkeypatch
+):
+    fake = {
+        "rows": 20,
+        "agreement": 0.9,
+        "disagreements": 2,
+        "accuracy_pytorch": 0.5,
+        "accuracy_onnx": 0.45,
+        "max_abs_logit_diff": 1.0,
+    }
     monkeypatch.setattr(onnx_check, "compare_on_test", lambda *args: fake)
     with pytest.raises(ConfigError, match=r"2 of 20 test rows .*onnx_tolerance=0.005"):
         export_job(full_job, tmp_path / "out", onnx=True)
@@ -197,8 +243,9 @@ def test_a_pickle_in_the_job_is_refused(lora_job: Path, tmp_path: Path):
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "lora_lab.export", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lora_lab.export", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def test_the_command_line_writes_the_export_and_says_where(lora_job: Path, tmp_path: Path):

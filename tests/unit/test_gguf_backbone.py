@@ -18,27 +18,32 @@ import torch
 from hydra.utils import instantiate
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-import lora_lab.config as config_module
+import lora_lab.config.resolvers as config_module
 import lora_lab.models.gguf as gguf_module
-from lora_lab.config import embedded_smollm2_path
+from lora_lab.config.resolvers import embedded_smollm2_path
 from lora_lab.errors import ConfigError
 from lora_lab.models.backbones import Backbone, synthetic_bpe_tokenizer
 from lora_lab.models.gguf import converted_gguf_dir, gguf_cache_key
 from lora_lab.regimes import REGIMES, regime_class
 from lora_lab.regimes.peft_regime import PeftRegime
-from tests.conftest import CONF_DIR, compose_train
+from tests.helpers import CONF_DIR, compose_train
 
 LAYERS, HEADS, KV_HEADS = 2, 2, 1  # grouped-query attention, as SmolLM2's 9 query / 3 key-value heads
 TEXTS = ["client wants a discount on the renewal", "demo booked for next week, budget approved"]
 PEFT_REGIMES = sorted(
-    name for name in REGIMES
+    name
+    for name in REGIMES
     if issubclass(regime_class(name), PeftRegime) and Path(CONF_DIR, "regime", f"{name}.yaml").is_file()
 )
 
 
 def _permute(weight: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's q/k row order (rotary halves interleaved per head), which transformers undoes on load."""
-    return weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    return (
+        weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
 
 
 def write_tiny_llama_gguf(path: Path) -> None:
@@ -47,10 +52,18 @@ def write_tiny_llama_gguf(path: Path) -> None:
     tokens = sorted(tokenizer["vocab"], key=tokenizer["vocab"].get)
     eos = tokenizer["vocab"]["<|endoftext|>"]
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokens), hidden_size=64, intermediate_size=128, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=128, tie_word_embeddings=True,
-    ))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokens),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS,
+            num_key_value_heads=KV_HEADS,
+            max_position_embeddings=128,
+            tie_word_embeddings=True,
+        )
+    )
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_block_count(LAYERS)
@@ -82,13 +95,21 @@ def write_tiny_llama_gguf(path: Path) -> None:
     add("token_embd.weight", state["model.embed_tokens.weight"], q8)
     add("output_norm.weight", state["model.norm.weight"])
     for i in range(LAYERS):
-        layer = lambda name: state[f"model.layers.{i}.{name}.weight"]  # noqa: E731
+
+        def layer(name: str, i: int = i) -> np.ndarray:
+            return state[f"model.layers.{i}.{name}.weight"]
+
         add(f"blk.{i}.attn_norm.weight", layer("input_layernorm"))
         add(f"blk.{i}.ffn_norm.weight", layer("post_attention_layernorm"))
         add(f"blk.{i}.attn_q.weight", _permute(layer("self_attn.q_proj"), HEADS), q4)
         add(f"blk.{i}.attn_k.weight", _permute(layer("self_attn.k_proj"), KV_HEADS), q4)
-        for gguf_name, hf_name in (("attn_v", "self_attn.v_proj"), ("attn_output", "self_attn.o_proj"),
-                                   ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"), ("ffn_down", "mlp.down_proj")):
+        for gguf_name, hf_name in (
+            ("attn_v", "self_attn.v_proj"),
+            ("attn_output", "self_attn.o_proj"),
+            ("ffn_gate", "mlp.gate_proj"),
+            ("ffn_up", "mlp.up_proj"),
+            ("ffn_down", "mlp.down_proj"),
+        ):
             add(f"blk.{i}.{gguf_name}.weight", layer(hf_name), q4)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -187,7 +208,9 @@ def test_a_conversion_finished_first_by_a_concurrent_job_is_used(tiny_gguf: Path
 
 
 def test_a_second_load_uses_the_converted_dir(tiny_gguf: Path, converted: Path, monkeypatch):
-    assert {"model.safetensors", "config.json", "tokenizer.json", "lora_lab_gguf.json"} <= {p.name for p in converted.iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "lora_lab_gguf.json"} <= {
+        p.name for p in converted.iterdir()
+    }
     assert [p.name for p in converted.parent.iterdir()] == [converted.name]  # no temp dir left beside it
     _forbid_conversion(monkeypatch)
     backbone = Backbone("g", str(tiny_gguf), "last", 64, ["q_proj"], cache_dir=str(converted.parent))
@@ -209,7 +232,9 @@ def test_the_converted_model_and_tokenizer_equal_a_direct_gguf_load(tiny_gguf: P
             assert torch.equal(model(batch).logits, direct(batch).logits)
 
 
-def test_the_gguf_tokenizer_right_pads_with_eos_and_the_head_reads_the_last_real_token(tiny_gguf: Path, converted: Path):
+def test_the_gguf_tokenizer_right_pads_with_eos_and_the_head_reads_the_last_real_token(
+    tiny_gguf: Path, converted: Path
+):
     backbone = Backbone("g", str(tiny_gguf), "last", 64, ["q_proj"], cache_dir=str(converted.parent))
     tokenizer = backbone.tokenizer
     assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>" and tokenizer.padding_side == "right"
@@ -228,8 +253,16 @@ def test_the_gguf_tokenizer_right_pads_with_eos_and_the_head_reads_the_last_real
 @pytest.mark.parametrize("regime", PEFT_REGIMES)
 def test_every_peft_regime_trains_on_the_smollm2_config(tmp_path: Path, tiny_gguf: Path, converted: Path, regime: str):
     # conf/backbone/smollm2_135m.yaml as is (pooling, target modules), its weights swapped for the tiny Llama.
-    cfg = compose_train(tmp_path, ["backbone=smollm2_135m", f"backbone.pretrained={tiny_gguf}",
-                                   f"backbone.cache_dir={converted.parent}", f"regime={regime}", "rank=4"])
+    cfg = compose_train(
+        tmp_path,
+        [
+            "backbone=smollm2_135m",
+            f"backbone.pretrained={tiny_gguf}",
+            f"backbone.cache_dir={converted.parent}",
+            f"regime={regime}",
+            "rank=4",
+        ],
+    )
     backbone = instantiate(cfg.backbone)
     classifier = backbone.build_classifier({0: "a", 1: "b", 2: "c"}, seed=0)
     regime = instantiate(cfg.regime)
@@ -244,7 +277,9 @@ def test_every_peft_regime_trains_on_the_smollm2_config(tmp_path: Path, tiny_ggu
     optimizer = torch.optim.AdamW([p for p in classifier.parameters() if p.requires_grad], lr=1e-2)
     classifier.train()
     for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(classifier(batch["input_ids"], batch["attention_mask"]), torch.tensor([0, 1, 2]))
+        loss = torch.nn.functional.cross_entropy(
+            classifier(batch["input_ids"], batch["attention_mask"]), torch.tensor([0, 1, 2])
+        )
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -58,5 +58,7 @@ def test_the_store_path_is_made_absolute_and_its_dir_created(tiny_cfg, tmp_path:
 def test_a_missing_mlflow_names_the_install_command(tiny_cfg, monkeypatch):
     cfg = tiny_cfg(*MLFLOW)
     monkeypatch.setitem(sys.modules, "mlflow", None)  # what `import mlflow` meets when it is not installed
-    with pytest.raises(Exception, match=r"logger=mlflow needs MLflow, which is not installed: pip install 'lora_lab\[mlflow\]'"):
+    with pytest.raises(
+        Exception, match=r"logger=mlflow needs MLflow, which is not installed: pip install 'lora_lab\[mlflow\]'"
+    ):
         instantiate(cfg.logger.mlflow)

@@ -12,10 +12,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-
-from lora_lab.errors import ConfigError
 from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, VeraConfig
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import load_classifier
 from tests.helpers import batch, logits
 
@@ -53,14 +52,19 @@ def _trainable(classifier) -> dict[str, int]:
 
 @pytest.mark.parametrize("backbone,pooling", SETUPS)
 @pytest.mark.parametrize("name", sorted(CONFIG_TYPES))
-def test_peft_config_follows_the_yaml_and_only_method_params_and_head_train(tiny_job, name: str, backbone: str, pooling: str):
+def test_peft_config_follows_the_yaml_and_only_method_params_and_head_train(
+    tiny_job, name: str, backbone: str, pooling: str
+):
     classifier, regime, _, cfg = _build(tiny_job, name, backbone, pooling)
     config = classifier.transformer.peft_config["default"]
     assert type(config) is CONFIG_TYPES[name]
     assert config.task_type == classifier.peft_task_type
     # Regimes as data: every YAML key past the step sizes is the PEFT config field of that name.
-    settings = {k: v for k, v in OmegaConf.to_container(cfg.regime, resolve=True).items()
-                if k not in ("_target_", "name", "learning_rate", "head_learning_rate")}
+    settings = {
+        k: v
+        for k, v in OmegaConf.to_container(cfg.regime, resolve=True).items()
+        if k not in ("_target_", "name", "learning_rate", "head_learning_rate")
+    }
     # AdaLoRA's phases may be shares of the fit: set in steps at fit start (see test_adalora_schedule_*).
     scheduled = {"tinit", "tfinal", "total_step"} if name == "adalora" else set()
     derived = {"lora_alpha": 2 * config.init_r if name == "adalora" else 2 * 4, "alpha": 4, "init_r": 6}
@@ -81,8 +85,10 @@ def test_peft_config_follows_the_yaml_and_only_method_params_and_head_train(tiny
         assert config.r == 4 and config.alpha == 4
     elif name == "ia3":
         # null in the YAML: PEFT's (IA)^3 placement for the model type (keys, values, FFN down projection).
-        expected = {"tiny_bert": ({"key", "value", "output.dense"}, {"output.dense"}),
-                    "tiny_phi": ({"q_proj", "v_proj", "fc2"}, {"fc2"})}[backbone]
+        expected = {
+            "tiny_bert": ({"key", "value", "output.dense"}, {"output.dense"}),
+            "tiny_phi": ({"q_proj", "v_proj", "fc2"}, {"fc2"}),
+        }[backbone]
         assert (set(config.target_modules), set(config.feedforward_modules)) == expected
     if pooling == "cls":  # the stock head trains and is saved through PEFT (which adds its SEQ_CLS defaults)
         assert set(classifier.head_names) <= set(config.modules_to_save)
@@ -101,7 +107,10 @@ def test_peft_config_follows_the_yaml_and_only_method_params_and_head_train(tiny
 
 @pytest.mark.parametrize("backbone,pooling", SETUPS)
 def test_trainable_parameter_counts_are_ordered_as_the_methods_promise(tiny_job, backbone: str, pooling: str):
-    n = {r: sum(_trainable(_build(tiny_job, r, backbone, pooling)[0]).values()) for r in ["head", "full", "lora", *CONFIG_TYPES]}
+    n = {
+        r: sum(_trainable(_build(tiny_job, r, backbone, pooling)[0]).values())
+        for r in ["head", "full", "lora", *CONFIG_TYPES]
+    }
     assert n["head"] < n["ia3"] < n["lora"] < n["full"]
     assert n["vera"] < n["lora"] and n["lokr"] < n["lora"]  # shared projections; Kronecker factors
     assert n["lora"] < n["dora"] < n["loha"]  # + one magnitude per column; two low-rank pairs
@@ -154,7 +163,9 @@ def _fit(classifier, regime, steps: int) -> list[int]:
 
 
 @pytest.mark.parametrize("backbone,pooling", SETUPS)
-def test_adalora_reallocates_ranks_and_its_adapter_and_merge_reproduce_the_model(tiny_job, tmp_path: Path, backbone, pooling):
+def test_adalora_reallocates_ranks_and_its_adapter_and_merge_reproduce_the_model(
+    tiny_job, tmp_path: Path, backbone, pooling
+):
     classifier, regime, bb, _ = _build(tiny_job, "adalora", backbone, pooling, "regime.tinit=2", "regime.tfinal=3")
     config = classifier.transformer.peft_config["default"]
     modules = len(_adalora_params(classifier, "lora_E"))
@@ -164,7 +175,7 @@ def test_adalora_reallocates_ranks_and_its_adapter_and_merge_reproduce_the_model
     assert config.total_step == steps and (config.tinit, config.tfinal) == (2, 3)
     # (under mean pooling BERT's pooler gets no gradient: its singular values stay at their initial 0)
     assert live[0] == live[1] > modules * 4, "the warm-up (tinit) keeps the full budget"
-    assert all(a >= b for a, b in zip(live[1:steps - 3], live[2:steps - 3])), f"the budget shrinks: {live}"
+    assert all(a >= b for a, b in zip(live[1 : steps - 3], live[2 : steps - 3])), f"the budget shrinks: {live}"
     assert live[-1] <= modules * 4 < modules * 6, f"pruned to target_r per module on average: {live}"
     pattern = config.rank_pattern
     assert pattern is not None and sum(map(sum, pattern.values())) == live[-1]
@@ -200,7 +211,9 @@ def test_adalora_prunes_ranks_in_a_real_lightning_job(tiny_cfg):
     adapter = load_file(str(Path(cfg.paths.output_dir) / "adapter" / "adapter_model.safetensors"))
     kept = sum(t.numel() for n, t in adapter.items() if "lora_E" in n)
     modules = sum(1 for n in adapter if "lora_E" in n)
-    assert modules and kept <= modules * 4 < modules * 6, f"{kept} triplets kept in {modules} modules (init 6, target 4)"
+    assert modules and kept <= modules * 4 < modules * 6, (
+        f"{kept} triplets kept in {modules} modules (init 6, target 4)"
+    )
 
 
 def test_adalora_schedule_takes_shares_of_the_fit_and_survives_tiny_fits(tiny_cfg):
@@ -215,7 +228,7 @@ def test_adalora_schedule_takes_shares_of_the_fit_and_survives_tiny_fits(tiny_cf
 
 
 def test_a_yaml_key_that_is_no_field_of_the_peft_config_is_refused_naming_the_fields(tiny_cfg):
-    # instantiate() wraps the error; the CLI finds the ConfigError behind it (lora_lab.cli).
+    # instantiate() wraps the error; the CLI finds the ConfigError behind it (lora_lab.cli.errors).
     with pytest.raises(Exception, match=r"regime.lora_alpah is not a field of peft.LoraConfig .*lora_alpha") as caught:
         instantiate(tiny_cfg("regime=lora", "+regime.lora_alpah=8").regime)
     assert isinstance(caught.value.__cause__, ConfigError) and "peft_type" not in str(caught.value)

@@ -13,17 +13,21 @@ from lora_lab.models.classifier import load_classifier
 from lora_lab.models.predictor import Predictor
 from lora_lab.train import train
 
-
 N_PER_CLASS = 80
 
 
 @pytest.fixture(scope="module")
 def merged_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny job's merged/, trained past chance on synthetic sales notes (as in test_train)."""
-    from tests.conftest import TINY, compose_train
+    from tests.helpers import TINY, compose_train
 
     out = tmp_path_factory.mktemp("predictor") / "job"
-    overrides = ["regime=full", f"dataset.n_per_class={N_PER_CLASS}", "trainer.max_epochs=4", "regime.learning_rate=3e-3"]
+    overrides = [
+        "regime=full",
+        f"dataset.n_per_class={N_PER_CLASS}",
+        "trainer.max_epochs=4",
+        "regime.learning_rate=3e-3",
+    ]
     train(compose_train(out, [*TINY, *overrides]))
     return out / "merged"
 
@@ -60,14 +64,20 @@ def test_sorted_padded_batches_predict_what_one_text_at_a_time_does(merged_dir: 
 def test_the_traced_graph_predicts_what_the_eager_model_does(merged_dir: Path):
     texts = _texts()
     traced, eager = Predictor(merged_dir), Predictor(merged_dir, trace=False)
-    assert isinstance(traced.classifier, torch.jit.ScriptModule) and not isinstance(eager.classifier, torch.jit.ScriptModule)
+    assert isinstance(traced.classifier, torch.jit.ScriptModule) and not isinstance(
+        eager.classifier, torch.jit.ScriptModule
+    )
     for batch_size in (1, 7, 128):  # unpadded single rows, ragged small batches, one big padded batch
         traced.batch_size = eager.batch_size = batch_size
         assert traced.predict(texts) == eager.predict(texts), batch_size
     batch = traced._batch(texts[:9])
     with torch.inference_mode():
-        torch.testing.assert_close(traced.classifier(batch["input_ids"], batch["attention_mask"]),
-                                   eager.classifier(batch["input_ids"], batch["attention_mask"]), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            traced.classifier(batch["input_ids"], batch["attention_mask"]),
+            eager.classifier(batch["input_ids"], batch["attention_mask"]),
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_int8_quantizes_every_linear_and_keeps_the_predictions(merged_dir: Path):

@@ -1,5 +1,9 @@
 """provenance.json: every job records its code commit, library versions, data files' sha256, seed and
-command; the report groups jobs by it; a checkout's dirty flag counts tracked changes only."""
+command; the report groups jobs by it; a checkout's dirty flag counts tracked changes only.
+
+Subprocess: git, because git_state's answer is about a real git checkout (HEAD, tracked vs
+untracked changes); a checkout is built with git in milliseconds and no fake git would test it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 from lora_lab.artifacts import read_json
 from lora_lab.data.synthetic.tables import table_path
-from lora_lab.provenance import git_state
+from lora_lab.job.provenance import git_state
 from lora_lab.report.collect import read_job
 from lora_lab.report.table import provenance_table
 
@@ -32,8 +36,13 @@ def test_a_job_records_commit_versions_data_hashes_seed_and_overrides(served_job
     assert set(record["versions"]) == {"python", "lora_lab", "torch", "transformers", "peft", "lightning"}
     assert all(record["versions"].values())
     sales_notes = table_path("sales_notes")  # the synthetic generator's phrase table: the data it reads
-    assert record["data_files"] == [{"path": str(sales_notes), "sha256": hashlib.sha256(sales_notes.read_bytes()).hexdigest(),
-                                     "bytes": sales_notes.stat().st_size}]
+    assert record["data_files"] == [
+        {
+            "path": str(sales_notes),
+            "sha256": hashlib.sha256(sales_notes.read_bytes()).hexdigest(),
+            "bytes": sales_notes.stat().st_size,
+        }
+    ]
     assert record["seed"] == 42 and record["command"] == sys.orig_argv
     assert "regime=lora" in record["overrides"] and "backbone=tiny_bert" in record["overrides"]
 

@@ -10,11 +10,11 @@ import hydra
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from lora_lab.config import validate
+from lora_lab.config.validation import validate
 from lora_lab.data.public import Banking77, FinancialPhraseBank, MultiDomainSentiment
 from lora_lab.data.splits import Split
 from lora_lab.errors import DataError
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 # Each source is read once per module: the files are read-only, the Sources do not cache.
 
@@ -168,8 +168,10 @@ def test_the_cache_key_covers_each_dataset_s_files(shared_data_dir):
     for source, expected in (
         (Banking77(str(shared_data_dir)), ["banking77/train.csv", "banking77/test.csv"]),
         (FinancialPhraseBank(str(shared_data_dir), agreement="50"), ["financial_phrasebank/Sentences_50Agree.txt"]),
-        (MultiDomainSentiment(str(shared_data_dir), domain="dvd"), ["multi_domain_sentiment/dvd/positive.review",
-                                                                    "multi_domain_sentiment/dvd/negative.review"]),
+        (
+            MultiDomainSentiment(str(shared_data_dir), domain="dvd"),
+            ["multi_domain_sentiment/dvd/positive.review", "multi_domain_sentiment/dvd/negative.review"],
+        ),
     ):
         stamped = {path for path, _, _ in source.identity()["files"]}
         assert {str(shared_data_dir / rel) for rel in expected} <= stamped

@@ -6,23 +6,20 @@ adapter round trip, merged logits); this file checks what is specific to a quant
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-import lora_lab.outputs
+import lora_lab.job.outputs
 import lora_lab.train
 from lora_lab.artifacts import read_json
 from lora_lab.eval import evaluate
+from lora_lab.job.outputs import parameter_counts
 from lora_lab.models.classifier import load_classifier
-from lora_lab.outputs import parameter_counts
 from lora_lab.regimes.qlora import QLoRA
-from tests.conftest import TINY, compose_train
-from tests.helpers import logits, train_steps
+from tests.helpers import TINY, compose_train, logits, train_steps
 
 bnb = pytest.importorskip("bitsandbytes", reason="lora_lab installs bitsandbytes on Linux only")
 LABELS = {0: "a", 1: "b", 2: "c"}
@@ -215,26 +212,42 @@ def job(tmp_path_factory):
     """A 2-epoch qlora job on tiny_bert; spies record the model right after apply() and before merge()."""
     run_dir = tmp_path_factory.mktemp("qlora") / "job"
     tiny = [o for o in TINY if not o.startswith(("dataset.", "data.batch_size", "trainer.max_epochs"))]
-    cfg = compose_train(run_dir, [*tiny, *WIDE, "regime=qlora", "dataset.n_per_class=20", "data.batch_size=32",
-                                  "trainer.max_epochs=2", "regime.learning_rate=5e-3"])
+    cfg = compose_train(
+        run_dir,
+        [
+            *tiny,
+            *WIDE,
+            "regime=qlora",
+            "dataset.n_per_class=20",
+            "data.batch_size=32",
+            "trainer.max_epochs=2",
+            "regime.learning_rate=5e-3",
+        ],
+    )
     (run_dir / ".hydra").mkdir(parents=True)  # what Hydra saves before a job (eval reads it)
     OmegaConf.save({k: v for k, v in cfg.items() if k != "hydra"}, run_dir / ".hydra" / "config.yaml")
     seen: dict = {}
-    apply, write = QLoRA.apply, lora_lab.outputs.write_job_outputs
+    apply, write = QLoRA.apply, lora_lab.job.outputs.write_job_outputs
 
-    def spy_apply(self, classifier) -> None:  # noqa: ANN001
+    def spy_apply(self, classifier) -> None:
         apply(self, classifier)
-        seen.update(classifier=classifier, base=_quantized_state(classifier),
-                    lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n})
+        seen.update(
+            classifier=classifier,
+            base=_quantized_state(classifier),
+            lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n},
+        )
 
-    def spy_write(run_dir, classifier, *args):  # noqa: ANN001, ANN202
-        seen.update(trained_base=_quantized_state(classifier), logits=logits(classifier),
-                    trained_lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n})
+    def spy_write(run_dir, classifier, *args):
+        seen.update(
+            trained_base=_quantized_state(classifier),
+            logits=logits(classifier),
+            trained_lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n},
+        )
         return write(run_dir, classifier, *args)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(QLoRA, "apply", spy_apply)
-        mp.setattr(lora_lab.outputs, "write_job_outputs", spy_write)  # train.py imports it when a job runs
+        mp.setattr(lora_lab.job.outputs, "write_job_outputs", spy_write)  # train.py imports it when a job runs
         metrics = lora_lab.train.fit_and_test(cfg, run_dir)
     return run_dir, metrics, seen
 

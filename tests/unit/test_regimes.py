@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from transformers import AutoModelForSequenceClassification
 
-from lora_lab.models.classifier import StockHeadClassifier, load_classifier
-from omegaconf import OmegaConf
-
 from lora_lab.errors import ConfigError
+from lora_lab.models.classifier import StockHeadClassifier, load_classifier
 from lora_lab.regimes import REGIMES as REGISTRY
 from lora_lab.regimes import build, regime_class
 from tests.helpers import batch, logits, train_steps
@@ -76,7 +74,9 @@ def test_regime_trains_what_it_claims_and_freezes_the_rest(tiny_job, name: str, 
         assert trainable - head == {n for n in trainable if "prompt_encoder" in n} != set()
 
 
-@pytest.mark.parametrize("backbone,pooling", [("tiny_bert", "mean"), ("tiny_bert", "cls"), ("tiny_phi", "last"), ("tiny_phi", "cls")])
+@pytest.mark.parametrize(
+    "backbone,pooling", [("tiny_bert", "mean"), ("tiny_bert", "cls"), ("tiny_phi", "last"), ("tiny_phi", "cls")]
+)
 @pytest.mark.parametrize("name", REGIMES)
 def test_adapter_round_trip_and_merged_model_reproduce_the_logits(tiny_job, tmp_path: Path, name, backbone, pooling):
     classifier, regime, bb = _build(tiny_job, name, f"backbone={backbone}", f"backbone.pooling={pooling}")
@@ -102,7 +102,9 @@ def test_adapter_round_trip_and_merged_model_reproduce_the_logits(tiny_job, tmp_
         plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "merged")).eval()
         b = batch(99)
         with torch.no_grad():
-            torch.testing.assert_close(plain(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, trained, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                plain(**{k: b[k] for k in ("input_ids", "attention_mask")}).logits, trained, atol=1e-4, rtol=1e-4
+            )
 
 
 def test_lora_reads_the_top_level_rank_and_scales_alpha_with_it(tiny_job):
@@ -131,8 +133,9 @@ def test_prompt_refuses_a_decoder_stock_head(tiny_job):
 
 def test_prompt_tokens_are_pooled_with_the_text(tiny_job):
     """Mean pooling over the virtual tokens and the real ones; padding stays out."""
-    classifier, regime, _ = _build(tiny_job, "prompt", "backbone=tiny_bert", "backbone.pooling=mean",
-                                     "regime.num_virtual_tokens=4")
+    classifier, regime, _ = _build(
+        tiny_job, "prompt", "backbone=tiny_bert", "backbone.pooling=mean", "regime.num_virtual_tokens=4"
+    )
     b = batch(5)
     classifier.eval()
     with torch.no_grad():

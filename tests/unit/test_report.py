@@ -1,4 +1,5 @@
-"""python -m lora_lab.report on a real tiny multirun: tables, states, seeds, best, plots, self-contained HTML, errors."""
+"""python -m lora_lab.report on a real tiny multirun: tables, states, seeds, best, plots,
+self-contained HTML, errors."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from lora_lab.artifacts import read_json, write_json
 from lora_lab.report.__main__ import main
 from lora_lab.report.aggregate import ConfigGroup, best_groups, compare, pareto_front
 from lora_lab.report.build import build_report
-from lora_lab.report.collect import Job, _set_variants
+from lora_lab.report.collect import JobRow, _set_variants
 from lora_lab.report.errors import ReportError
 from lora_lab.report.publish import staged_report_dir
 from lora_lab.report.study import load_study
 from lora_lab.train import train
-from tests.conftest import TINY, compose_train
+from tests.helpers import TINY, compose_train
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A search space as a sweeper would sample it.
@@ -47,7 +48,11 @@ def run_job(sweep: Path, num: int, overrides: list[str]) -> None:
     """One job of a multirun as Hydra's launcher runs it: .hydra/ written first, then train() in MULTIRUN mode."""
     # Two training steps per job are enough for a report (its numbers need not be good).
     overrides = ["trainer.limit_train_batches=2", *overrides]
-    base = TINY if not any(o.startswith("dataset=") for o in overrides) else [o for o in TINY if not o.startswith("dataset.")]
+    base = (
+        TINY
+        if not any(o.startswith("dataset=") for o in overrides)
+        else [o for o in TINY if not o.startswith("dataset.")]
+    )
     run_dir = sweep / str(num)
     cfg = compose_train(run_dir, [*base, *overrides])
     with read_write(cfg.hydra), open_dict(cfg.hydra):
@@ -86,7 +91,12 @@ def test_jobs_table_has_every_job_with_its_state(sweep: Path, report: Path):
     rows = {r["job"]: r for r in md_table(report / "report.md", "Jobs")}
     assert sorted(rows) == ["0", "1", "2", "3", "4", "5"]
     assert {n: r["state"] for n, r in rows.items()} == {
-        "0": "complete", "1": "complete", "2": "complete", "3": "complete", "4": "duplicate", "5": "failed",
+        "0": "complete",
+        "1": "complete",
+        "2": "complete",
+        "3": "complete",
+        "4": "duplicate",
+        "5": "failed",
     }
     assert rows["4"]["note"] == "repeats job 2"
     assert "no such file" in rows["5"]["note"]
@@ -107,8 +117,15 @@ def test_seeds_are_aggregated_and_the_best_config_is_marked(sweep: Path, report:
         metrics = [read_json(sweep / n / "metrics.json") for n in jobs]
         acc = [m["test/acc"] for m in metrics]
         assert configs[name]["seeds"] == "1, 2" and configs[name]["jobs"] == ", ".join(jobs)
-        assert configs[name]["test/acc mean ± std (n)"] == f"{statistics.fmean(acc):.3f} ± {statistics.stdev(acc):.3f} (2)"
-        val[name] = (statistics.fmean(m["val/acc_best"] for m in metrics), -metrics[0]["params/trainable"], jobs, metrics)
+        assert (
+            configs[name]["test/acc mean ± std (n)"] == f"{statistics.fmean(acc):.3f} ± {statistics.stdev(acc):.3f} (2)"
+        )
+        val[name] = (
+            statistics.fmean(m["val/acc_best"] for m in metrics),
+            -metrics[0]["params/trainable"],
+            jobs,
+            metrics,
+        )
     # Selection on mean validation accuracy, ties to fewer parameters; then that config's best seed.
     winner = max(val, key=lambda k: val[k][:2])
     assert [n for n, r in configs.items() if r["best"] == "★"] == [winner]
@@ -162,7 +179,9 @@ def test_a_report_replaces_only_an_earlier_report_and_never_enters_a_job_dir(swe
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep"
 
 
-def test_missing_empty_and_single_job_dirs_give_clear_errors(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+def test_missing_empty_and_single_job_dirs_give_clear_errors(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+):
     with pytest.raises(ReportError, match="is not a directory"):
         build_report(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
@@ -192,11 +211,23 @@ def test_wandb_offline_logs_the_tables_and_plots_in_the_sweeps_group(sweep: Path
 
 def test_an_optuna_sweep_gets_history_importances_and_its_trial_states(sweep: Path, tmp_path: Path):
     copy = _light_copy(sweep, tmp_path / "sweep")
-    # Trial n ran job n; trial 3 was pruned, trial 5 (the failed job) failed; the duplicate (4) reports its original's value.
-    study = _study(tmp_path, "sweep", {3: optuna.trial.TrialState.PRUNED, 5: optuna.trial.TrialState.FAIL},
-                   values={n: read_json(copy / str(2 if n == 4 else n) / "metrics.json")["val/acc_best"] for n in (0, 1, 2, 4)})
-    write_json(copy / "study.json", {"storage": study.storage_url, "study_name": "sweep", "direction": "maximize",
-                                     "optimized_metric": "val/acc_best"})
+    # Trial n ran job n; trial 3 was pruned, trial 5 (the failed job) failed;
+    # the duplicate (4) reports its original's value.
+    study = _study(
+        tmp_path,
+        "sweep",
+        {3: optuna.trial.TrialState.PRUNED, 5: optuna.trial.TrialState.FAIL},
+        values={n: read_json(copy / str(2 if n == 4 else n) / "metrics.json")["val/acc_best"] for n in (0, 1, 2, 4)},
+    )
+    write_json(
+        copy / "study.json",
+        {
+            "storage": study.storage_url,
+            "study_name": "sweep",
+            "direction": "maximize",
+            "optimized_metric": "val/acc_best",
+        },
+    )
     out = build_report(copy)
     rows = {r["job"]: r for r in md_table(out / "report.md", "Jobs")}
     assert rows["3"]["state"] == "pruned" and rows["3"]["trial"] == "3 PRUNED"
@@ -249,12 +280,20 @@ def _light_copy(sweep: Path, dest: Path) -> Path:
 def test_the_noise_rule_on_known_numbers():
     lead = _config("lora", [0.80, 0.82, 0.84])  # mean 0.82, sample std 0.02
     near = compare(lead, _config("head", [0.78, 0.80, 0.82]))
-    assert near.verdict == "within noise" and near.difference == pytest.approx(0.02) and near.larger_std == pytest.approx(0.02)
+    assert (
+        near.verdict == "within noise"
+        and near.difference == pytest.approx(0.02)
+        and near.larger_std == pytest.approx(0.02)
+    )
     far = compare(lead, _config("head", [0.50, 0.51, 0.52]))
     assert far.verdict == "apart" and far.p_value < 0.001
     # Difference 0.03 above both stds (0.0141), but two seeds a side: t = 0.03 / 0.0141 = 2.1 on 2 df, p = 0.17.
     weak = compare(_config("lora", [0.80, 0.82]), _config("head", [0.77, 0.79]))
-    assert weak.verdict == "within noise" and weak.difference > weak.larger_std and weak.p_value == pytest.approx(0.168, abs=0.01)
+    assert (
+        weak.verdict == "within noise"
+        and weak.difference > weak.larger_std
+        and weak.p_value == pytest.approx(0.168, abs=0.01)
+    )
     assert compare(lead, _config("head", [0.5])).verdict == "cannot tell (single seed)"
     # Every seed scoring alike: no t-test, the std rule alone decides.
     same = compare(_config("lora", [0.8, 0.8]), _config("head", [0.8, 0.8]))
@@ -271,11 +310,22 @@ def test_pareto_front_and_the_tie_break_on_parameters():
 
 def _config(regime: str, accuracies: list[float], params: int = 100) -> ConfigGroup:
     """Finished jobs of one config with the given test (and validation) accuracies, one per seed."""
-    return ConfigGroup([
-        Job(name=f"{regime}{seed}", path=Path(regime), state="complete", dataset="d", backbone="b", regime=regime,
-            seed=seed, metrics={"test/acc": acc, "val/acc_best": acc, "params/trainable": params}, group_key=regime)
-        for seed, acc in enumerate(accuracies)
-    ])
+    return ConfigGroup(
+        [
+            JobRow(
+                name=f"{regime}{seed}",
+                path=Path(regime),
+                state="complete",
+                dataset="d",
+                backbone="b",
+                regime=regime,
+                seed=seed,
+                metrics={"test/acc": acc, "val/acc_best": acc, "params/trainable": params},
+                group_key=regime,
+            )
+            for seed, acc in enumerate(accuracies)
+        ]
+    )
 
 
 def md_table(path: Path, heading: str) -> list[dict[str, str]]:
@@ -293,10 +343,28 @@ def _snapshot(sweep: Path) -> dict[str, tuple[int, int]]:
 
 def test_a_variant_names_what_changes_the_result_not_how_the_job_ran_or_logged(tmp_path: Path):
     jobs = [
-        Job("0", tmp_path, "complete", dataset="d", backbone="b",
-            overrides=["regime=lora", "trainer.enable_progress_bar=false", "logger=wandb", "regime.lora_alpha=32"]),
-        Job("1", tmp_path, "complete", dataset="d", backbone="b",
-            overrides=["regime=lora", "++trial.number=1", "hydra.sweep.subdir=1", "paths.cache_dir=/c", "regime.lora_alpha=8"]),
+        JobRow(
+            "0",
+            tmp_path,
+            "complete",
+            dataset="d",
+            backbone="b",
+            overrides=["regime=lora", "trainer.enable_progress_bar=false", "logger=wandb", "regime.lora_alpha=32"],
+        ),
+        JobRow(
+            "1",
+            tmp_path,
+            "complete",
+            dataset="d",
+            backbone="b",
+            overrides=[
+                "regime=lora",
+                "++trial.number=1",
+                "hydra.sweep.subdir=1",
+                "paths.cache_dir=/c",
+                "regime.lora_alpha=8",
+            ],
+        ),
     ]
     _set_variants(jobs)
     assert [job.variant for job in jobs] == ["regime.lora_alpha=32", "regime.lora_alpha=8"]

@@ -1,10 +1,12 @@
-"""Synthetic sales call transcripts: deterministic, well-formed, an outcome tied to context and dialogue, a Source."""
+"""Synthetic sales call transcripts: deterministic, well-formed, an outcome tied to context and dialogue, a Source.
+
+Subprocess: one test runs the generator in a second interpreter, because a different
+PYTHONHASHSEED (fixed at interpreter start) giving the same rows is what it tests.
+"""
 
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import math
 import os
 import re
@@ -21,6 +23,7 @@ from lora_lab.data.synthetic.sales_conversations import (
     generate_sales_conversations,
     render,
 )
+from tests.helpers import digest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = re.compile(r"[a-z0-9']+")
@@ -31,10 +34,6 @@ VALUES = {
     "budget_authority": {"yes", "shared", "no"},
     "lead_source": {"inbound web", "referral", "trade show", "cold outbound", "partner", "webinar"},
 }
-
-
-def _digest(rows: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
 def _converted_share(rows: list[dict]) -> float:
@@ -65,7 +64,7 @@ def test_output_is_identical_in_another_process_with_another_hash_seed(rows):
     )
     env = {**os.environ, "PYTHONHASHSEED": "4242", "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == _digest(rows[:200])
+    assert out.stdout.strip() == digest(rows[:200])
 
 
 def test_a_different_seed_gives_different_calls(rows):
@@ -76,10 +75,10 @@ def test_a_different_seed_gives_different_calls(rows):
 
 def test_noise_changes_only_the_transcript_wording():
     clean, noisy = (generate_sales_conversations(300, seed=0, noise=x) for x in (0.0, 1.0))
-    strip = lambda r: {k: v for k, v in r.items() if k != "transcript"}  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.items() if k != "transcript"}  # noqa: E731 - a one-line helper
     assert [strip(r) for r in clean] == [strip(r) for r in noisy]
     # Same turns, same speakers: noise only touches the utterances.
-    speakers = lambda r: [line.split(":")[0] for line in r["transcript"].split("\n")]  # noqa: E731
+    speakers = lambda r: [line.split(":")[0] for line in r["transcript"].split("\n")]  # noqa: E731 - a one-line helper
     assert [speakers(r) for r in clean] == [speakers(r) for r in noisy]
     assert not any("[inaudible]" in r["transcript"] or "um," in r["transcript"] for r in clean)
     assert sum(a["transcript"] != b["transcript"] for a, b in zip(clean, noisy)) == 300
@@ -128,8 +127,13 @@ def test_labels_are_binary_and_about_a_third_converted(rows):
 
 def test_render_puts_a_context_header_above_the_unchanged_transcript(rows):
     row = {
-        "company_size": "51-200", "industry": "logistics", "contact_role": "ops manager", "urgency": "high",
-        "budget_authority": "yes", "previous_interactions": 3, "lead_source": "referral",
+        "company_size": "51-200",
+        "industry": "logistics",
+        "contact_role": "ops manager",
+        "urgency": "high",
+        "budget_authority": "yes",
+        "previous_interactions": 3,
+        "lead_source": "referral",
         "transcript": "Rep: Hi.\nProspect: Hello.",
     }
     assert render(row, include_context=True) == (
@@ -139,7 +143,9 @@ def test_render_puts_a_context_header_above_the_unchanged_transcript(rows):
     assert render(row, include_context=False) == "Rep: Hi.\nProspect: Hello."
     for row in rows[:50]:
         header, body = render(row, include_context=True).split("\n", 1)
-        assert header.startswith("[company_size: ") and header.endswith("]") and f"urgency: {row['urgency']} |" in header
+        assert (
+            header.startswith("[company_size: ") and header.endswith("]") and f"urgency: {row['urgency']} |" in header
+        )
         assert body == row["transcript"] == render(row, include_context=False)
 
 
@@ -164,10 +170,15 @@ def test_conversion_rate_differs_by_context(rows):
 def test_dialogue_cues_matter_within_a_context_and_context_matters_within_a_cue(rows):
     # A booked next step vs none, at fixed urgency (measured differences 0.34-0.54).
     for urgency in VALUES["urgency"]:
-        assert _rate(rows, urgency=urgency, next_steps="concrete") - _rate(rows, urgency=urgency, next_steps="none") > 0.2
+        assert (
+            _rate(rows, urgency=urgency, next_steps="concrete") - _rate(rows, urgency=urgency, next_steps="none") > 0.2
+        )
     # High vs low urgency, at a fixed next-step outcome (measured differences 0.27-0.48).
     for next_steps in ("concrete", "vague", "none"):
-        assert _rate(rows, next_steps=next_steps, urgency="high") - _rate(rows, next_steps=next_steps, urgency="low") > 0.15
+        assert (
+            _rate(rows, next_steps=next_steps, urgency="high") - _rate(rows, next_steps=next_steps, urgency="low")
+            > 0.15
+        )
     assert _rate(rows, objection="handled") - _rate(rows, objection="unresolved") > 0.2
     assert _rate(rows, pricing="in_range") - _rate(rows, pricing="pushback") > 0.2
 
@@ -183,7 +194,9 @@ def _naive_bayes_accuracy(train: list[dict], test: list[dict], features) -> floa
 
     def log_score(row: dict, label: str) -> float:
         words = features(row)
-        return math.log(prior[label]) + sum(math.log((counts[label][w] + 1) / (totals[label] + vocabulary)) for w in words)
+        return math.log(prior[label]) + sum(
+            math.log((counts[label][w] + 1) / (totals[label] + vocabulary)) for w in words
+        )
 
     return sum(max(LABELS, key=lambda label: log_score(row, label)) == row["label"] for row in test) / len(test)
 
@@ -261,7 +274,7 @@ def test_invalid_source_arguments_fail_at_construction_with_the_config_key():
 def test_the_hydra_config_composes_and_loads(tmp_path: Path):
     from hydra.utils import instantiate
 
-    from tests.conftest import compose_train
+    from tests.helpers import compose_train
 
     cfg = compose_train(tmp_path, ["dataset=sales_conversations"])
     assert cfg.dataset.include_context is True and cfg.dataset.n == 2000

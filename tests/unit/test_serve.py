@@ -1,5 +1,9 @@
 """The HTTP server on tiny jobs: endpoints and error codes, adapters of different label sets on one
-base, mixed batches, hot load/delete under concurrent requests, /similar, metrics, the CLI."""
+base, mixed batches, hot load/delete under concurrent requests, /similar, metrics, the CLI.
+
+Subprocess: only the command-line test runs `python -m lora_lab.serve`, because its exit code
+2 and one-line stderr are what it tests; the server itself runs in-process (TestClient).
+"""
 
 from __future__ import annotations
 
@@ -17,25 +21,24 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from lora_lab.config.hardware import cpu_has_native_bf16
+from lora_lab.errors import ConfigError
+from lora_lab.serve import batcher as batcher_module
 from lora_lab.serve.__main__ import adapters_as_new_keys
 from lora_lab.serve.app import ServerState, Settings, create_app
 from lora_lab.serve.batcher import Batcher
-from lora_lab.config import cpu_has_native_bf16
-from lora_lab.errors import ConfigError
 from lora_lab.serve.engine import Engine, resolve_precision
 from lora_lab.serve.sources import resolve_source
-from tests.conftest import TICKETS
+from tests.helpers import TICKETS
+from tests.services import wait_for
+
 
 def _client(settings: Settings) -> TestClient:
     return TestClient(create_app(settings))
 
 
 def _wait_ready(client: TestClient) -> None:
-    for _ in range(600):
-        if client.get("/readyz").status_code == 200:
-            return
-        threading.Event().wait(0.05)
-    raise AssertionError("server not ready")
+    wait_for(lambda: client.get("/readyz").status_code == 200, 120, "the server to load its models")
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +48,18 @@ def jobs(served_jobs: dict[str, Path]) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def client(jobs: dict[str, Path]):
-    settings = Settings(adapters={name: str(path) for name, path in jobs.items()}, max_texts_per_request=8,
-                        max_text_chars=200)
+    settings = Settings(
+        adapters={name: str(path) for name, path in jobs.items()}, max_texts_per_request=8, max_text_chars=200
+    )
     with _client(settings) as c:
         _wait_ready(c)
         yield c
 
 
 def test_predict_answers_each_adapter_with_its_own_labels_through_one_base(client: TestClient, jobs):
-    sales = client.post("/v1/predict", json={"texts": ["need 40 more boxes asap", "same as last order"], "adapter": "sales"})
+    sales = client.post(
+        "/v1/predict", json={"texts": ["need 40 more boxes asap", "same as last order"], "adapter": "sales"}
+    )
     tickets = client.post("/v1/predict", json={"text": TICKETS["refund"], "adapter": "tickets", "top_k": 2})
     assert sales.status_code == tickets.status_code == 200
     sales_labels = set(json.loads((jobs["sales"] / "labels.json").read_text())["id2label"].values())
@@ -71,7 +77,9 @@ def test_predict_answers_each_adapter_with_its_own_labels_through_one_base(clien
     assert full.status_code == 200 and full.json()["predictions"][0]["label"] in sales_labels
 
 
-NATIVE_BF16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16: precision=bf16 is refused")
+NATIVE_BF16 = pytest.mark.skipif(
+    not cpu_has_native_bf16(), reason="this CPU has no native bf16: precision=bf16 is refused"
+)
 
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=NATIVE_BF16)])
@@ -99,7 +107,9 @@ def test_bf16_serves_the_same_model_as_fp32_within_bf16_rounding(jobs):
         engine.load("tickets", resolve_source(jobs["tickets"]))
         engine.load("full", resolve_source(jobs["full"]))  # a merged model alone: eager under bf16, traced in fp32
         probs[precision] = engine.predict([("tickets", texts), ("full", texts)])
-    bf16_weights = {p.dtype for p in engine.bases[engine.models["tickets"].base.key].classifier.parameters() if p.dim() == 2}
+    bf16_weights = {
+        p.dtype for p in engine.bases[engine.models["tickets"].base.key].classifier.parameters() if p.dim() == 2
+    }
     assert torch.bfloat16 in bf16_weights  # Linear weights stored in bf16, not cast per call
     for fp32, bf16 in zip(probs["fp32"], probs["bf16"]):
         assert not torch.equal(fp32, bf16)  # bf16 really ran
@@ -108,8 +118,11 @@ def test_bf16_serves_the_same_model_as_fp32_within_bf16_rounding(jobs):
 
 @pytest.mark.parametrize(
     "precision,quantize,message",
-    [("fp16", "none", "use one of auto, fp32, bf16"), ("auto", "int4", "use none or int8"),
-     ("bf16", "int8", "pick one")],
+    [
+        ("fp16", "none", "use one of auto, fp32, bf16"),
+        ("auto", "int4", "use none or int8"),
+        ("bf16", "int8", "pick one"),
+    ],
 )
 def test_an_unsupported_precision_is_refused_with_the_choices(precision: str, quantize: str, message: str):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -118,37 +131,75 @@ def test_an_unsupported_precision_is_refused_with_the_choices(precision: str, qu
     assert resolve_precision("auto", "none") == ("bf16" if cpu_has_native_bf16() else "fp32")
 
 
-class _SlowEngine:
-    """A stand-in model that takes 50 ms per batch, whatever its size (the batcher's view of a forward)."""
+class _GatedEngine:
+    """A stand-in model whose first forward holds until the test opens `gate` (the batcher's view of
+    a long forward); `entered` says that forward has started."""
+
+    def __init__(self) -> None:
+        self.entered, self.gate, self.calls = threading.Event(), threading.Event(), 0
 
     def predict(self, requests):
-        threading.Event().wait(0.05)
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.gate.wait(60), "the test never opened the gate"
         return [torch.zeros(len(texts), 2) for _, texts in requests]
 
 
-def test_two_cohorts_of_clients_merge_into_full_batches():
+async def _until(condition, what: str) -> None:
+    """Yield to the event loop until condition() holds (60 s: a bug, not a slow machine)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.001)
+
+
+def test_two_cohorts_of_clients_merge_into_full_batches(monkeypatch):
     """8 clients start, 24 more arrive while the 8's batch runs. Each client sends its next text as
     soon as it has an answer. The 24 must wait for the model anyway; the batcher waits for company
-    from when the model comes free, so the 8 join them and every later batch holds all 32."""
+    from when the model comes free, so the 8 join them and every later batch holds all 32.
+
+    No wall-clock luck: the first forward is held by a gate until the 24 are queued, and the batcher's
+    clock is moved on (a 60 s offset) past the window at the two moments the story says time passed:
+    before the batcher starts (the 8 have waited: their batch closes with the 8) and while the model
+    holds the 8 (the 24 waited longer than the window: anchored on arrival they would run alone).
+    The window itself is 30 s, so a returning client always makes it."""
     sizes: list[int] = []
+    offset = [0.0]
+    real = batcher_module.time.perf_counter
+    clock = type("Clock", (), {"perf_counter": staticmethod(lambda: real() + offset[0])})
+    monkeypatch.setattr(batcher_module, "time", clock)  # request arrivals keep the real clock
 
     async def scenario() -> None:
-        batcher = Batcher(_SlowEngine(), max_batch_size=32, max_wait_ms=5, max_queue=1000,
-                          on_batch=lambda names, texts, seconds: sizes.append(sum(texts)))
-        batcher.start()
+        engine = _GatedEngine()
+        batcher = Batcher(
+            engine,
+            max_batch_size=32,
+            max_wait_ms=30_000,
+            max_queue=1000,
+            on_batch=lambda names, texts, seconds: sizes.append(sum(texts)),
+        )
 
-        async def client(delay: float) -> None:
-            await asyncio.sleep(delay)
-            for _ in range(6):
+        async def client(texts: int) -> None:
+            for _ in range(texts):
                 await batcher.predict("a", ["text"])
 
-        await asyncio.gather(*[client(0) for _ in range(8)], *[client(0.02) for _ in range(24)])
+        # The 8 send 7 texts, the 24 send 6: both cohorts end on the same batch, so none is left short.
+        first = [asyncio.create_task(client(7)) for _ in range(8)]
+        await _until(lambda: batcher.queue.qsize() == 8, "the 8 first texts to queue")
+        offset[0] += 60
+        batcher.start()
+        await _until(engine.entered.is_set, "the 8's batch to reach the model")
+        later = [asyncio.create_task(client(6)) for _ in range(24)]
+        await _until(lambda: batcher.queue.qsize() == 24, "the 24 to queue behind the running batch")
+        offset[0] += 60
+        engine.gate.set()
+        await asyncio.wait_for(asyncio.gather(*first, *later), 60)
         await batcher.stop()
 
     asyncio.run(scenario())
-    assert sizes[0] == 8, sizes  # the 8 ran before the 24 came
-    # then one cohort of 32 (the 8 end their 6 texts one batch early: the last batch is theirs)
-    assert sizes[1:-1] == [32] * (len(sizes) - 2) and sum(sizes) == 32 * 6, sizes
+    assert sizes == [8] + [32] * 6, sizes
 
 
 def test_similar_returns_training_texts_of_the_right_label(client: TestClient):
@@ -196,7 +247,7 @@ def test_before_the_models_load_readyz_and_predict_answer_503(jobs, monkeypatch)
     gate = threading.Event()
     original = ServerState.load_all
 
-    async def held(self, adapters):  # noqa: ANN001
+    async def held(self, adapters):
         import asyncio
 
         await asyncio.to_thread(gate.wait, 30)
@@ -213,20 +264,45 @@ def test_before_the_models_load_readyz_and_predict_answer_503(jobs, monkeypatch)
         assert c.post("/v1/predict", json={"text": "x", "adapter": "sales"}).status_code == 200
 
 
-def test_hot_load_and_delete_during_concurrent_requests_fail_no_request(jobs, tmp_path: Path):
-    with _client(Settings(adapters={"sales": str(jobs["sales"])})) as c:
+def test_hot_load_and_delete_during_concurrent_requests_fail_no_request(jobs, monkeypatch):
+    """Provably concurrent: a gate holds the model thread inside a client's forward; seven more
+    requests queue behind it and the load of `tickets` starts (it holds the loading lock, waiting for
+    the model thread) before the gate opens. Then loads, the live replacement of `sales`, the delete
+    and the requests all run interleaved on the one model thread, and none may fail."""
+    with _client(Settings(adapters={"sales": str(jobs["sales"])}, max_batch_size=1)) as c:
         _wait_ready(c)
+        server = c.app.state.server
+        entered, gate, forward = threading.Event(), threading.Event(), server.engine.predict
+
+        def held(requests):  # only the model thread calls it: no race on the flag
+            if not entered.is_set():
+                entered.set()
+                assert gate.wait(60), "the test never opened the gate"
+            return forward(requests)
+
+        monkeypatch.setattr(server.engine, "predict", held)
 
         def ask(i: int) -> int:
             return c.post("/v1/predict", json={"text": f"need {i} boxes asap", "adapter": "sales"}).status_code
 
-        with ThreadPoolExecutor(4) as pool:
-            answers = pool.map(ask, range(60))
-            assert c.put("/v1/adapters/tickets", json={"path": str(jobs["tickets"])}).status_code == 200
-            assert c.put("/v1/adapters/sales", json={"path": str(jobs["sales"])}).status_code == 200  # replaced live
-            assert c.delete("/v1/adapters/tickets").status_code == 200
-            codes = list(answers)
-        assert codes == [200] * 60
+        def manage() -> list[int]:
+            return [
+                c.put("/v1/adapters/tickets", json={"path": str(jobs["tickets"])}).status_code,
+                c.put("/v1/adapters/sales", json={"path": str(jobs["sales"])}).status_code,  # replaced live
+                c.delete("/v1/adapters/tickets").status_code,
+            ]
+
+        with ThreadPoolExecutor(8) as pool, ThreadPoolExecutor(1) as admin:
+            answers = [pool.submit(ask, i) for i in range(40)]
+            assert entered.wait(60), "no request reached the model"
+            wait_for(lambda: server.batcher.waiting_by_adapter().get("sales") == 7, 60, "7 requests queued behind it")
+            managing = admin.submit(manage)
+            wait_for(server.loading.locked, 60, "the load of tickets to wait for the model thread")
+            assert not managing.done() and not any(a.done() for a in answers)  # all in flight at once
+            gate.set()
+            codes = [a.result(timeout=120) for a in answers]
+            assert managing.result(timeout=120) == [200, 200, 200]
+        assert codes == [200] * 40
         assert c.get("/v1/adapters/tickets").status_code == 404
         assert [a["name"] for a in c.get("/v1/adapters").json()] == ["sales"]
 
@@ -251,12 +327,33 @@ def test_put_validates_before_loading(client: TestClient, jobs, tmp_path: Path):
     assert client.delete("/v1/adapters/kept").status_code == 200
 
 
+def _samples(client: TestClient) -> dict[tuple[str, tuple], float]:
+    """/metrics parsed: (sample name, its labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+    }
+
+
 def test_metrics_count_requests_batches_and_latency_per_adapter(client: TestClient):
-    client.post("/v1/predict", json={"text": "x", "adapter": "sales"})
-    text = client.get("/metrics").text
-    assert 'lora_lab_requests_total{adapter="sales",endpoint="predict"}' in text
-    assert 'lora_lab_request_latency_seconds_bucket{adapter="sales",endpoint="predict",le="0.005"}' in text
-    assert 'lora_lab_batch_texts_count{adapter="sales"}' in text and "lora_lab_queue_texts" in text
+    predict, sales = (("adapter", "sales"), ("endpoint", "predict")), (("adapter", "sales"),)
+    keys = {
+        "requests": ("lora_lab_requests_total", predict),
+        "latencies": ("lora_lab_request_latency_seconds_count", predict),
+        "batches": ("lora_lab_batch_texts_count", sales),
+        "texts": ("lora_lab_batch_texts_sum", sales),
+    }
+    before = _samples(client)
+    n = 5
+    for i in range(n):  # one after another: each request is a batch of its own
+        assert client.post("/v1/predict", json={"texts": [f"x {i}", f"y {i}"], "adapter": "sales"}).status_code == 200
+    after = _samples(client)
+    grew = {name: after[key] - before.get(key, 0.0) for name, key in keys.items()}
+    assert grew == {"requests": n, "latencies": n, "batches": n, "texts": 2 * n}
+    assert after[("lora_lab_queue_texts", sales)] == 0  # nothing waiting once all are answered
 
 
 def test_the_page_is_served_by_the_app(client: TestClient):
@@ -267,13 +364,29 @@ def test_the_page_is_served_by_the_app(client: TestClient):
 
 
 def test_the_command_line_takes_adapters_as_plain_keys_and_refuses_bad_ones(tmp_path: Path):
-    assert adapters_as_new_keys(["adapters.sales=/a", "+adapters.x=/b", "port=1"]) == ["+adapters.sales=/a", "+adapters.x=/b", "port=1"]
-    out = subprocess.run([sys.executable, "-m", "lora_lab.serve", f"adapters.sales={tmp_path / 'nope'}",
-                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+    assert adapters_as_new_keys(["adapters.sales=/a", "+adapters.x=/b", "port=1"]) == [
+        "+adapters.sales=/a",
+        "+adapters.x=/b",
+        "port=1",
+    ]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lora_lab.serve",
+            f"adapters.sales={tmp_path / 'nope'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "no such directory" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_an_export_dir_serves_on_the_base_of_its_job_and_a_foreign_base_is_refused(client: TestClient, jobs, tmp_path: Path):
+def test_an_export_dir_serves_on_the_base_of_its_job_and_a_foreign_base_is_refused(
+    client: TestClient, jobs, tmp_path: Path
+):
     from lora_lab.export.bundle import export_job
 
     export_job(jobs["tickets"], tmp_path / "export")
@@ -286,7 +399,10 @@ def test_an_export_dir_serves_on_the_base_of_its_job_and_a_foreign_base_is_refus
     shipped = client.post("/v1/predict", json={"text": text, "adapter": "shipped"}).json()["predictions"][0]
     original = client.post("/v1/predict", json={"text": text, "adapter": "tickets"}).json()["predictions"][0]
     assert shipped["label"] == original["label"] and abs(shipped["score"] - original["score"]) < 1e-5
-    assert client.post("/v1/similar", json={"text": text, "adapter": "shipped", "k": 1}).json()["examples"][0]["label"] == "billing"
+    assert (
+        client.post("/v1/similar", json={"text": text, "adapter": "shipped", "k": 1}).json()["examples"][0]["label"]
+        == "billing"
+    )
     meta["base_fingerprint"] = "0" * 64
     (tmp_path / "export" / "lora_lab_export.json").write_text(json.dumps(meta))
     refused = client.put("/v1/adapters/foreign", json={"path": str(tmp_path / "export")})

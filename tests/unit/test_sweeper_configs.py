@@ -1,4 +1,8 @@
-"""Hydra finds the sweeper, and every hparams_search config composes into a search it can run."""
+"""Hydra finds the sweeper, and every hparams_search config composes into a search it can run.
+
+Subprocess: the discovery test runs a fresh interpreter in another working dir, because
+Hydra finding the plugin at import time, from anywhere, is what it tests.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from omegaconf import OmegaConf
 
 from lora_lab.sweeper.config import PRUNERS, SAMPLERS, SWEEPER_TARGET
 from lora_lab.sweeper.search_space import parse_search_space
-from tests.conftest import CONF_DIR, TINY, compose_train
+from tests.helpers import CONF_DIR, TINY, compose_train
 
 SEARCHES = sorted(p.stem for p in Path(CONF_DIR, "hparams_search").glob("*.yaml"))
 
@@ -65,4 +69,6 @@ def test_each_shipped_slurm_launcher_composes_onto_submitits_and_needs_a_partiti
     assert settings._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert settings.partition == "gpu-a100" and settings.timeout_min >= 60 and settings.array_parallelism >= 1
     assert settings.submitit_folder == f"{cfg.hydra.sweep.dir}/.submitit/%j"  # beside the jobs: a shared file system
-    assert compose_train(tmp_path, [f"hydra/launcher={launcher}"]).hydra.launcher.partition is None  # CheckSlurm refuses it
+    assert (
+        compose_train(tmp_path, [f"hydra/launcher={launcher}"]).hydra.launcher.partition is None
+    )  # CheckSlurm refuses it

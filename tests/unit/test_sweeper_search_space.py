@@ -27,7 +27,7 @@ from lora_lab.sweeper.search_space import SearchSpaceError, override_value, pars
 )
 def test_each_sweep_form_becomes_its_optuna_distribution(override: str, expected):
     space = parse_search_space({}, [override])
-    (name, distribution), = space.distributions.items()
+    ((name, distribution),) = space.distributions.items()
     assert name == override.split("=")[0]
     if isinstance(expected, FloatDistribution) and expected.step is not None:
         assert (distribution.low, distribution.step) == (expected.low, expected.step)

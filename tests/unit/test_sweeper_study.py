@@ -12,11 +12,12 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import ProgrammingError
 
 from lora_lab.artifacts import read_json, write_json
-from lora_lab.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
-from lora_lab.job import STATUS_FILE
+from lora_lab.cli.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
+from lora_lab.job.dir import STATUS_FILE
 from lora_lab.sweeper.config import PRUNERS, SAMPLERS
 from lora_lab.sweeper.ledger import Ledger
 from lora_lab.sweeper.recovery import retry_abandoned_trial
+from lora_lab.sweeper.resume import SweepConfigError, check_sweep_dir, open_study, shifted_sampler
 from lora_lab.sweeper.search_space import parse_search_space
 from lora_lab.sweeper.storage import (
     ERROR_ATTR,
@@ -28,8 +29,7 @@ from lora_lab.sweeper.storage import (
     open_storage,
     storage_url,
 )
-from lora_lab.sweeper.resume import SweepConfigError, check_sweep_dir, open_study, shifted_sampler
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 
 def _open(url: str, x_high: float = 1.0, direction: str = "maximize") -> optuna.Study:
@@ -54,7 +54,7 @@ def _failing_first(monkeypatch: pytest.MonkeyPatch, failures: int, message: str)
     """RDBStorage raising ProgrammingError(message) on its first `failures` builds; the build count."""
     real, calls = optuna.storages.RDBStorage, []
 
-    def build(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def build(*args, **kwargs):
         calls.append(1)
         if len(calls) <= failures:
             raise ProgrammingError("CREATE TABLE studies", {}, Exception(message))
@@ -135,8 +135,9 @@ def test_the_finished_dirs_guard_lets_only_the_optuna_sweeper_resume_into_a_swee
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning", "ignore:Heartbeat of storage")
 def test_a_dead_workers_trial_is_failed_its_job_marked_and_its_params_retried_once(tmp_path: Path):
     # Heartbeats every 1 s, stale after 1 s without one (SQLite's clock ticks in whole seconds).
-    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=1,
-                           on_stale_trial=retry_abandoned_trial)
+    storage = open_storage(
+        f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=1, on_stale_trial=retry_abandoned_trial
+    )
     study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
     space = {"x": FloatDistribution(0, 1)}
     job_dir = tmp_path / "0"

@@ -9,19 +9,12 @@ If the change is intended, say so in the commit and pin the new digests.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pytest
 import yaml
 
 from lora_lab.data.synthetic import sales_conversations, sales_notes
 from lora_lab.data.synthetic.tables import table_path
-
-
-def _digest(value: object) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
-
+from tests.helpers import digest as rows_digest  # the parameters below are named digest
 
 GENERATORS = {
     "sales_notes": sales_notes.generate_sales_notes,  # (n_per_class, seed, noise)
@@ -46,14 +39,14 @@ GENERATORS = {
     ],
 )
 def test_generated_rows_are_unchanged(generator: str, size: int, seed: int, noise: float, digest: str):
-    assert _digest(GENERATORS[generator](size, seed=seed, noise=noise)) == digest
+    assert rows_digest(GENERATORS[generator](size, seed=seed, noise=noise)) == digest
 
 
 def test_rendered_conversations_are_unchanged_with_and_without_the_context_header():
     rows = sales_conversations.generate_sales_conversations(2000, seed=0, noise=0.2)
     texts = {flag: [sales_conversations.render(row, include_context=flag) for row in rows] for flag in (True, False)}
-    assert _digest(texts[True]) == "58ee1a3c84de0ac605cef6006e6050bc320970da4bb47ef1ec1b41ff8252ce6f"
-    assert _digest(texts[False]) == "59b780297f44d5b6e151375198bb6107111e1e616de4a977120b150f173f1639"
+    assert rows_digest(texts[True]) == "58ee1a3c84de0ac605cef6006e6050bc320970da4bb47ef1ec1b41ff8252ce6f"
+    assert rows_digest(texts[False]) == "59b780297f44d5b6e151375198bb6107111e1e616de4a977120b150f173f1639"
 
 
 @pytest.mark.parametrize(
@@ -76,7 +69,7 @@ def test_rendered_conversations_are_unchanged_with_and_without_the_context_heade
 )
 def test_the_sources_read_unchanged_rows(source, digest: str):
     split = source().read()["train"]
-    assert _digest({"texts": split.texts, "labels": split.labels, "extra": split.extra}) == digest
+    assert rows_digest({"texts": split.texts, "labels": split.labels, "extra": split.extra}) == digest
 
 
 @pytest.mark.parametrize("name", ["sales_notes", "sales_conversations"])

@@ -1,10 +1,12 @@
-"""The synthetic B2B sales-notes generator: deterministic, balanced, varied, noisy on request, not trivial."""
+"""The synthetic B2B sales-notes generator: deterministic, balanced, varied, noisy on request, not trivial.
+
+Subprocess: one test runs the generator in a second interpreter, because a different
+PYTHONHASHSEED (fixed at interpreter start) giving the same rows is what it tests.
+"""
 
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import math
 import os
 import re
@@ -17,6 +19,7 @@ import pytest
 from lora_lab.data.synthetic import sales_notes
 from lora_lab.data.synthetic.sales_notes import LABELS, SyntheticSalesNotes, generate_sales_notes
 from lora_lab.data.synthetic.tables import table_path
+from tests.helpers import digest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = re.compile(r"[a-z0-9']+")
@@ -24,10 +27,6 @@ TOKEN = re.compile(r"[a-z0-9']+")
 
 def _tokens(text: str) -> list[str]:
     return TOKEN.findall(text.lower())
-
-
-def _digest(rows: list[dict[str, str]]) -> str:
-    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +60,7 @@ def test_output_is_identical_in_another_process_with_another_hash_seed(corpora, 
     )
     env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == _digest(corpora[0.3])
+    assert out.stdout.strip() == digest(corpora[0.3])
 
 
 @pytest.mark.parametrize("n_per_class", [1, 7, 400])

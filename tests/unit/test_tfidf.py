@@ -1,5 +1,9 @@
 """regime=tfidf: a real tiny job's outputs, a reload without unpickling that predicts exactly as the
-job did, bad settings as one-line errors, and the report's "beats TF-IDF?" marker."""
+job did, bad settings as one-line errors, and the report's "beats TF-IDF?" marker.
+
+Subprocess: the command-line test runs `python -m lora_lab.train`, because its one error line and
+exit code 2 are what it tests; the jobs themselves run in-process.
+"""
 
 from __future__ import annotations
 
@@ -17,19 +21,18 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 
 from lora_lab.artifacts import read_json
-from lora_lab.build import build_job, load_trained
 from lora_lab.errors import ConfigError
+from lora_lab.job.build import build_job, load_trained
 from lora_lab.models.tfidf import MODEL_FILE, WEIGHTS_FILE, CodepointTokenizer, TfidfClassifier
 from lora_lab.regimes import build
 from lora_lab.regimes.base import Regime
 from lora_lab.report.aggregate import ConfigGroup, baselines, beats_baseline
 from lora_lab.report.build import build_report
-from lora_lab.report.collect import Job
+from lora_lab.report.collect import JobRow
 from lora_lab.report.contents import _baseline
 from lora_lab.report.document import Document, Paragraph
 from lora_lab.train import train
-from tests.conftest import TINY, compose_train
-from tests.helpers import save_hydra_config
+from tests.helpers import TINY, compose_train, save_hydra_config
 from tests.unit.test_report import md_table, run_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,9 +52,20 @@ def tfidf_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_tfidf_job_leaves_the_outputs_every_regime_leaves(tfidf_job: Path):
     metrics = read_json(tfidf_job / "metrics.json")
-    for key in ("test/acc", "test/f1_macro", "val/acc_best", "params/trainable", "params/trainable_pct", "time/train_s",
-                "throughput/train_examples_per_s", "latency/test_ms_per_example", "memory/peak_rss_mb",
-                "test/f1_per_class", "test/confusion_matrix", "artifact/adapter_bytes"):
+    for key in (
+        "test/acc",
+        "test/f1_macro",
+        "val/acc_best",
+        "params/trainable",
+        "params/trainable_pct",
+        "time/train_s",
+        "throughput/train_examples_per_s",
+        "latency/test_ms_per_example",
+        "memory/peak_rss_mb",
+        "test/f1_per_class",
+        "test/confusion_matrix",
+        "artifact/adapter_bytes",
+    ):
         assert key in metrics, key
     assert metrics["model_selection"] == "no_gradient_epochs" and metrics["time/train_s"] > 0
     assert metrics["test/acc"] > 0.3  # five labels (chance 0.2) from about 100 noisy training notes
@@ -80,12 +94,16 @@ def test_the_saved_model_is_json_and_safetensors_and_reloads_to_the_same_predict
     assert torch.equal(reloaded.scores(texts), fresh.classifier.scores(texts))
     # Through the batches the test loop reads: code points padded and decoded back to the raw texts.
     batch = next(iter(fresh.datamodule.test_dataloader()))
-    assert torch.equal(reloaded(batch["input_ids"], batch["attention_mask"]),
-                       fresh.classifier(batch["input_ids"], batch["attention_mask"]))
+    assert torch.equal(
+        reloaded(batch["input_ids"], batch["attention_mask"]),
+        fresh.classifier(batch["input_ids"], batch["attention_mask"]),
+    )
     # And the job's own test score, recomputed from the reloaded model's predictions.
     test = fresh.datamodule.tokenized["test"]
     preds = reloaded.scores(texts).argmax(1)
-    assert (preds == torch.tensor(test.labels)).float().mean().item() == pytest.approx(read_json(tfidf_job / "metrics.json")["test/acc"])
+    assert (preds == torch.tensor(test.labels)).float().mean().item() == pytest.approx(
+        read_json(tfidf_job / "metrics.json")["test/acc"]
+    )
 
 
 def test_eval_reloads_a_tfidf_job_and_scores_what_it_saved(tfidf_job: Path, tmp_path: Path):
@@ -97,15 +115,18 @@ def test_eval_reloads_a_tfidf_job_and_scores_what_it_saved(tfidf_job: Path, tmp_
     assert results["test/f1_macro"] == pytest.approx(results["saved/test/f1_macro"], abs=0)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("regime.C=-1", "regime.C="),
-    ("regime.C=[]", "regime.C="),
-    ("regime.word_ngram_range=[2,1]", "regime.word_ngram_range=[2, 1]"),
-    ("regime.char_ngram_range=[0,3]", "regime.char_ngram_range"),
-    ("regime.min_df=0", "regime.min_df=0"),
-    ("regime.max_features=0", "regime.max_features=0"),
-    ("regime.max_iter=0", "regime.max_iter=0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("regime.C=-1", "regime.C="),
+        ("regime.C=[]", "regime.C="),
+        ("regime.word_ngram_range=[2,1]", "regime.word_ngram_range=[2, 1]"),
+        ("regime.char_ngram_range=[0,3]", "regime.char_ngram_range"),
+        ("regime.min_df=0", "regime.min_df=0"),
+        ("regime.max_features=0", "regime.max_features=0"),
+        ("regime.max_iter=0", "regime.max_iter=0"),
+    ],
+)
 def test_a_tfidf_setting_out_of_range_is_a_config_error_naming_it(tiny_cfg, override: str, message: str):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         _regime(tiny_cfg("regime=tfidf", override))
@@ -126,8 +147,20 @@ def _regime(cfg: DictConfig) -> Regime:
 def test_the_command_line_prints_one_error_line_and_exits_2(tmp_path: Path):
     env = {**os.environ, "LORA_LAB_DEBUG": "0", "HYDRA_FULL_ERROR": "0"}
     done = subprocess.run(
-        [sys.executable, "-m", "lora_lab.train", *TINY, "regime=tfidf", "regime.C=-1", f"hydra.run.dir={tmp_path / 'job'}"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "lora_lab.train",
+            *TINY,
+            "regime=tfidf",
+            "regime.C=-1",
+            f"hydra.run.dir={tmp_path / 'job'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
@@ -135,11 +168,22 @@ def test_the_command_line_prints_one_error_line_and_exits_2(tmp_path: Path):
 
 
 def _group(regime: str, accuracies: list[float], dataset: str = "d", backbone: str = "b") -> ConfigGroup:
-    return ConfigGroup([
-        Job(name=f"{regime}{seed}", path=Path(regime), state="complete", dataset=dataset, backbone=backbone, regime=regime,
-            seed=seed, metrics={"test/acc": acc, "val/acc_best": acc, "params/trainable": 100}, group_key=regime)
-        for seed, acc in enumerate(accuracies)
-    ])
+    return ConfigGroup(
+        [
+            JobRow(
+                name=f"{regime}{seed}",
+                path=Path(regime),
+                state="complete",
+                dataset=dataset,
+                backbone=backbone,
+                regime=regime,
+                seed=seed,
+                metrics={"test/acc": acc, "val/acc_best": acc, "params/trainable": 100},
+                group_key=regime,
+            )
+            for seed, acc in enumerate(accuracies)
+        ]
+    )
 
 
 def test_beats_tfidf_on_known_numbers():
@@ -175,5 +219,7 @@ def test_the_report_marks_a_lora_config_below_tfidf_beyond_noise(tmp_path: Path)
     rows = {row["config"].split()[0]: row for row in md_table(report / "report.md", "Configurations over seeds")}
     assert rows["tfidf"]["beats TF-IDF?"] == "baseline"
     assert rows["lora"]["beats TF-IDF?"].startswith("no (-")
-    section = (report / "report.md").read_text().split("## Against the bag-of-words baseline\n", 1)[1].split("\n## ", 1)[0]
+    section = (
+        (report / "report.md").read_text().split("## Against the bag-of-words baseline\n", 1)[1].split("\n## ", 1)[0]
+    )
     assert "Not beating TF-IDF beyond noise:" in section and "lora" in section

@@ -12,25 +12,33 @@ from omegaconf import OmegaConf, open_dict
 from safetensors.torch import load_file
 
 from lora_lab.artifacts import read_json
-from lora_lab.cli import is_ddp_worker
-from lora_lab.config import launches_processes
+from lora_lab.callbacks.ema import EMA
+from lora_lab.cli.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
+from lora_lab.cli.run import is_ddp_worker
+from lora_lab.config.hardware import launches_processes
+from lora_lab.data.batching import PadCollator
 from lora_lab.errors import ConfigError, DataError, UserError
 from lora_lab.eval import evaluate
-from lora_lab.data.batching import PadCollator
-from lora_lab.hydra_callbacks import FinishedDirError, RefuseFinishedDirs
-from lora_lab.job import JobRecord, fingerprint
+from lora_lab.job.record import JobRecord, fingerprint
 from lora_lab.models.embedding import embed_split, head_linear
 from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
 from lora_lab.models.module import ClassifierModule
 from lora_lab.train import check_relaunch, train
-from lora_lab.weight_averaging import EMA
-from tests.conftest import compose_train
-from tests.helpers import save_hydra_config
+from tests.helpers import compose_train, save_hydra_config
 
 REQUIRED_METRICS = [
-    "test/acc", "test/f1_macro", "test/precision_macro", "test/recall_macro", "val/acc_best",
-    "params/trainable", "params/total", "params/trainable_pct", "artifact/adapter_bytes",
-    "time/train_s", "throughput/train_examples_per_s", "memory/peak_rss_mb",
+    "test/acc",
+    "test/f1_macro",
+    "test/precision_macro",
+    "test/recall_macro",
+    "val/acc_best",
+    "params/trainable",
+    "params/total",
+    "params/trainable_pct",
+    "artifact/adapter_bytes",
+    "time/train_s",
+    "throughput/train_examples_per_s",
+    "memory/peak_rss_mb",
 ]
 
 
@@ -93,7 +101,9 @@ def test_a_batch_that_does_not_fit_in_memory_names_the_settings_to_lower(tiny_cf
 
     monkeypatch.setattr(ClassifierModule, "training_step", allocation_fails)
     cfg = tiny_cfg("data.batch_size=16")
-    with pytest.raises(ConfigError, match=r"data.batch_size=16 texts .* Lower data.batch_size \(e.g. data.batch_size=8"):
+    with pytest.raises(
+        ConfigError, match=r"data.batch_size=16 texts .* Lower data.batch_size \(e.g. data.batch_size=8"
+    ):
         train(cfg)
     status = read_json(Path(cfg.paths.output_dir) / "status.json")
     assert status["state"] == "failed" and "can't allocate memory" in status["error"]
@@ -187,7 +197,11 @@ def test_wandb_logs_offline_with_group_and_tags(tiny_cfg, monkeypatch):
 
 def test_class_weights_inverse_frequency_and_given(tiny_cfg, tiny_job, tmp_path: Path):
     path = tmp_path / "imbalanced.csv"
-    rows = ["text,label"] + [f"refund request {i},refund" for i in range(90)] + [f"login trouble {i},login" for i in range(30)]
+    rows = (
+        ["text,label"]
+        + [f"refund request {i},refund" for i in range(90)]
+        + [f"login trouble {i},login" for i in range(30)]
+    )
     path.write_text("\n".join(rows) + "\n")
     cfg = tiny_cfg("dataset=csv", f"dataset.path={path}", "module.class_weights=inverse_frequency", "regime=head")
     run_dir = Path(cfg.paths.output_dir)
@@ -231,7 +245,11 @@ def test_head_init_starts_training_from_the_fitted_probe(tiny_job, method: str):
     random_acc = (classifier.eval()(*_train_tensors(dm)).argmax(-1) == y).float().mean()
     module.on_fit_start()
     n = len(dm.id2label)
-    weight, bias = logistic_regression_head(x, y, n, 1.0, 1000, dm.seed) if method == "logistic_regression" else prototype_head(x, y, n, "cosine", 20.0)
+    weight, bias = (
+        logistic_regression_head(x, y, n, 1.0, 1000, dm.seed)
+        if method == "logistic_regression"
+        else prototype_head(x, y, n, "cosine", 20.0)
+    )
     torch.testing.assert_close(head_linear(classifier).weight, weight)
     torch.testing.assert_close(head_linear(classifier).bias, bias)
     # The classifier now predicts what the probe predicts, well above its random head.

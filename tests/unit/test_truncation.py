@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
-
 import torch
+from hydra.utils import instantiate
 
 from lora_lab.artifacts import read_json
 from lora_lab.data.batching import PadCollator
 from lora_lab.data.truncation import Truncation, auto_length, special_tokens
 from lora_lab.errors import ConfigError
-from tests.conftest import compose_train
+from tests.helpers import compose_train
 
 # 120 distinct words: each survives as its own token(s), so what a cut kept can be read back.
 LONG = " ".join(f"word{i}" for i in range(120))
@@ -39,11 +38,11 @@ def test_head_tail_and_tail_keep_the_ends_and_the_special_tokens(tokenizer, mode
     (row,), _ = cut.encode(tokenizer, [LONG])
     full = tokenizer(LONG)["input_ids"]
     prefix, suffix = special_tokens(tokenizer)
-    content = full[len(prefix): len(full) - len(suffix)]
+    content = full[len(prefix) : len(full) - len(suffix)]
     budget = 32 - len(prefix) - len(suffix)
     head = {"tail": 0, "head_tail": head_tokens if head_tokens is not None else 8}[mode]  # a quarter of 32
     assert len(row) == 32
-    assert row == prefix + content[:head] + content[-(budget - head):] + suffix
+    assert row == prefix + content[:head] + content[-(budget - head) :] + suffix
     text = tokenizer.decode(row)
     assert "word119" in text and "word60" not in text  # the end kept, the middle dropped
     assert ("word0" in text) == (mode == "head_tail")
@@ -76,8 +75,13 @@ def test_auto_max_length_resolves_on_the_training_split_and_the_inspector_shows_
     assert 0 < dm.truncated["train"] <= 0.05
     summary = summarize(dm, 1)
     assert summary["token_length"]["train"]["max"] == train[-1] > dm.max_length  # not capped at max_length
-    assert summary["truncation"] == {"max_length": dm.max_length, "truncation": "head_tail", "head_tokens": None,
-                                     "long_text": "truncate", "max_chunks": 4}
+    assert summary["truncation"] == {
+        "max_length": dm.max_length,
+        "truncation": "head_tail",
+        "head_tokens": None,
+        "long_text": "truncate",
+        "max_chunks": 4,
+    }
 
 
 def _trained(tiny_cfg, *overrides: str):
@@ -107,7 +111,7 @@ def test_a_job_records_its_cut_and_the_predictor_and_server_cut_alike(tiny_cfg):
 
 
 def _start(content: list[int], window: list[int]) -> int:
-    return next(s for s in range(len(content)) if content[s: s + len(window)] == window)
+    return next(s for s in range(len(content)) if content[s : s + len(window)] == window)
 
 
 def test_chunk_windows_cover_the_text_with_overlap_each_with_the_special_tokens(tokenizer):
@@ -116,10 +120,10 @@ def test_chunk_windows_cover_the_text_with_overlap_each_with_the_special_tokens(
     assert short == [tokenizer("short text")["input_ids"]]  # a text that fits is one window, untouched
     full = tokenizer(LONG)["input_ids"]
     prefix, suffix = special_tokens(tokenizer)
-    content, width = full[len(prefix): len(full) - len(suffix)], 32 - len(prefix) - len(suffix)
+    content, width = full[len(prefix) : len(full) - len(suffix)], 32 - len(prefix) - len(suffix)
     assert lengths[0] == len(full) > 3 * 32
-    assert all(len(w) == 32 and w[:len(prefix)] == prefix and w[32 - len(suffix):] == suffix for w in windows)
-    inner = [w[len(prefix): 32 - len(suffix)] for w in windows]
+    assert all(len(w) == 32 and w[: len(prefix)] == prefix and w[32 - len(suffix) :] == suffix for w in windows)
+    inner = [w[len(prefix) : 32 - len(suffix)] for w in windows]
     starts = [_start(content, w) for w in inner]
     assert starts[0] == 0 and starts[-1] + width == len(content)  # from the first token to the last
     assert all(0 < b - a < width for a, b in zip(starts, starts[1:]))  # each window overlaps the next
@@ -135,7 +139,7 @@ def test_max_chunks_spreads_fewer_windows_from_the_head_to_the_tail(tokenizer):
 
 
 def test_chunk_is_refused_where_windows_mean_nothing_and_bad_counts_are_config_errors(tiny_cfg):
-    from lora_lab.config import validate
+    from lora_lab.config.validation import validate
 
     for regime in ("tfidf", "contrastive"):
         with pytest.raises(ConfigError, match=f"data.long_text=chunk: regime={regime} .*use data.long_text=truncate"):
@@ -165,10 +169,14 @@ def test_chunked_logits_are_averaged_alike_in_the_module_the_predictor_and_the_s
     rows = cut.encode(dm.tokenizer, texts)[0]
     assert rows == dm.tokenized["test"].input_ids and max(len(r) for r in rows) > 1
     with torch.no_grad():  # by hand: each window alone, unpadded, then the mean of its text's windows
-        expected = torch.stack([
-            torch.stack([classifier(torch.tensor([w]), torch.ones(1, len(w), dtype=torch.long))[0] for w in row]).mean(0)
-            for row in rows
-        ])
+        expected = torch.stack(
+            [
+                torch.stack(
+                    [classifier(torch.tensor([w]), torch.ones(1, len(w), dtype=torch.long))[0] for w in row]
+                ).mean(0)
+                for row in rows
+            ]
+        )
         module = ClassifierModule(classifier, learning_rate=1e-3).eval()
         batch = PadCollator(dm.tokenizer.pad_token_id)(list(zip(rows, labels)))
         assert len(batch["input_ids"]) > len(texts)  # one row per window

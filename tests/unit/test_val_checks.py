@@ -8,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from lora_lab.config import validate
+from lora_lab.config.validation import validate
 from lora_lab.errors import ConfigError
 from lora_lab.models.embedding import embed_split, head_linear
 
@@ -32,6 +32,7 @@ def _scripted(job, scores) -> None:
     def scripted(classifier, datamodule):
         score = real(classifier, datamodule)
         return lambda: (next(values), score()[1])
+
     job.regime._validation_score = scripted
 
 
@@ -80,7 +81,9 @@ def test_the_shipped_model_scores_the_best_checks_validation_accuracy(tiny_job):
     assert shipped == pytest.approx(best, abs=1e-6)
 
 
-@pytest.mark.parametrize("override,match", [("regime.val_checks=-1", "val_checks=-1"), ("regime.patience=0", "patience=0")])
+@pytest.mark.parametrize(
+    "override,match", [("regime.val_checks=-1", "val_checks=-1"), ("regime.patience=0", "patience=0")]
+)
 def test_meaningless_check_settings_are_refused_before_any_model_loads(tiny_cfg, override: str, match: str):
     with pytest.raises(ConfigError, match=match):
         validate(tiny_cfg("regime=contrastive", override))

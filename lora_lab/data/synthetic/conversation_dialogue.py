@@ -8,7 +8,7 @@ probabilities below decide how often the context leaks into what the prospect sa
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from lora_lab.data.synthetic.tables import load_tables
 
@@ -70,8 +70,10 @@ def dialogue(context: dict, cues: dict[str, str], rng: random.Random) -> list[Tu
         ([say("R", *PHRASES.pitches), say("P", *PHRASES.pitch_reactions)], "filler"),
     ]
     segments = {
-        "objection": _objection(cues["objection"], say, rng), "pricing": _pricing(cues["pricing"], say, rng),
-        "competitor": _competitor(cues["competitor"], say), "stakeholders": _stakeholders(cues["stakeholders"], say),
+        "objection": _objection(cues["objection"], say, rng),
+        "pricing": _pricing(cues["pricing"], say, rng),
+        "competitor": _competitor(cues["competitor"], say),
+        "stakeholders": _stakeholders(cues["stakeholders"], say),
     }
     for cue in rng.sample(sorted(segments), k=len(segments)):
         if segments[cue]:

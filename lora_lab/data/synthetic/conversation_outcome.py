@@ -12,7 +12,13 @@ import random
 from typing import NamedTuple
 
 CONTEXT_FIELDS: tuple[str, ...] = (
-    "company_size", "industry", "contact_role", "urgency", "budget_authority", "previous_interactions", "lead_source",
+    "company_size",
+    "industry",
+    "contact_role",
+    "urgency",
+    "budget_authority",
+    "previous_interactions",
+    "lead_source",
 )
 CUES: tuple[str, ...] = ("objection", "pricing", "competitor", "stakeholders", "next_steps")
 
@@ -43,26 +49,45 @@ class _Value(NamedTuple):
 
 
 _COMPANY_SIZES = (
-    _Value("1-10", 15, -0.3), _Value("11-50", 25, 0.1), _Value("51-200", 30, 0.3),
-    _Value("201-1000", 20, 0.0), _Value("1000+", 10, -0.4),  # enterprises buy slowly
+    _Value("1-10", 15, -0.3),
+    _Value("11-50", 25, 0.1),
+    _Value("51-200", 30, 0.3),
+    _Value("201-1000", 20, 0.0),
+    _Value("1000+", 10, -0.4),  # enterprises buy slowly
 )
 _INDUSTRIES = (
-    _Value("logistics", 1, 0.2), _Value("manufacturing", 1, 0.1), _Value("healthcare", 1, -0.3),
-    _Value("retail", 1, 0.0), _Value("construction", 1, -0.1), _Value("food & beverage", 1, 0.1),
-    _Value("professional services", 1, 0.2), _Value("education", 1, -0.4), _Value("fintech", 1, 0.0),
+    _Value("logistics", 1, 0.2),
+    _Value("manufacturing", 1, 0.1),
+    _Value("healthcare", 1, -0.3),
+    _Value("retail", 1, 0.0),
+    _Value("construction", 1, -0.1),
+    _Value("food & beverage", 1, 0.1),
+    _Value("professional services", 1, 0.2),
+    _Value("education", 1, -0.4),
+    _Value("fintech", 1, 0.0),
     _Value("hospitality", 1, -0.2),
 )
 _URGENCIES = (_Value("low", 35, -1.0), _Value("medium", 40, 0.0), _Value("high", 25, 1.0))
 _BUDGET_EFFECTS = {"yes": 0.8, "shared": 0.0, "no": -0.9}
 _LEAD_SOURCES = (
-    _Value("inbound web", 25, 0.3), _Value("referral", 15, 0.8), _Value("trade show", 15, 0.0),
-    _Value("cold outbound", 20, -0.9), _Value("partner", 10, 0.4), _Value("webinar", 15, 0.1),
+    _Value("inbound web", 25, 0.3),
+    _Value("referral", 15, 0.8),
+    _Value("trade show", 15, 0.0),
+    _Value("cold outbound", 20, -0.9),
+    _Value("partner", 10, 0.4),
+    _Value("webinar", 15, 0.1),
 )
 # (role, weights of budget_authority yes/shared/no, effect); founders only at companies up to 200.
 _ROLES = (
-    ("founder", (8, 2, 0), 0.2), ("CFO", (7, 3, 0), 0.0), ("VP operations", (5, 4, 1), 0.2),
-    ("ops manager", (1, 5, 4), 0.1), ("IT director", (3, 5, 2), -0.1), ("procurement lead", (2, 6, 2), -0.2),
-    ("head of finance", (5, 4, 1), 0.0), ("office manager", (0, 3, 7), -0.2), ("analyst", (0, 2, 8), -0.3),
+    ("founder", (8, 2, 0), 0.2),
+    ("CFO", (7, 3, 0), 0.0),
+    ("VP operations", (5, 4, 1), 0.2),
+    ("ops manager", (1, 5, 4), 0.1),
+    ("IT director", (3, 5, 2), -0.1),
+    ("procurement lead", (2, 6, 2), -0.2),
+    ("head of finance", (5, 4, 1), 0.0),
+    ("office manager", (0, 3, 7), -0.2),
+    ("analyst", (0, 2, 8), -0.3),
     ("plant manager", (2, 5, 3), 0.1),
 )
 _BUDGET_VALUES = ("yes", "shared", "no")
@@ -86,19 +111,27 @@ class _State(NamedTuple):
 
 _CUE_STATES: dict[str, tuple[_State, ...]] = {
     "objection": (
-        _State("none", 0.0, 3, 0.0), _State("handled", 0.5, 3, 0.6), _State("unresolved", -0.9, 3, -0.6),
+        _State("none", 0.0, 3, 0.0),
+        _State("handled", 0.5, 3, 0.6),
+        _State("unresolved", -0.9, 3, -0.6),
     ),
     "pricing": (
-        _State("not_discussed", 0.0, 3, 0.0), _State("in_range", 0.3, 2, 0.5),
-        _State("negotiated", 0.2, 2, 0.3), _State("pushback", -0.9, 2, -0.6),
+        _State("not_discussed", 0.0, 3, 0.0),
+        _State("in_range", 0.3, 2, 0.5),
+        _State("negotiated", 0.2, 2, 0.3),
+        _State("pushback", -0.9, 2, -0.6),
     ),
     "competitor": (
-        _State("none", 0.0, 4, 0.0), _State("incumbent_unhappy", 0.4, 2, 0.4),
-        _State("shortlist", -0.2, 2, 0.0), _State("leaning_competitor", -1.0, 1.5, -0.7),
+        _State("none", 0.0, 4, 0.0),
+        _State("incumbent_unhappy", 0.4, 2, 0.4),
+        _State("shortlist", -0.2, 2, 0.0),
+        _State("leaning_competitor", -1.0, 1.5, -0.7),
     ),
     "stakeholders": (
-        _State("unmentioned", 0.0, 2, 0.0), _State("buy_in", 0.7, 2, 0.6),
-        _State("pending", -0.2, 3, 0.0), _State("blocker", -1.0, 1.5, -0.7),
+        _State("unmentioned", 0.0, 2, 0.0),
+        _State("buy_in", 0.7, 2, 0.6),
+        _State("pending", -0.2, 3, 0.0),
+        _State("blocker", -1.0, 1.5, -0.7),
     ),
     "next_steps": (_State("concrete", 1.1, 3, 0.7), _State("vague", -0.3, 4, 0.0), _State("none", -1.1, 2, -0.7)),
 }
@@ -134,8 +167,13 @@ def _draw_context(rng: random.Random) -> dict:
     else:
         previous = rng.randint(0, 4)
     return {
-        "company_size": size.name, "industry": industry.name, "contact_role": role, "urgency": urgency.name,
-        "budget_authority": budget, "previous_interactions": previous, "lead_source": source.name,
+        "company_size": size.name,
+        "industry": industry.name,
+        "contact_role": role,
+        "urgency": urgency.name,
+        "budget_authority": budget,
+        "previous_interactions": previous,
+        "lead_source": source.name,
     }
 
 
@@ -146,17 +184,22 @@ def _effect(values: tuple[_Value, ...], name: str) -> float:
 def _context_score(context: dict) -> float:
     """Summed propensity effect of the CRM fields."""
     return (
-        _effect(_COMPANY_SIZES, context["company_size"]) + _effect(_INDUSTRIES, context["industry"])
+        _effect(_COMPANY_SIZES, context["company_size"])
+        + _effect(_INDUSTRIES, context["industry"])
         + next(effect for role, _, effect in _ROLES if role == context["contact_role"])
-        + _effect(_URGENCIES, context["urgency"]) + _BUDGET_EFFECTS[context["budget_authority"]]
-        + _previous_interactions_effect(context["previous_interactions"]) + _effect(_LEAD_SOURCES, context["lead_source"])
+        + _effect(_URGENCIES, context["urgency"])
+        + _BUDGET_EFFECTS[context["budget_authority"]]
+        + _previous_interactions_effect(context["previous_interactions"])
+        + _effect(_LEAD_SOURCES, context["lead_source"])
     )
 
 
 def expected_propensity(context: dict, cues: dict[str, str]) -> float:
     """The propensity before its noise term: what an ideal model that saw every field and cue would know."""
     return (
-        _INTERCEPT + _CONTEXT_WEIGHT * _context_score(context) + _DIALOGUE_WEIGHT * _cue_score(cues)
+        _INTERCEPT
+        + _CONTEXT_WEIGHT * _context_score(context)
+        + _DIALOGUE_WEIGHT * _cue_score(cues)
         + _interactions(context, cues)
     )
 

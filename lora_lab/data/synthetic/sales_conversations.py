@@ -61,12 +61,12 @@ LABELS: tuple[str, ...] = (CONVERTED, NOT_CONVERTED)
 _HEADER_KEYS = {field: ("role" if field == "contact_role" else field) for field in CONTEXT_FIELDS}
 
 # Transcription noise. Each knob is a probability at noise=1 and scales linearly with `noise`.
-_P_FILLER = 0.5        # per turn: a filler (PHRASES.fillers) at a random position
-_P_STUTTER = 0.05      # per word: said twice ("the the")
-_P_INAUDIBLE = 0.02    # per word: replaced by [inaudible] (cue words can get lost, as in real ASR)
-_P_CROSSTALK = 0.1     # per turn: a trailing [crosstalk]
-_P_PUNCT = 0.5         # per punctuation mark: dropped
-_P_LOWERCASE = 0.5     # per transcript: no casing (speaker tags keep theirs)
+_P_FILLER = 0.5  # per turn: a filler (PHRASES.fillers) at a random position
+_P_STUTTER = 0.05  # per word: said twice ("the the")
+_P_INAUDIBLE = 0.02  # per word: replaced by [inaudible] (cue words can get lost, as in real ASR)
+_P_CROSSTALK = 0.1  # per turn: a trailing [crosstalk]
+_P_PUNCT = 0.5  # per punctuation mark: dropped
+_P_LOWERCASE = 0.5  # per transcript: no casing (speaker tags keep theirs)
 _PUNCT_RE = re.compile(r"[.,;:!?]")
 _SPEAKERS = {"R": "Rep", "P": "Prospect"}
 

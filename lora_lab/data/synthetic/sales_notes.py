@@ -55,13 +55,13 @@ _MIN_WORDS, _MAX_WORDS = 8, 60
 
 # Noise. Each knob is a probability at noise=1 and scales linearly with `noise`, so noise=0 is
 # clean text.
-_P_LOWERCASE = 0.6      # whole note lowercased
-_P_ABBREVIATE = 0.7     # per abbreviable phrase (PHRASES.abbreviations)
-_P_TYPO = 0.10          # per word of 4+ letters: swap, drop or duplicate a letter
-_P_JOIN = 0.06          # per gap between words: the space is lost ("reorderof")
-_P_PUNCT = 0.5          # per punctuation mark: dropped
+_P_LOWERCASE = 0.6  # whole note lowercased
+_P_ABBREVIATE = 0.7  # per abbreviable phrase (PHRASES.abbreviations)
+_P_TYPO = 0.10  # per word of 4+ letters: swap, drop or duplicate a letter
+_P_JOIN = 0.06  # per gap between words: the space is lost ("reorderof")
+_P_PUNCT = 0.5  # per punctuation mark: dropped
 _P_DOUBLE_SPACE = 0.05  # per gap: an extra space
-_P_TRAILING = 0.4       # per note: trailing whitespace
+_P_TRAILING = 0.4  # per note: trailing whitespace
 
 _PUNCT = ".,;:!?()"
 # One alternation, longest phrase first, so "purchase order" wins over "order" and a single pass
@@ -103,8 +103,12 @@ class SyntheticSalesNotes(Source):
         super().__init__(**split_args)
         # Checked here rather than in read(): a bad override fails as the config is instantiated.
         _check_arguments(
-            n_per_class, generator_seed, noise,
-            n_key="dataset.n_per_class", seed_key="dataset.generator_seed", noise_key="dataset.noise",
+            n_per_class,
+            generator_seed,
+            noise,
+            n_key="dataset.n_per_class",
+            seed_key="dataset.generator_seed",
+            noise_key="dataset.noise",
         )
         self.n_per_class, self.noise, self.generator_seed = n_per_class, noise, generator_seed
 
@@ -118,8 +122,13 @@ class SyntheticSalesNotes(Source):
 
 
 def _check_arguments(
-    n_per_class: object, seed: object, noise: object, *,
-    n_key: str = "n_per_class", seed_key: str = "seed", noise_key: str = "noise",
+    n_per_class: object,
+    seed: object,
+    noise: object,
+    *,
+    n_key: str = "n_per_class",
+    seed_key: str = "seed",
+    noise_key: str = "noise",
 ) -> None:
     """The generator's arguments; a message names the key the caller knows (a Source passes config keys)."""
     check_count(n_key, n_per_class, counting="notes per intent", example=400)
@@ -155,7 +164,8 @@ def _compose(label: str, rng: random.Random) -> str:
         said = (core + " " + secondary).lower()
         # A denial must not contradict the note ("Not urgent." after "line is down").
         deniable = [
-            lab for lab in others
+            lab
+            for lab in others
             if lab != secondary_label and not any(word in said for word in PHRASES.denial_conflicts[lab])
         ]
         if deniable:
@@ -165,7 +175,7 @@ def _compose(label: str, rng: random.Random) -> str:
     spare = list(PHRASES.closers)
     rng.shuffle(spare)
     closers = [c.format(**slots) for c in spare[: rng.choice(_CLOSER_COUNTS)]]
-    spare = spare[len(closers):]
+    spare = spare[len(closers) :]
 
     def n_words() -> int:
         return sum(len(s.split()) for s in (opener, core, secondary, denial, *closers))
@@ -282,7 +292,7 @@ def _typo(word: str, rng: random.Random) -> str:
     i = rng.randrange(1, len(word) - 1)  # first and last character stay: the word remains readable
     kind = rng.randrange(3)
     if kind == 0:
-        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
     if kind == 1:
-        return word[:i] + word[i + 1:]
+        return word[:i] + word[i + 1 :]
     return word[:i] + word[i] + word[i:]

@@ -27,17 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from lora_lab.artifacts import file_sha256, write_json
+from lora_lab.job.dir import PROVENANCE_FILE
 
-PROVENANCE_FILE = "provenance.json"
 PACKAGES = ("lora_lab", "torch", "transformers", "peft", "lightning")
-CODE_DIR = Path(__file__).resolve().parent
+CODE_DIR = Path(__file__).resolve().parents[1]  # lora_lab/
 
 
 def git_state(code_dir: Path = CODE_DIR) -> dict[str, Any]:
     """{"commit", "dirty"} of the checkout holding `code_dir`, or {"commit": None, "why"}."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(code_dir), *args], capture_output=True, text=True,
-                              check=True, timeout=30).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(code_dir), *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -82,7 +84,9 @@ def slurm_job() -> dict[str, str | None] | None:
     return {"id": job_id, "array_task": f"{array}_{task}" if array and task else None}
 
 
-def write_provenance(run_dir: Path, data_files: Iterable[Path], seed: int | None, overrides: list[str]) -> dict[str, Any]:
+def write_provenance(
+    run_dir: Path, data_files: Iterable[Path], seed: int | None, overrides: list[str]
+) -> dict[str, Any]:
     record = provenance(data_files, seed, overrides)
     write_json(run_dir / PROVENANCE_FILE, record)
     return record

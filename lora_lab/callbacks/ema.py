@@ -1,4 +1,4 @@
-"""An exponential moving average of the weights that the test and the artifacts actually use."""
+"""callbacks=ema: an exponential moving average of the weights that the test and the artifacts actually use."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class EMA(EMAWeightAveraging):
         self._kwargs.pop("avg_fn")
         self._kwargs["multi_avg_fn"] = get_ema_multi_avg_fn(decay)
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         if trainer.state.fn == "fit":  # resuming training: the parent restores both models
             super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -1,4 +1,4 @@
-"""The compute side of every comparison: time, throughput, latency and peak memory."""
+"""callbacks.resource_monitor: the compute side of every comparison: time, throughput, latency and peak memory."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class ResourceMonitor(pl.Callback):
         self._examples, self._val_s = 0, 0.0
         self._fit_t0 = self._now(trainer)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._examples += batch["labels"].shape[0]
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -58,8 +58,11 @@ class ResourceMonitor(pl.Callback):
         if self._fit_t0 is None:
             return dict(self._before)
         val_s = self._val_s + (now - self._val_t0 if self._val_t0 is not None else 0.0)
-        return {"train_s": self._before["train_s"] + now - self._fit_t0 - val_s,
-                "val_s": self._before["val_s"] + val_s, "examples": self._before["examples"] + self._examples}
+        return {
+            "train_s": self._before["train_s"] + now - self._fit_t0 - val_s,
+            "val_s": self._before["val_s"] + val_s,
+            "examples": self._before["examples"] + self._examples,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return self._so_far(time.perf_counter())
@@ -86,7 +89,7 @@ class ResourceMonitor(pl.Callback):
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._test_examples, self._test_t0 = 0, self._now(trainer)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._test_examples += batch["labels"].shape[0]
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

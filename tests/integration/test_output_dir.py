@@ -1,5 +1,8 @@
 """An output dir on a read-only or too full disk is refused at the start: one `error:` line, exit 2,
-nothing written. Real disks: small tmpfs mounts (root only; skipped where mount is refused)."""
+nothing written. Real disks: small tmpfs mounts (root only; skipped where mount is refused).
+
+An integration test: it mounts real file systems and runs `python -m lora_lab.train` processes.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ ENV_ARGS = ["trainer.enable_progress_bar=false"]
 
 def _mount(path: Path, options: str) -> bool:
     path.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    )
 
 
 @pytest.fixture
@@ -33,7 +38,9 @@ def disks(tmp_path: Path) -> Iterator[dict[str, Path]]:
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lora_lab.train", *args, *ENV_ARGS], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lora_lab.train", *args, *ENV_ARGS], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_a_disk_too_small_for_the_job_is_refused_before_anything_is_written(disks: dict[str, Path]):
@@ -51,5 +58,7 @@ def test_a_read_only_disk_is_refused_for_a_run_and_a_multirun(disks: dict[str, P
     out = _train(*args)
     key = "hydra.sweep.dir" if mode else "hydra.run.dir"
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.strip() == (f"error: {key}={target}: cannot write under {disks['read_only']} (Read-only file system); "
-                                  f"choose a writable dir, e.g. {key}=$HOME/lora_lab/out")
+    assert out.stderr.strip() == (
+        f"error: {key}={target}: cannot write under {disks['read_only']} (Read-only file system); "
+        f"choose a writable dir, e.g. {key}=$HOME/lora_lab/out"
+    )

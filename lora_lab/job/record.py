@@ -20,18 +20,27 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lora_lab.artifacts import read_json, write_json
+from lora_lab.job.dir import STATUS_FILE, JobDir
 
 log = logging.getLogger(__name__)
-STATUS_FILE = "status.json"
 # Keys that do not change what is trained: where it goes, what it is called, how it is logged.
 # `rank` is only an input: a regime that uses it carries its resolved value (regime.r, regime.target_r).
 # `trial` names the Optuna trial a sweep job reports to (lora_lab/sweeper): its number, study, storage;
 # `callbacks.optuna_pruning` is the callback through which it reports. `resume` continues a killed job
 # and `callbacks.resume_checkpoint` sets how often it can: neither changes what is trained.
 NON_EFFECTIVE_KEYS = (
-    "paths", "logger", "hydra", "tags", "task_name", "rank", "optimized_metric", "keep_checkpoints", "trial",
-    "callbacks.optuna_pruning", "resume", "callbacks.resume_checkpoint",
+    "paths",
+    "logger",
+    "hydra",
+    "tags",
+    "task_name",
+    "rank",
+    "optimized_metric",
+    "keep_checkpoints",
+    "trial",
+    "callbacks.optuna_pruning",
+    "resume",
+    "callbacks.resume_checkpoint",
 )
 
 
@@ -60,10 +69,11 @@ class JobRecord:
     def __init__(self, run_dir: Path, cfg: DictConfig, sweep_dir: Path | None):
         self.run_dir, self.sweep_dir = run_dir, sweep_dir
         self.fingerprint = fingerprint(cfg)
-        self.path = run_dir / STATUS_FILE
+        self.dir = JobDir(run_dir)
+        self.path = self.dir.status_path
 
     def _write(self, state: str, **extra: object) -> None:
-        write_json(self.path, {"state": state, "fingerprint": self.fingerprint, **extra})
+        self.dir.write_status({"state": state, "fingerprint": self.fingerprint, **extra})
 
     def find_original(self) -> Path | None:
         """The first job of the same multirun with the same effective config, if any."""
@@ -73,8 +83,8 @@ class JobRecord:
         for path in siblings:
             if path.parent == self.run_dir:
                 continue
-            status = read_json(path)
-            if status.get("fingerprint") == self.fingerprint and status["state"] in ("running", "complete"):
+            status = JobDir(path.parent).status() or {}
+            if status.get("fingerprint") == self.fingerprint and status.get("state") in ("running", "complete"):
                 return path.parent
         return None
 
@@ -95,15 +105,14 @@ class JobRecord:
         """Record this job as a duplicate of `original` and answer with its metric (None while it runs)."""
         self._write("duplicate", duplicate_of=str(original))
         log.info("Effective config repeats job %s: recorded as its duplicate, not trained again.", original)
-        metrics_path = original / "metrics.json"
-        return read_json(metrics_path).get(metric) if metrics_path.exists() else None
+        return JobDir(original).metric(metric)
 
 
 def fail_abandoned(run_dir: Path, reason: str) -> None:
     """Mark a job whose process died while `running` as failed, so no later job takes it for an original."""
-    path = run_dir / STATUS_FILE
-    if path.exists() and (status := read_json(path))["state"] == "running":
-        write_json(path, {**status, "state": "failed", "error": reason})
+    job_dir = JobDir(run_dir)
+    if (status := job_dir.status()) is not None and status["state"] == "running":
+        job_dir.write_status({**status, "state": "failed", "error": reason})
 
 
 def _job_order(name: str) -> tuple[int, str]:

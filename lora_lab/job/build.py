@@ -26,20 +26,21 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from lora_lab.artifacts import read_json
-from lora_lab.checkpointing import AtomicCheckpointIO
 from lora_lab.data.datamodule import TextClassificationDataModule
 from lora_lab.errors import ConfigError
+from lora_lab.job.checkpointing import AtomicCheckpointIO
+from lora_lab.job.dir import JobDir
+from lora_lab.job.outputs import parameter_counts
 from lora_lab.models.backbones import Backbone
 from lora_lab.models.classifier import Classifier, load_classifier
 from lora_lab.models.module import ClassifierModule
-from lora_lab.outputs import parameter_counts
 from lora_lab.regimes.base import Regime
 
 
 @dataclass
-class Job:
-    """The built job. `params` counts parameters after the regime shaped the model."""
+class BuiltJob:
+    """The built job: its objects, ready to fit and test. `params` counts parameters after the regime
+    shaped the model."""
 
     cfg: DictConfig
     backbone: Backbone
@@ -71,8 +72,11 @@ class Job:
     @contextlib.contextmanager
     def tracking(self) -> Iterator[None]:
         """Loggers see the whole config first and are closed with the job's outcome, whatever it is."""
-        hparams = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-                   for k, v in self.cfg.items() if k != "hydra"}
+        hparams = {
+            k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in self.cfg.items()
+            if k != "hydra"
+        }
         for logger in self.loggers:
             logger.log_hyperparams(hparams)
         status = "failed"
@@ -89,8 +93,11 @@ class Job:
     def log_summary(self, metrics: dict[str, Any]) -> None:
         """What Lightning did not log (sizes, counts, times) goes to every logger too: W&B and MLflow
         runs then hold the whole comparison, not just the curves."""
-        summary = {k: float(v) for k, v in metrics.items()
-                   if isinstance(v, (int, float)) and k not in self.trainer.logged_metrics}
+        summary = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and k not in self.trainer.logged_metrics
+        }
         for logger in self.loggers:
             logger.log_metrics(summary, step=self.trainer.global_step)
 
@@ -100,7 +107,7 @@ class Job:
             shutil.rmtree(self.trainer.checkpoint_callback.dirpath, ignore_errors=True)
 
 
-def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") -> Job:
+def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") -> BuiltJob:
     """Build a fresh job from cfg, or (trained=<job dir>) the model that job saved, for re-testing."""
     _print_lightning_once()
     pl.seed_everything(cfg.seed, workers=True)
@@ -126,9 +133,16 @@ def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") 
     # Without a ModelCheckpoint of ours Lightning would add its own, which writes the weights every
     # epoch and selects nothing: none at all then, and the test runs on the last epoch.
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=checkpointing,
-                          plugins=[AtomicCheckpointIO()])  # a kill mid-save never leaves a truncated checkpoint
-    return Job(cfg, backbone, datamodule, classifier, tokenizer, regime, module, callbacks, loggers, trainer, params)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_checkpointing=checkpointing,
+        plugins=[AtomicCheckpointIO()],
+    )  # a kill mid-save never leaves a truncated checkpoint
+    return BuiltJob(
+        cfg, backbone, datamodule, classifier, tokenizer, regime, module, callbacks, loggers, trainer, params
+    )
 
 
 def load_trained(
@@ -143,8 +157,7 @@ def load_trained(
     if not regime.has_adapter or not adapter.is_dir():
         raise ConfigError(f"{run_dir} has no {regime.adapter_dir}/ (regime {regime.name}); use load=merged")
     backbone = backbone or instantiate(cfg.backbone)
-    id2label = {int(k): v for k, v in read_json(run_dir / "labels.json")["id2label"].items()}
-    classifier = regime.build_classifier(backbone, id2label, seed=cfg.seed)
+    classifier = regime.build_classifier(backbone, JobDir(run_dir).id2label(), seed=cfg.seed)
     regime.load_adapter(classifier, adapter)
     return classifier, regime.tokenizer(backbone)
 

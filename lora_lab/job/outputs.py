@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from lora_lab.artifacts import atomic_dir, dir_bytes, write_json
+from lora_lab.artifacts import atomic_dir, dir_bytes
 from lora_lab.data.truncation import Truncation
+from lora_lab.job.dir import JobDir
+from lora_lab.job.plots import confusion_matrix_png
 from lora_lab.models.classifier import Classifier
-from lora_lab.plots import confusion_matrix_png
 from lora_lab.regimes.base import Regime
 
 if TYPE_CHECKING:
-    from lora_lab.build import Job
+    from lora_lab.job.build import BuiltJob
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,11 @@ def parameter_counts(classifier: Classifier) -> dict[str, float]:
     trainable = sum(p.numel() for p in params if p.requires_grad)
     total = sum(_logical_numel(p) for p in params)
     # total 0: a model fitted later (tfidf, before prepare() sizes it); job_metrics counts it again.
-    return {"params/trainable": trainable, "params/total": total, "params/trainable_pct": 100 * trainable / total if total else 0.0}
+    return {
+        "params/trainable": trainable,
+        "params/total": total,
+        "params/trainable_pct": 100 * trainable / total if total else 0.0,
+    }
 
 
 def _logical_numel(param: torch.Tensor) -> int:
@@ -43,7 +48,7 @@ def _logical_numel(param: torch.Tensor) -> int:
     return math.prod(shape) if shape is not None else param.numel()
 
 
-def job_metrics(job: Job, prepare_s: float, val_acc_best: float) -> dict[str, Any]:
+def job_metrics(job: BuiltJob, prepare_s: float, val_acc_best: float) -> dict[str, Any]:
     """metrics.json's content once the test ran: scores, model selection, sizes, compute, data."""
     trainer, datamodule = job.trainer, job.datamodule
     compute = job.callback_results()
@@ -88,7 +93,7 @@ def write_job_outputs(
     """Write every artifact atomically and return the final metrics (with artifact sizes).
     `truncation` goes into merged/ beside the tokenizer, so a Predictor cuts texts as training did."""
     labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
-    write_json(run_dir / "labels.json", {"id2label": {str(i): label for i, label in enumerate(labels)}})
+    JobDir(run_dir).write_labels(labels)
     if regime.has_adapter:
         with atomic_dir(run_dir / regime.adapter_dir) as tmp:
             regime.save_adapter(classifier, tmp)
@@ -99,9 +104,15 @@ def write_job_outputs(
             if truncation is not None:
                 truncation.save(tmp)
     else:
-        log.warning("Regime %s: this trained model has no merged form; the job ships %s/ only.", regime.name, regime.adapter_dir)
-    confusion_matrix_png(metrics["test/confusion_matrix"], labels, run_dir / "confusion_matrix.png",
-                         title=f"test acc {metrics['test/acc']:.3f}")
+        log.warning(
+            "Regime %s: this trained model has no merged form; the job ships %s/ only.", regime.name, regime.adapter_dir
+        )
+    confusion_matrix_png(
+        metrics["test/confusion_matrix"],
+        labels,
+        run_dir / "confusion_matrix.png",
+        title=f"test acc {metrics['test/acc']:.3f}",
+    )
     # What a deployment adds on top of the shared base: the adapter, or the whole model for full.
     shipped = run_dir / (regime.adapter_dir if regime.has_adapter else "merged")
     metrics = {
@@ -110,12 +121,19 @@ def write_job_outputs(
         # None, not 0, when there is no merged/: a size nobody can deploy is not a small one.
         "artifact/merged_bytes": dir_bytes(run_dir / "merged") if (run_dir / "merged").is_dir() else None,
     }
-    write_json(run_dir / "metrics.json", metrics)
+    JobDir(run_dir).write_metrics(metrics)
     return metrics
 
 
 def _tokenizer_bytes(model_dir: Path) -> int:
-    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt", "vocab.json")
+    names = (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+        "merges.txt",
+        "vocab.json",
+    )
     return sum((model_dir / n).stat().st_size for n in names if (model_dir / n).exists())
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path, title: str = "") -> None:
@@ -29,7 +29,15 @@ def confusion_matrix_png(matrix: list[list[int]], labels: list[str], path: Path,
     if n <= 20:
         for i, row in enumerate(matrix):
             for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if shares[i][j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shares[i][j] > 0.5 else "black",
+                )
     _save(fig, path)
 
 
@@ -39,15 +47,35 @@ def reliability_png(bins: list[dict], ece: float, path: Path, title: str = "") -
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     filled = [b for b in bins if b["count"]]
     lefts, widths = [b["lower"] for b in filled], [b["upper"] - b["lower"] for b in filled]
-    ax.bar(lefts, [b["accuracy"] for b in filled], width=widths, align="edge", color="tab:blue",
-           alpha=0.75, edgecolor="white", label="accuracy")
-    # Hatched from the accuracy to the bin's mean confidence: above a bar is over-confidence, inside it under-confidence.
-    ax.bar(lefts, [b["confidence"] - b["accuracy"] for b in filled], bottom=[b["accuracy"] for b in filled],
-           width=widths, align="edge", fill=False, hatch="///", edgecolor="tab:red", linewidth=0.8,
-           label="gap to mean confidence")
+    ax.bar(
+        lefts,
+        [b["accuracy"] for b in filled],
+        width=widths,
+        align="edge",
+        color="tab:blue",
+        alpha=0.75,
+        edgecolor="white",
+        label="accuracy",
+    )
+    # Hatched from the accuracy to the bin's mean confidence: above a bar is over-confidence,
+    # inside it under-confidence.
+    ax.bar(
+        lefts,
+        [b["confidence"] - b["accuracy"] for b in filled],
+        bottom=[b["accuracy"] for b in filled],
+        width=widths,
+        align="edge",
+        fill=False,
+        hatch="///",
+        edgecolor="tab:red",
+        linewidth=0.8,
+        label="gap to mean confidence",
+    )
     for b in filled:
         top = max(b["accuracy"], b["confidence"])
-        ax.text((b["lower"] + b["upper"]) / 2, min(top + 0.01, 1.0), str(b["count"]), ha="center", va="bottom", fontsize=7)
+        ax.text(
+            (b["lower"] + b["upper"]) / 2, min(top + 0.01, 1.0), str(b["count"]), ha="center", va="bottom", fontsize=7
+        )
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.06)

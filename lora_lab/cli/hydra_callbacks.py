@@ -11,9 +11,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lora_lab.artifacts import read_json
-from lora_lab.cli import exit_with_error, is_ddp_worker
-from lora_lab.job import STATUS_FILE, fingerprint
+from lora_lab.cli.errors import exit_with_error
+from lora_lab.cli.run import is_ddp_worker
+from lora_lab.job.dir import STATUS_FILE, JobDir
+from lora_lab.job.record import fingerprint
 from lora_lab.models.weight_names import checkpoint_bytes
 from lora_lab.sweeper.config import SWEEPER_TARGET
 
@@ -37,12 +38,12 @@ class RefuseFinishedDirs(Callback):
         if config.get("resume", False):
             check_resume(run_dir, config)
             return
-        if (run_dir / "metrics.json").exists():
+        if JobDir(run_dir).is_finished:
             raise FinishedDirError(
                 f"hydra.run.dir={run_dir} holds a finished job; lora_lab never overwrites one. "
                 "Drop the hydra.run.dir override (each run gets a fresh timestamped dir) or choose a new dir."
             )
-        if (run_dir / STATUS_FILE).exists():
+        if JobDir(run_dir).status_path.exists():
             raise FinishedDirError(
                 f"hydra.run.dir={run_dir} holds a job that did not finish (killed or failed); lora_lab never "
                 "overwrites one. Add resume=true to continue it from its last checkpoint, or choose a new dir."
@@ -64,18 +65,22 @@ class RefuseFinishedDirs(Callback):
 def check_resume(run_dir: Path, config: DictConfig) -> None:
     """resume=true: the dir must hold a job started with this config and not finished (a finished one
     is a no-op, exit 0). Checked before Hydra rewrites the dir's .hydra/ config."""
-    status = read_json(run_dir / STATUS_FILE) if (run_dir / STATUS_FILE).is_file() else None
+    job_dir = JobDir(run_dir)
+    status = job_dir.status()
     if status is None:
-        exit_with_error(f"resume=true: hydra.run.dir={run_dir} holds no job to resume (no {STATUS_FILE}); pass the dir of the "
-                "killed job, e.g. hydra.run.dir=outputs/<date>/<time>, or drop resume=true to start a new one")
-    if status["state"] == "complete" or (run_dir / "metrics.json").is_file():
+        exit_with_error(
+            f"resume=true: hydra.run.dir={run_dir} holds no job to resume (no {STATUS_FILE}); pass the dir of the "
+            "killed job, e.g. hydra.run.dir=outputs/<date>/<time>, or drop resume=true to start a new one"
+        )
+    if status["state"] == "complete" or job_dir.is_finished:
         print(f"resume=true: {run_dir} already finished (its metrics.json is written); nothing to do.")
         raise FinishedDirError(0)
     if status.get("fingerprint") != fingerprint(config):
-        overrides = run_dir / ".hydra" / "overrides.yaml"
-        given = " ".join(str(o) for o in OmegaConf.load(overrides)) if overrides.is_file() else "?"
-        exit_with_error(f"resume=true: {run_dir} was started with another config; resuming would mix two jobs. Resume it "
-                f"with its own overrides ({given}), or start a new job without resume=true")
+        given = " ".join(job_dir.overrides()) if job_dir.overrides_path.is_file() else "?"
+        exit_with_error(
+            f"resume=true: {run_dir} was started with another config; resuming would mix two jobs. Resume it "
+            f"with its own overrides ({given}), or start a new job without resume=true"
+        )
 
 
 MIB = 2**20
@@ -105,17 +110,24 @@ class CheckOutputDir(Callback):
             with tempfile.TemporaryFile(dir=existing):  # as root, permission bits say nothing: write
                 pass
         except OSError as err:
-            exit_with_error(f"{key}={out_dir}: cannot write under {existing} ({err.strerror}); "
-                    f"choose a writable dir, e.g. {key}=$HOME/lora_lab/{out_dir.name}")
+            exit_with_error(
+                f"{key}={out_dir}: cannot write under {existing} ({err.strerror}); "
+                f"choose a writable dir, e.g. {key}=$HOME/lora_lab/{out_dir.name}"
+            )
         weights = checkpoint_bytes(OmegaConf.select(config, "backbone.pretrained", default=None))
         needed = 3 * (weights or 0) + JOB_OVERHEAD
         free = shutil.disk_usage(existing).free
         if free < needed:
-            what = f"backbone {OmegaConf.select(config, 'backbone.name')} ({weights / MIB:.0f} MiB of weights) " \
-                if weights else ""
-            exit_with_error(f"{key}={out_dir}: {free / MIB:.0f} MiB free under {existing}, but a job with {what}writes about "
-                    f"{needed / MIB:.0f} MiB (merged model, best-epoch checkpoint, adapter, logs). Free space there, "
-                    f"or point {key} at a bigger disk")
+            what = (
+                f"backbone {OmegaConf.select(config, 'backbone.name')} ({weights / MIB:.0f} MiB of weights) "
+                if weights
+                else ""
+            )
+            exit_with_error(
+                f"{key}={out_dir}: {free / MIB:.0f} MiB free under {existing}, but a job with {what}writes about "
+                f"{needed / MIB:.0f} MiB (merged model, best-epoch checkpoint, adapter, logs). Free space there, "
+                f"or point {key} at a bigger disk"
+            )
 
 
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
@@ -131,19 +143,29 @@ class CheckSlurm(Callback):
         if launcher.get("_target_") != SLURM_LAUNCHER:
             return
         if not launcher.get("partition"):
-            exit_with_error("hydra.launcher.partition is not set: name your cluster's partition, "
-                            "hydra.launcher.partition=<name> (`sinfo -s` lists them)")
+            exit_with_error(
+                "hydra.launcher.partition is not set: name your cluster's partition, "
+                "hydra.launcher.partition=<name> (`sinfo -s` lists them)"
+            )
         if shutil.which("sbatch") is None:
-            exit_with_error("hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH: submit from a "
-                            "SLURM login node, or run the trials here with hydra/launcher=submitit_local")
+            exit_with_error(
+                "hydra/launcher=slurm needs SLURM's sbatch, which is not on PATH: submit from a "
+                "SLURM login node, or run the trials here with hydra/launcher=submitit_local"
+            )
         try:
             listed = subprocess.run(["sinfo", "-h", "-o", "%P"], check=True, capture_output=True, text=True, timeout=30)
         except subprocess.CalledProcessError as err:
-            exit_with_error(f"sinfo cannot reach the SLURM controller ({' '.join((err.stderr or '').split()[-12:])}); "
-                            "check SLURM_CONF and that slurmctld runs")
+            exit_with_error(
+                f"sinfo cannot reach the SLURM controller ({' '.join((err.stderr or '').split()[-12:])}); "
+                "check SLURM_CONF and that slurmctld runs"
+            )
         except subprocess.TimeoutExpired:
-            exit_with_error("sinfo got no answer from the SLURM controller in 30 s; check SLURM_CONF and that slurmctld runs")
+            exit_with_error(
+                "sinfo got no answer from the SLURM controller in 30 s; check SLURM_CONF and that slurmctld runs"
+            )
         partitions = [name.rstrip("*") for name in listed.stdout.split()]  # the default one ends in *
         if str(launcher.partition) not in partitions:
-            exit_with_error(f"hydra.launcher.partition={launcher.partition}: no such partition; this cluster has "
-                            f"{', '.join(partitions) or 'none'}")
+            exit_with_error(
+                f"hydra.launcher.partition={launcher.partition}: no such partition; this cluster has "
+                f"{', '.join(partitions) or 'none'}"
+            )

@@ -1,0 +1,81 @@
+"""callbacks.resume_state: the state a resumed job needs that Lightning's checkpoint leaves out.
+
+Lightning's full checkpoint (callbacks.resume_checkpoint) holds the weights, optimizer, scheduler and
+loop counters; ResumeState adds the batches already trained in the current epoch and the RNG states,
+so `resume=true` continues the very batch sequence the killed run was in (lora_lab/job/checkpointing.py).
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from lora_lab.errors import ConfigError
+
+
+class ResumeState(pl.Callback):
+    """Saves, in every full checkpoint, the epoch and the number of its batches already trained, and
+    the RNG states; on resume, restores the RNG states and has the sampler skip those batches."""
+
+    def __init__(self) -> None:
+        self._trainer: pl.Trainer | None = None
+        self._loaded: dict[str, Any] | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = self._trainer
+        if trainer is None:
+            return {}
+        return {
+            "epoch": trainer.current_epoch,
+            # Saved from on_train_batch_end: `processed` counts the batch whose step just ran.
+            "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "numpy": _numpy_state(),
+                **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+            },
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = state_dict or None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._loaded is None:
+            return
+        state, self._loaded = self._loaded, None
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        if state["epoch"] == trainer.current_epoch and 0 < state["batches"] < trainer.num_training_batches:
+            sampler = trainer.train_dataloader.batch_sampler
+            if not hasattr(sampler, "skip"):  # not lora_lab's sampler: it cannot continue where the job stopped
+                raise ConfigError(
+                    f"resume=true: the training loader's batch sampler ({type(sampler).__name__}) cannot "
+                    f"skip the {state['batches']} batches already trained in epoch {state['epoch']}; "
+                    "use lora_lab's data module (LengthGroupedBatchSampler) or start the job anew"
+                )
+            sampler.skip(state["epoch"], state["batches"])
+            # Lightning warns that a plain DataLoader cannot resume mid-epoch; the sampler's skip does.
+            warnings.filterwarnings(
+                "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
+            )
+
+
+def _numpy_state() -> tuple:
+    """numpy's global RNG state as plain Python values: Lightning resumes with torch.load(weights_only=True),
+    which refuses numpy arrays."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)

