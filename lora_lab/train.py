@@ -89,12 +89,18 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         if not job.trainer.is_global_zero:
             return {}  # a DDP rank > 0: rank 0 writes the job's files (the test metrics are all ranks')
         metrics = job_metrics(job, prepare_s, val_acc_best)
+        stack = None
+        if job.stacker is not None:  # the tested model + TF-IDF, mixed on validation (job/stacking.py)
+            stack, metrics = job.stacker.fit(job, metrics)
         metrics = write_job_outputs(
-            run_dir, job.classifier, job.regime, job.tokenizer, metrics, job.datamodule.truncation
+            run_dir, job.classifier, job.regime, job.tokenizer, metrics, job.datamodule.truncation, stack
         )
         job.log_summary(metrics)
     job.drop_checkpoints()
-    print_closing(format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name} -> {run_dir}"))
+    stacked = f" + {metrics['stack/with']}" if "stack/with" in metrics else ""
+    print_closing(
+        format_table(metrics, f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.regime.name}{stacked} -> {run_dir}")
+    )
     return metrics
 
 

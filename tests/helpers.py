@@ -31,6 +31,8 @@ TINY = [
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
     "data.batch_size=16",
+    # The TF-IDF stack (on by default) has tests of its own (tests/unit/test_stack.py).
+    "stack=none",
 ]
 
 # Three support-ticket intents, each a fixed wording: a tiny model learns them in three epochs.

@@ -114,7 +114,9 @@ class CheckOutputDir(Callback):
                 f"{key}={out_dir}: cannot write under {existing} ({err.strerror}); "
                 f"choose a writable dir, e.g. {key}=$HOME/lora_lab/{out_dir.name}"
             )
-        weights = checkpoint_bytes(OmegaConf.select(config, "backbone.pretrained", default=None))
+        # A resolver that fails (an embedded model's package missing) is validate()'s to report, in one line.
+        pretrained = OmegaConf.select(config, "backbone.pretrained", default=None, throw_on_resolution_failure=False)
+        weights = checkpoint_bytes(pretrained)
         needed = 3 * (weights or 0) + JOB_OVERHEAD
         free = shutil.disk_usage(existing).free
         if free < needed:

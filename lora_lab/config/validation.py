@@ -38,6 +38,7 @@ def validate(cfg: DictConfig) -> None:
         data.head_tokens,
         data.get("long_text", "truncate"),
         data.get("max_chunks", 4),
+        cfg.get("train_rows"),
     )
     if data.get("long_text") == "chunk" and cfg.regime.name in WHOLE_ROW_REGIMES:
         raise ConfigError(
@@ -56,6 +57,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("shots_per_class") is not None:
         _check_shots(cfg.shots_per_class, cfg.dataset)
     check_unit_interval("module.label_smoothing", cfg.module.get("label_smoothing", 0.0), example="e.g. 0.1")
+    if (budget := cfg.module.get("max_tokens_per_pass")) is not None:
+        check_positive_int("module.max_tokens_per_pass", budget, example="e.g. 4096, or null")
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") and not hardware.cuda_available():
         raise ConfigError(
@@ -68,6 +71,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.precision={precision} on CPU: fp16 autocast is a GPU feature; "
             "use trainer.precision=bf16-mixed or 32-true"
+        )
+    if cfg.get("stack", {}).get("_target_") and hardware.launches_processes(cfg.trainer):
+        raise ConfigError(
+            "stack=tfidf with a DDP trainer: the stack scores the whole validation and test splits in rank 0, "
+            "which holds only its share of them; use stack=none with trainer=ddp_cpu, or trainer=cpu"
         )
 
 

@@ -45,6 +45,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         head_tokens: int | None = None,
         long_text: str = "truncate",
         max_chunks: int = 4,
+        train_rows: int | None = None,
     ):
         """max_length, truncation, head_tokens, long_text, max_chunks: how long texts become token
         ids (data/truncation.py). Checked by data/settings.py, which config validation also calls before any
@@ -75,8 +76,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
             head_tokens,
             long_text,
             max_chunks,
+            train_rows,
         )
-        self.shots_per_class = shots_per_class
+        self.shots_per_class, self.train_rows = shots_per_class, train_rows
         self.splits: dict[str, Split] = {}
         self.tokenized: dict[str, TokenizedSplit] = {}
         self.truncated: dict[str, float] = {}
@@ -128,6 +130,38 @@ class TextClassificationDataModule(pl.LightningDataModule):
             self.tokenized[name] = TokenizedSplit(ids, [label_ids[y] for y in split.labels])
         if self.shots_per_class is not None:
             self._keep_shots(self.shots_per_class)
+        if self.train_rows is not None:
+            self._keep_rows(self.train_rows)
+
+    def _keep_rows(self, n: int) -> None:
+        """A learning curve's point: keep n seeded random training rows, one of every label first (so each
+        label can be learnt and scored), the rest drawn from all rows; validation and test stay whole."""
+        train = self.splits["train"]
+        if n >= len(train):
+            if n > len(train):
+                self.problems.append(f"train: train_rows={n} but the split has {len(train)} rows: all kept")
+            return
+        rng = random.Random(self.seed)
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        first: dict[str, int] = {}
+        for i in order:
+            first.setdefault(train.labels[i], i)
+        if len(first) > n:
+            self.problems.append(
+                f"train: train_rows={n} is fewer than the {len(first)} labels: {len(first) - n} labels have no "
+                "training row"
+            )
+        keep = list(first.values())[:n]
+        chosen = set(keep)
+        keep += [i for i in order if i not in chosen][: n - len(keep)]
+        self._keep_train(sorted(keep))
+
+    def _keep_train(self, keep: list[int]) -> None:
+        """Keep these training rows (indices, sorted) in both the texts and the token ids."""
+        self.splits["train"] = self.splits["train"].select(keep)
+        full = self.tokenized["train"]
+        self.tokenized["train"] = TokenizedSplit([full.input_ids[i] for i in keep], [full.labels[i] for i in keep])
 
     def _keep_shots(self, shots: int) -> None:
         """Few-shot training: keep `shots` seeded random training rows per label; validation and
@@ -143,10 +177,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
                     f"train: label {label!r} has {len(rows)} row(s), fewer than shots_per_class={shots}: all kept"
                 )
             keep.extend(rng.sample(rows, min(shots, len(rows))))
-        keep.sort()
-        self.splits["train"] = self.splits["train"].select(keep)
-        full = self.tokenized["train"]
-        self.tokenized["train"] = TokenizedSplit([full.input_ids[i] for i in keep], [full.labels[i] for i in keep])
+        self._keep_train(sorted(keep))
 
     def length_key(self) -> dict:
         """What decides the token ids besides source and tokenizer: the cache key's length part."""

@@ -17,6 +17,7 @@ def check_data_settings(
     head_tokens: int | None = None,
     long_text: str = "truncate",
     max_chunks: int = 4,
+    train_rows: int | None = None,
 ) -> None:
     """Each setting in range, named as the config names it (data.batch_size, shots_per_class, ...)."""
     for key, value in (
@@ -35,3 +36,5 @@ def check_data_settings(
     )
     if shots_per_class is not None:
         check_positive_int("shots_per_class", shots_per_class, example="or null for every training row")
+    if train_rows is not None:
+        check_positive_int("train_rows", train_rows, example="e.g. train_rows=1024, or null for every training row")

@@ -7,6 +7,7 @@
       merged/                the job's plain model + head, where it could merge
       adapter/               the job's PEFT save_pretrained dir, naming a portable base
       onnx/                  model.onnx + check.json (onnx=true, onnx_check.py)
+      stack/                 a stacked job's TF-IDF part and weight (models/stack.py); merged/ points at it
 
 Weights are copied as bytes and JSON is rewritten: nothing is unpickled, and a job holding a
 pickle-format file is refused rather than exported.
@@ -40,6 +41,8 @@ JOB_FILES = (METRICS_FILE, LABELS_FILE, str(CONFIG_FILE))
 # resolver its YAML uses (`pretrained: ${embedded_minilm:}`) says which published model it carries.
 EMBEDDED_BASES = {
     "embedded_minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    # Reassembled from the mpnet extra's pieces; model.safetensors is the hub's file (sha256 pinned).
+    "embedded_mpnet": "sentence-transformers/all-mpnet-base-v2",
     # The package's Q4_1 GGUF of this model, dequantized to fp32: the fingerprint tells the two apart.
     "embedded_smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
 }
@@ -213,6 +216,8 @@ def copy_weights(job: FinishedJob, out: Path, base: str) -> None:
     """merged/ and adapter/ as the job wrote them; adapter_config.json names the portable base."""
     if job.has_merged:
         shutil.copytree(job.run_dir / "merged", out / "merged")
+    if JobDir(job.run_dir).stack_dir.is_dir():  # JSON + safetensors: the same files anywhere
+        shutil.copytree(JobDir(job.run_dir).stack_dir, out / JobDir(out).stack_dir.name)
     if job.has_adapter:
         # PEFT's README.md stub names the machine-local base path and nothing else: the card replaces it.
         shutil.copytree(job.run_dir / "adapter", out / "adapter", ignore=shutil.ignore_patterns("README.md"))
@@ -253,6 +258,8 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
         "has_merged": job.has_merged,
         "has_adapter": job.has_adapter,
         "has_onnx": has_onnx,
+        # A stacked job: the trained model's weight in the mix with TF-IDF in stack/ (None: not stacked).
+        "stack_weight": metrics.get("stack/weight"),
         "source_run_dir": str(job.run_dir.resolve()),
     }
 

@@ -127,6 +127,9 @@ def results_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
     rows = [
         (label, f"{meta['metrics'][key]:.4f}") for key, label in names.items() if meta["metrics"].get(key) is not None
     ]
+    if meta.get("stack_weight") is not None:  # a stack's parts, each alone on the same test rows
+        parts = sorted({k.split("/")[1] for k in metrics if k.startswith("parts/")})
+        rows += [(f"accuracy of {part} alone", f"{metrics[f'parts/{part}/test/acc']:.4f}") for part in parts]
     per_class = metrics.get("test/f1_per_class", {})
     support = dict(zip(meta["labels"], map(sum, metrics.get("test/confusion_matrix", []))))
     class_rows = [(label, support.get(label, "?"), f"{f1:.4f}") for label, f1 in per_class.items()]
@@ -238,6 +241,14 @@ def usage_section(meta: dict[str, Any]) -> str:
         lines.append(
             f"- `adapter/`: what regime {meta['regime']} trained, to attach to the base `{meta['base_model']}` "
             "(check `base_fingerprint` in lora_lab_export.json before attaching)."
+        )
+    if meta.get("stack_weight") is not None:
+        w = meta["stack_weight"]
+        lines.append(
+            f"- `stack/`: this model is a stack: its probabilities are `{w:.2f} x` the fine-tuned model's "
+            f"`+ {1 - w:.2f} x` a TF-IDF + logistic regression model's (JSON + safetensors here, weight picked on "
+            'validation). `Predictor("merged")`, `lora_lab.serve` and `lora_lab.eval` answer with the mix; '
+            "`merged/` alone, `adapter/` and `onnx/` are the fine-tuned part only."
         )
     if meta["has_onnx"]:
         lines.append(

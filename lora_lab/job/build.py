@@ -31,6 +31,7 @@ from lora_lab.errors import ConfigError
 from lora_lab.job.checkpointing import AtomicCheckpointIO
 from lora_lab.job.dir import JobDir
 from lora_lab.job.outputs import parameter_counts
+from lora_lab.job.stacking import Stacker
 from lora_lab.models.backbones import Backbone
 from lora_lab.models.classifier import Classifier, load_classifier
 from lora_lab.models.module import ClassifierModule
@@ -53,6 +54,8 @@ class BuiltJob:
     loggers: list[Logger]
     trainer: pl.Trainer
     params: dict[str, float]
+    # cfg.stack (conf/stack/): what the tested model is stacked with before it ships; None: alone.
+    stacker: Stacker | None = None
 
     @property
     def selects_best_epoch(self) -> bool:
@@ -140,8 +143,11 @@ def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") 
         enable_checkpointing=checkpointing,
         plugins=[AtomicCheckpointIO()],
     )  # a kill mid-save never leaves a truncated checkpoint
+    stacker = instantiate(cfg.stack) if trained is None and cfg.get("stack", {}).get("_target_") else None
+    if stacker is not None and not stacker.applies_to(regime.name):
+        stacker = None  # regime=tfidf: stacking TF-IDF with itself would average a model with itself
     return BuiltJob(
-        cfg, backbone, datamodule, classifier, tokenizer, regime, module, callbacks, loggers, trainer, params
+        cfg, backbone, datamodule, classifier, tokenizer, regime, module, callbacks, loggers, trainer, params, stacker
     )
 
 

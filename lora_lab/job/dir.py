@@ -5,6 +5,8 @@
     status.json           running -> complete | pruned | failed | duplicate (job/record.py writes it)
     provenance.json       code, versions, data files (job/provenance.py)
     .hydra/config.yaml    the job's composed config; .hydra/overrides.yaml its command-line overrides
+    merged/, adapter/     the trained model (models/classifier.py), whole and as what it adds to its base
+    stack/                the TF-IDF part and mixing weight of a stacked job (models/stack.py)
 
 Light on purpose (json, omegaconf, pathlib; no torch): the report, the server, the sweeper and Hydra's
 callbacks read job dirs before, or without, loading a model.
@@ -29,6 +31,7 @@ STATUS_FILE = "status.json"
 PROVENANCE_FILE = "provenance.json"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+STACK_DIR = "stack"
 
 # Old `_target_` -> where the class lives now (the package layout of lora_lab 0.1's second pass).
 MOVED_TARGETS = {
@@ -88,6 +91,10 @@ class JobDir:
     @property
     def overrides_path(self) -> Path:
         return self.path / OVERRIDES_FILE
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.path / STACK_DIR
 
     @property
     def is_finished(self) -> bool:

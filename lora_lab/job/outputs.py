@@ -19,6 +19,7 @@ from lora_lab.data.truncation import Truncation
 from lora_lab.job.dir import JobDir
 from lora_lab.job.plots import confusion_matrix_png
 from lora_lab.models.classifier import Classifier
+from lora_lab.models.stack import Stack, write_pointer
 from lora_lab.regimes.base import Regime
 
 if TYPE_CHECKING:
@@ -89,11 +90,17 @@ def write_job_outputs(
     tokenizer: PreTrainedTokenizerBase,
     metrics: dict,
     truncation: Truncation | None = None,
+    stack: Stack | None = None,
 ) -> dict:
     """Write every artifact atomically and return the final metrics (with artifact sizes).
-    `truncation` goes into merged/ beside the tokenizer, so a Predictor cuts texts as training did."""
+    `truncation` goes into merged/ beside the tokenizer, so a Predictor cuts texts as training did;
+    a stack goes to stack/, and merged/ points at it (models/stack.py)."""
     labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
-    JobDir(run_dir).write_labels(labels)
+    job_dir = JobDir(run_dir)
+    job_dir.write_labels(labels)
+    if stack is not None:
+        with atomic_dir(job_dir.stack_dir) as tmp:
+            stack.save(tmp)
     if regime.has_adapter:
         with atomic_dir(run_dir / regime.adapter_dir) as tmp:
             regime.save_adapter(classifier, tmp)
@@ -103,6 +110,8 @@ def write_job_outputs(
             classifier.save_merged(tmp, tokenizer)
             if truncation is not None:
                 truncation.save(tmp)
+            if stack is not None:
+                write_pointer(tmp, job_dir.stack_dir)
     else:
         log.warning(
             "Regime %s: this trained model has no merged form; the job ships %s/ only.", regime.name, regime.adapter_dir
@@ -115,13 +124,15 @@ def write_job_outputs(
     )
     # What a deployment adds on top of the shared base: the adapter, or the whole model for full.
     shipped = run_dir / (regime.adapter_dir if regime.has_adapter else "merged")
+    stack_bytes = dir_bytes(job_dir.stack_dir) if stack is not None else 0
     metrics = {
         **metrics,
-        "artifact/adapter_bytes": dir_bytes(shipped) - _tokenizer_bytes(shipped),
+        "artifact/adapter_bytes": dir_bytes(shipped) - _tokenizer_bytes(shipped) + stack_bytes,
+        "artifact/stack_bytes": stack_bytes,  # the TF-IDF part (in adapter_bytes too: it ships with it)
         # None, not 0, when there is no merged/: a size nobody can deploy is not a small one.
         "artifact/merged_bytes": dir_bytes(run_dir / "merged") if (run_dir / "merged").is_dir() else None,
     }
-    JobDir(run_dir).write_metrics(metrics)
+    job_dir.write_metrics(metrics)
     return metrics
 
 
@@ -137,10 +148,21 @@ def _tokenizer_bytes(model_dir: Path) -> int:
     return sum((model_dir / n).stat().st_size for n in names if (model_dir / n).exists())
 
 
+def stack_rows(metrics: dict) -> list[tuple[str, str]]:
+    """A stacked job's parts, each on its own row under the stack's accuracy."""
+    if "stack/weight" not in metrics:
+        return []
+    parts = sorted({key.split("/")[1] for key in metrics if key.startswith("parts/")})
+    weight = metrics["stack/weight"]
+    rows = [("  stack weight", f"{weight:.2f} on the trained model (picked on validation)")]
+    return rows + [(f"  {part} alone", f"{metrics[f'parts/{part}/test/acc']:.4f}") for part in parts]
+
+
 def format_table(metrics: dict, title: str) -> str:
     """The short result table printed at the end of a job."""
     rows = [
         ("test accuracy", f"{metrics['test/acc']:.4f}"),
+        *stack_rows(metrics),
         ("test macro-F1", f"{metrics['test/f1_macro']:.4f}"),
         ("best val accuracy", f"{metrics['val/acc_best']:.4f}"),
         ("trainable params", f"{metrics['params/trainable']:,} ({metrics['params/trainable_pct']:.2f}%)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -33,3 +34,20 @@ def detail_metrics(num_labels: int) -> MetricCollection:
             "confusion_matrix": MulticlassConfusionMatrix(num_labels),
         }
     )
+
+
+def scores_of_probabilities(probs: torch.Tensor, labels: torch.Tensor, split: str) -> dict:
+    """`split/acc`, the macro scores, `split/loss` (mean negative log-likelihood), per-class F1 and the
+    confusion matrix of probability rows: what the test loop reports, for a model scored outside it
+    (a stacked model's mix)."""
+    num_labels = probs.shape[1]
+    preds = probs.argmax(-1)
+    summary, details = summary_metrics(num_labels, split), detail_metrics(num_labels)
+    summary.update(preds, labels)
+    details.update(preds, labels)
+    nll = -probs.clamp(min=1e-12).log().gather(1, labels[:, None]).mean()
+    return {
+        **{k: float(v) for k, v in summary.compute().items()},
+        f"{split}/loss": float(nll),
+        **{k: v.tolist() for k, v in details.compute().items()},
+    }

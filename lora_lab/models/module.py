@@ -12,10 +12,11 @@ from torchmetrics import MaxMetric
 from transformers import get_scheduler
 
 from lora_lab.data.batching import average_windows
-from lora_lab.errors import ConfigError, check_unit_interval
+from lora_lab.errors import ConfigError, check_positive_int, check_unit_interval
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.head_init import check_head_init, init_head
 from lora_lab.models.metrics import detail_metrics, summary_metrics
+from lora_lab.models.micro_batching import accumulated_loss, split_batch
 
 
 class FitHooks(Protocol):
@@ -42,6 +43,7 @@ class ClassifierModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         head_init: str | None = None,
         compile: bool = False,
+        max_tokens_per_pass: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["classifier", "hooks"])
@@ -62,6 +64,8 @@ class ClassifierModule(pl.LightningModule):
         ):
             raise ConfigError(f"module.class_weights has {len(class_weights)} weights for {num_labels} labels")
         check_unit_interval("module.label_smoothing", label_smoothing, example="e.g. 0.1")
+        if max_tokens_per_pass is not None:
+            check_positive_int("module.max_tokens_per_pass", max_tokens_per_pass, example="e.g. 4096, or null")
         check_head_init(classifier, head_init)
         self.register_buffer("loss_weights", None, persistent=False)
         # torch.compile (inductor) fuses the elementwise ops around the matmuls; dynamic=True so
@@ -120,7 +124,15 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         # Label smoothing shapes training only: val/loss stays the plain cross-entropy, comparable across runs.
-        loss, _ = self._loss_and_logits(batch, self.hparams.label_smoothing)
+        smoothing = self.hparams.label_smoothing
+        parts = split_batch(batch, self.hparams.max_tokens_per_pass)
+        if len(parts) == 1:
+            loss, _ = self._loss_and_logits(batch, smoothing)
+        else:  # a long batch: its gradient pass by pass, bounding memory (models/micro_batching.py)
+            params = [p for p in self.classifier.parameters() if p.requires_grad]
+            loss = accumulated_loss(
+                parts, lambda part: self._loss_and_logits(part, smoothing)[0], params, self.loss_weights
+            )
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch["labels"].numel())
         return loss
 

@@ -28,6 +28,7 @@ from transformers import AutoTokenizer
 from lora_lab.data.batching import PadCollator, average_windows, flatten_windows, length_batches
 from lora_lab.data.truncation import Truncation
 from lora_lab.models.classifier import Classifier, load_classifier
+from lora_lab.models.stack import load_stack, stack_dir_of
 
 QUANTIZE = ("none", "int8")
 
@@ -94,10 +95,14 @@ class Predictor:
         truncation: str | None = None,
         head_tokens: int | None = None,
         long_text: str | None = None,
+        stack: bool = True,
     ):
         """max_length, truncation, head_tokens, long_text: None reads merged/truncation.json, written
         by the job (its data.max_length resolved, its head|tail|head_tail cut, or its windows when it
-        trained with data.long_text=chunk); without it, the head to 512."""
+        trained with data.long_text=chunk); without it, the head to 512.
+
+        stack: a stacked job's merged/ names its stack/ (models/stack.py); the Predictor answers with
+        the mix. stack=False answers with the trained model alone."""
         if quantize not in QUANTIZE:
             raise ValueError(f"quantize={quantize!r}: choose one of {QUANTIZE}")
         if batch_size < 1:
@@ -105,6 +110,8 @@ class Predictor:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise FileNotFoundError(f"{model_dir}: no such merged/ dir; a finished job writes <run_dir>/merged/")
+        stack_dir = stack_dir_of(model_dir) if stack else None
+        self.stack = load_stack(stack_dir) if stack_dir is not None else None
         eager = load_classifier(model_dir).eval()
         self.id2label = eager.id2label
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -138,12 +145,20 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str]) -> torch.Tensor:
-        """(len(texts), labels) logits; a chunked model's are the mean over each text's windows."""
+        """(len(texts), labels) logits; a chunked model's are the mean over each text's windows.
+        A stack's are the log of its mixed probabilities (their softmax is the mix)."""
         windows, owner = flatten_windows(self.cut.encode(self.tokenizer, texts)[0])
         out = torch.empty(len(windows), len(self.id2label))
         for rows, batch in length_batches(windows, self.batch_size, self.collate, group=self.sort_by_length):
             out[rows] = self.classifier(batch["input_ids"], batch["attention_mask"]).float()
-        return average_windows(out, owner, len(texts))
+        logits = average_windows(out, owner, len(texts))
+        if self.stack is not None:
+            return self.stack.mix(logits.softmax(-1), texts).log()
+        return logits
+
+    def probabilities(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), labels) probabilities, in the order of `texts`."""
+        return self.logits(texts).softmax(-1)
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """Labels for `texts`, in their order."""
@@ -151,8 +166,9 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_one(self, text: str) -> str:
-        """The label of one text: no sorting or collating (a chunked model's windows do need a batch)."""
-        if self.cut.chunked:
+        """The label of one text: no sorting or collating (a chunked model's windows, a stack's TF-IDF part
+        go the batch way)."""
+        if self.cut.chunked or self.stack is not None:
             return self.predict([text])[0]
         ids = torch.tensor(self.cut.encode(self.tokenizer, [text])[0])
         return self.id2label[int(self.classifier(ids, torch.ones_like(ids)).argmax(-1))]

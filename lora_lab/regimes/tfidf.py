@@ -117,15 +117,26 @@ class Tfidf(Regime):
             )
 
     def prepare(self, classifier: Classifier, datamodule: TextClassificationDataModule) -> None:
-        """Fit the features on the training texts, then one logistic regression per C; keep the
-        one with the best validation accuracy (ties: the smaller C, the more regularised)."""
+        """Fit on the datamodule's training rows, C picked on its validation rows (code points read back as texts)."""
         assert isinstance(classifier, TfidfClassifier)
         train, val = datamodule.tokenized["train"], datamodule.tokenized["validation"]
-        texts = decode_rows(train.input_ids)  # the raw texts (code points), as forward() will read them
+        self.fit(classifier, decode_rows(train.input_ids), train.labels, decode_rows(val.input_ids), val.labels)
+
+    def fit(
+        self,
+        classifier: TfidfClassifier,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        val_texts: Sequence[str],
+        val_labels: Sequence[int],
+    ) -> None:
+        """Fit the features on the training texts, then one logistic regression per C; keep the
+        one with the best validation accuracy (ties: the smaller C, the more regularised). The
+        stacked model (job/stacking.py) calls this with raw texts; prepare() with the job's rows."""
         vocabularies, idf = fit_vectorizers(texts, self.features, self.min_df, self.max_features)
         vectorizers = build_vectorizers(self.features, vocabularies, idf)  # as the classifier will build them
-        x_train, x_val = transform(vectorizers, texts), transform(vectorizers, decode_rows(val.input_ids))
-        y_train, y_val = np.asarray(train.labels), np.asarray(val.labels)
+        x_train, x_val = transform(vectorizers, texts), transform(vectorizers, val_texts)
+        y_train, y_val = np.asarray(labels), np.asarray(val_labels)
         if (found := len(np.unique(y_train))) != len(classifier.id2label):
             raise ValueError(f"{found} of {len(classifier.id2label)} labels have training rows; every label needs one")
         best: tuple[float, Any, float] | None = None

@@ -204,6 +204,7 @@ def _info(server: ServerState, name: str) -> AdapterInfo:
         shares_base=served.adapter_id is not None,
         similar_index_rows=len(index.labels) if index is not None else 0,
         precision=server.engine.precision,
+        stack_weight=served.stack.weight if served.stack is not None else None,
     )
 
 

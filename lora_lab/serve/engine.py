@@ -53,6 +53,7 @@ from lora_lab.models.classifier import (
     pool,
 )
 from lora_lab.models.predictor import quantize_int8, traced_and_checked
+from lora_lab.models.stack import Stack, load_stack
 from lora_lab.serve.sources import ModelSource
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class Served:
     base: Base
     fingerprint: str
     adapter_id: str | None  # the PEFT adapter's name inside the base (None: a merged model alone)
+    stack: Stack | None = None  # a stacked model: its probabilities are mixed with its TF-IDF part's
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -163,7 +165,8 @@ class Engine:
             base = self._merged_base(f"merged:{self._loads}", source)
         self.bases[base.key] = base
         old = self.models.get(name)
-        self.models[name] = Served(name, source, base, fingerprint, adapter_id)  # the swap: one assignment
+        stack = load_stack(source.stack_dir) if source.stack_dir is not None else None
+        self.models[name] = Served(name, source, base, fingerprint, adapter_id, stack)  # the swap: one assignment
         if old is not None:
             self._release(old)
         return self.models[name]
@@ -278,6 +281,9 @@ class Engine:
                 per_text[t].append(row_logits.float())
             for (i, j, _, _), rows in zip(base_rows, per_text):
                 out[i][j] = torch.stack(rows).mean(0).softmax(-1)
+        for i, (name, texts) in enumerate(requests):
+            if out[i] is not None and (stack := self.models[name].stack) is not None:
+                out[i] = stack.mix(out[i], texts)
         return out
 
     @staticmethod

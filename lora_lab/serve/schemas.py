@@ -78,6 +78,9 @@ class AdapterInfo(BaseModel):
     shares_base: bool = Field(..., description="an adapter on a shared base (else a merged model alone)")
     similar_index_rows: int
     precision: str = Field(..., description="what its forward passes compute in: fp32, bf16 (autocast) or int8")
+    stack_weight: float | None = Field(
+        None, description="a stacked model: the trained model's weight in its mix with TF-IDF (else null)"
+    )
 
 
 class PutAdapter(BaseModel):

@@ -20,6 +20,7 @@ from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
 from lora_lab.export.bundle import EXPORT_FILE
 from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, JobDir
+from lora_lab.models.stack import STACK_FILE, stack_dir_of
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ModelSource:
     id2label: dict[int, str]
     adapter_dir: Path | None  # a PEFT adapter (+ head.safetensors for a pooled head)
     merged_dir: Path | None
+    stack_dir: Path | None = None  # a stacked job's TF-IDF part and weight (models/stack.py)
     fingerprint: str | None = None  # the base's, as recorded by an export (a job dir: computed on load)
     dataset: DictConfig | None = None  # the training data's Source config: /v1/similar's index
     truncation: Truncation | None = None  # how training cut long texts: the server cuts them alike
@@ -122,7 +124,12 @@ def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dic
     merged_dir = root / "merged" if (root / "merged" / "lora_lab_classifier.json").is_file() else None
     if adapter_dir is None and merged_dir is None:
         raise ConfigError(f"{root}: neither adapter/ (a PEFT adapter) nor merged/; nothing to serve")
-    return ModelSource(root, regime, _resolved(backbone), seed, id2label, adapter_dir, merged_dir, info=info)
+    stack_dir = JobDir(root).stack_dir if (JobDir(root).stack_dir / STACK_FILE).is_file() else None
+    if stack_dir is None and merged_dir is not None and stack_dir_of(merged_dir) is not None:
+        raise ConfigError(f"{root}: merged/ belongs to a stack, but {root}/stack/ is missing; copy it from the job")
+    return ModelSource(
+        root, regime, _resolved(backbone), seed, id2label, adapter_dir, merged_dir, stack_dir=stack_dir, info=info
+    )
 
 
 def _resolved(node: DictConfig) -> DictConfig:

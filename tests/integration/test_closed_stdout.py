@@ -10,7 +10,13 @@ import pytest
 
 from lora_lab.artifacts import read_json
 
-JOB = ["backbone=tiny_bert", "dataset.n_per_class=20", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+JOB = [
+    "backbone=tiny_bert",
+    "stack=none",
+    "dataset.n_per_class=20",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.mark.slow

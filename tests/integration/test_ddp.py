@@ -18,6 +18,7 @@ from lora_lab.artifacts import read_json
 JOB = [
     "trainer=ddp_cpu",
     "backbone=tiny_bert",
+    "stack=none",  # the TF-IDF stack has its own tests (tests/unit/test_stack.py)
     "dataset=b2b_sales_notes",
     "dataset.n_per_class=20",
     "data.batch_size=7",

@@ -9,7 +9,7 @@ from pathlib import Path
 from lora_lab.artifacts import read_json
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["dataset.n_per_class=20", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
+SMALL = ["stack=none", "dataset.n_per_class=20", "trainer.max_epochs=1", "trainer.enable_progress_bar=false"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -17,6 +17,7 @@ from lora_lab.artifacts import read_json
 # tiny_bert on the 1,400 synthetic training rows: 88 batches of 16 an epoch, a full checkpoint every 5.
 JOB = [
     "backbone=tiny_bert",
+    "stack=none",  # the TF-IDF stack has its own tests (tests/unit/test_stack.py)
     "trainer.max_epochs=2",
     "trainer.enable_progress_bar=false",
     "data.batch_size=16",

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Seconds per job: a tiny random BERT, two training batches, one validation and one test batch.
 TINY_JOB = [
     "backbone=tiny_bert",
+    "stack=none",  # the TF-IDF stack has its own tests (tests/unit/test_stack.py)
     "dataset=b2b_sales_notes",
     "dataset.n_per_class=20",
     "data.batch_size=16",

