@@ -144,8 +144,8 @@ def build_job(cfg: DictConfig, trained: Path | None = None, load: str = "auto") 
         plugins=[AtomicCheckpointIO()],
     )  # a kill mid-save never leaves a truncated checkpoint
     stacker = instantiate(cfg.stack) if trained is None and cfg.get("stack", {}).get("_target_") else None
-    if stacker is not None and not stacker.applies_to(regime.name):
-        stacker = None  # regime=tfidf: stacking TF-IDF with itself would average a model with itself
+    if stacker is not None and not stacker.applies_to(regime):
+        stacker = None  # regime=tfidf or zeroshot: shipped alone (Stacker.applies_to says why)
     return BuiltJob(
         cfg, backbone, datamodule, classifier, tokenizer, regime, module, callbacks, loggers, trainer, params, stacker
     )

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lora_lab.data.batching import average_windows
 from lora_lab.models.metrics import scores_of_probabilities
 from lora_lab.models.stack import WEIGHT_GRID, Stack, pick_weight
 from lora_lab.models.tfidf import TfidfClassifier
+from lora_lab.regimes.base import Regime
 from lora_lab.regimes.tfidf import Tfidf
 
 if TYPE_CHECKING:
@@ -46,9 +46,10 @@ class Stacker:
             raise ConfigError(f"stack.weights={list(weights)}: weights of the trained model, each in [0, 1]")
         self.model, self.weights = model, grid
 
-    def applies_to(self, regime_name: str) -> bool:
-        """A TF-IDF job stacked with TF-IDF would average a model with itself."""
-        return regime_name != self.model.name
+    def applies_to(self, regime: Regime) -> bool:
+        """Not to a TF-IDF job (it would average a model with itself), nor to one that learns from no
+        labelled row (zero-shot: a TF-IDF part fitted on the training rows would make it something else)."""
+        return regime.name != self.model.name and regime.learns_from_rows
 
     def fit(self, job: BuiltJob, metrics: dict[str, Any]) -> tuple[Stack, dict[str, Any]]:
         """The stack of the tested job, and metrics.json's content with the stack's scores."""
@@ -118,16 +119,13 @@ class Stacker:
 def split_probabilities(job: BuiltJob, split: str) -> torch.Tensor:
     """(rows, labels) softmax of the job's classifier on a split, in the split's row order, in the
     precision the trainer tested in (its autocast), with a chunked text's windows averaged."""
-    datamodule, classifier = job.datamodule, job.classifier.eval()
+    datamodule, module = job.datamodule, job.module.eval()
     loader = datamodule.val_dataloader() if split == "validation" else datamodule.test_dataloader()
     order = [i for batch in loader.batch_sampler for i in batch]
     chunks = []
     with job.trainer.precision_plugin.forward_context():
         for batch in loader:
-            logits = classifier(batch["input_ids"], batch["attention_mask"]).float()
-            if "text_index" in batch:
-                logits = average_windows(logits, batch["text_index"], batch["labels"].numel())
-            chunks.append(logits.softmax(-1))
+            chunks.append(module.eval_logits(batch).softmax(-1))  # in passes, as the test loop ran
     probs = torch.empty(len(order), len(datamodule.labels))
     probs[torch.tensor(order)] = torch.cat(chunks)
     return probs

@@ -113,12 +113,25 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self._forward(input_ids, attention_mask)
 
-    def _loss_and_logits(
-        self, batch: dict[str, torch.Tensor], smoothing: float = 0.0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _text_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"]).float()
         if "text_index" in batch:  # data.long_text=chunk: a row per window; a text's logits are their mean
             logits = average_windows(logits, batch["text_index"], batch["labels"].numel())
+        return logits
+
+    def eval_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(texts, labels) logits of an evaluation batch, in passes of at most 4 x max_tokens_per_pass tokens.
+
+        Without gradients no activation outlives its layer, so a pass holds one layer's transients, not
+        six layers' saved activations as in training: 4x the training budget still peaks below it, while
+        an eval batch of 128 reviews x 512 tokens in one pass would not."""
+        budget = self.hparams.max_tokens_per_pass
+        return torch.cat([self._text_logits(part) for part in split_batch(batch, budget and 4 * budget)])
+
+    def _loss_and_logits(
+        self, batch: dict[str, torch.Tensor], smoothing: float = 0.0, evaluating: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.eval_logits(batch) if evaluating else self._text_logits(batch)
         loss = F.cross_entropy(logits, batch["labels"], weight=self.loss_weights, label_smoothing=smoothing)
         return loss, logits
 
@@ -137,7 +150,7 @@ class ClassifierModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, logits = self._loss_and_logits(batch)
+        loss, logits = self._loss_and_logits(batch, evaluating=True)
         self.val_metrics.update(logits.argmax(-1), batch["labels"])
         # sync_dist: under DDP each rank sees its own rows; Lightning averages the ranks' losses weighted by rows.
         self.log("val/loss", loss, on_epoch=True, batch_size=batch["labels"].numel(), sync_dist=True)
@@ -153,7 +166,7 @@ class ClassifierModule(pl.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, logits = self._loss_and_logits(batch)
+        loss, logits = self._loss_and_logits(batch, evaluating=True)
         preds = logits.argmax(-1)
         self.test_metrics.update(preds, batch["labels"])
         self.test_details.update(preds, batch["labels"])

@@ -29,6 +29,9 @@ class Regime(ABC):
     # False for regimes fitted without gradient epochs (zero-shot, prototypes): the job skips
     # trainer.fit, validates and tests the model prepare() left behind.
     trains_by_gradient: ClassVar[bool] = True
+    # False for a regime that learns from no labelled row (zero-shot): a TF-IDF part fitted on the
+    # training rows would make it something else, so the job is never stacked (job/stacking.py).
+    learns_from_rows: ClassVar[bool] = True
     # The job dir's subdir save_adapter() writes. tfidf: tfidf/, its whole model, which is no
     # adapter of a transformer (export and serve look for adapter/ and merged/, and refuse it).
     adapter_dir: ClassVar[str] = "adapter"

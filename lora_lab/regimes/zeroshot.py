@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 class ZeroShot(HeadOnly):
     trains_by_gradient = False
+    learns_from_rows = False
 
     def __init__(
         self,

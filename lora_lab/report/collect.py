@@ -139,8 +139,7 @@ def _read_config(job: JobRow, cfg: DictConfig) -> None:
         job.dataset = OmegaConf.select(cfg, "dataset.name")
         job.backbone = OmegaConf.select(cfg, "backbone.name")
         job.regime = OmegaConf.select(cfg, "regime.name")
-        stacked_with = OmegaConf.select(cfg, "stack.model.name") if OmegaConf.select(cfg, "stack._target_") else None
-        if stacked_with not in (None, job.regime):  # a stack is a configuration of its own (job/stacking.py)
+        if stacked_with := job.metrics.get("stack/with"):  # a stack is a configuration of its own (job/stacking.py)
             job.regime = f"{job.regime}+{stacked_with}"
         job.rank = next((cfg.regime[k] for k in RANK_KEYS if k in cfg.get("regime", {})), None)
         job.seed = OmegaConf.select(cfg, "seed")

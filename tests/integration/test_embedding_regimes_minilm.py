@@ -27,6 +27,7 @@ def test_minilm_zeroshot_beats_chance_and_eight_shots_beat_zeroshot(tmp_path: Pa
     zeroshot = run("zeroshot", "regime=zeroshot")
     fewshot = run("fewshot", "regime=fewshot", "shots_per_class=8")
     assert zeroshot["params/trainable"] == 0 and fewshot["data/train_rows"] == 40
+    assert "stack/with" not in zeroshot  # learns from no row: never stacked with a TF-IDF fitted on rows
     # 5 balanced intents: chance is 0.20, with a standard error of sqrt(0.2 x 0.8 / 150) = 0.033;
     # 0.30 is 3 of those above it. Measured: zeroshot 0.39 (0.48 val, 0.31 test), fewshot 0.45.
     # The notes share vocabulary across intents on purpose, so frozen embeddings separate them

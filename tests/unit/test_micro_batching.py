@@ -108,3 +108,13 @@ def test_a_job_trained_in_passes_ends_with_the_weights_of_one_pass(tiny_job, mon
         torch.testing.assert_close(trained[1][name], trained[0][name], rtol=1e-4, atol=1e-6)
         moved += 1
     assert moved > 0
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_evaluation_in_passes_gives_the_logits_of_one_pass(tiny_job, chunked: bool):
+    module = tiny_job("module.max_tokens_per_pass=8").module.eval()  # passes of 4 x 8 tokens: several per batch
+    batch = long_batch(chunked)
+    assert len(split_batch(batch, 32)) > 1
+    with torch.no_grad():
+        whole = module._text_logits(batch)
+        torch.testing.assert_close(module.eval_logits(batch), whole, rtol=1e-5, atol=1e-6)
