@@ -50,4 +50,5 @@ def test_every_hub_backbone_config_is_covered():
     configs = {p.stem: OmegaConf.load(p) for p in CONF.glob("*.yaml")}
     hub = {name for name, c in configs.items() if not OmegaConf.is_missing(c, "pretrained") and c.pretrained}
     hub.discard("minilm_l6")  # embedded; trained for real in the integration tests
+    hub.discard("mpnet_base")  # embedded; target modules checked on the real model in test_mpnet_backbone.py
     assert hub == set(ARCHITECTURES)
