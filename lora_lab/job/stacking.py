@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lora_lab.errors import ConfigError
 from lora_lab.models.metrics import scores_of_probabilities
-from lora_lab.models.stack import WEIGHT_GRID, Stack, pick_weight
+from lora_lab.models.stack import WEIGHT_GRID, Stack, mix, pick_weight, tfidf_probabilities
 from lora_lab.models.tfidf import TfidfClassifier
 from lora_lab.regimes.base import Regime
 from lora_lab.regimes.tfidf import Tfidf
@@ -41,8 +42,6 @@ class Stacker:
             raise TypeError(f"stack.model: a TF-IDF regime (conf/regime/tfidf.yaml), not {type(model).__name__}")
         grid = sorted(float(w) for w in weights)
         if not grid or grid[0] < 0 or grid[-1] > 1:
-            from lora_lab.errors import ConfigError
-
             raise ConfigError(f"stack.weights={list(weights)}: weights of the trained model, each in [0, 1]")
         self.model, self.weights = model, grid
 
@@ -65,20 +64,21 @@ class Stacker:
             splits["validation"].texts,
             val_y.tolist(),
         )
-        stack = Stack(1.0, tfidf)
-        model_val = split_probabilities(job, "validation")
-        weight, table = pick_weight(model_val, stack.tfidf_probs(splits["validation"].texts), val_y, self.weights)
-        stack.weight = weight
+        model_val, tfidf_val = (
+            split_probabilities(job, "validation"),
+            tfidf_probabilities(tfidf, splits["validation"].texts),
+        )
+        weight, table = pick_weight(model_val, tfidf_val, val_y, self.weights)
         # The test rows, once, now that every choice is made.
-        model_test, tfidf_test = split_probabilities(job, "test"), stack.tfidf_probs(splits["test"].texts)
-        mixed = stack.mix(model_test, splits["test"].texts)
+        model_test, tfidf_test = split_probabilities(job, "test"), tfidf_probabilities(tfidf, splits["test"].texts)
+        mixed = mix(model_test, tfidf_test, weight)
         parts = {
             regime: scores_of_probabilities(model_test, test_y, "test"),
             self.model.name: scores_of_probabilities(tfidf_test, test_y, "test"),
         }
         stacked = scores_of_probabilities(mixed, test_y, "test")
         picked = next(row for row in table if row["weight"] == weight)
-        stack.info = {
+        info = {
             "parts": {"model": regime, "bag_of_words": self.model.name},
             "picked_on": "validation",
             "criterion": "log loss (models/stack.py pick_weight)",
@@ -112,7 +112,7 @@ class Stacker:
             parts[self.model.name]["test/acc"],
             stacked["test/acc"],
         )
-        return stack, out
+        return Stack(weight, tfidf, info), out
 
 
 @torch.inference_mode()

@@ -45,9 +45,13 @@ def scores_of_probabilities(probs: torch.Tensor, labels: torch.Tensor, split: st
     summary, details = summary_metrics(num_labels, split), detail_metrics(num_labels)
     summary.update(preds, labels)
     details.update(preds, labels)
-    nll = -probs.clamp(min=1e-12).log().gather(1, labels[:, None]).mean()
     return {
         **{k: float(v) for k, v in summary.compute().items()},
-        f"{split}/loss": float(nll),
+        f"{split}/loss": log_loss(probs, labels),
         **{k: v.tolist() for k, v in details.compute().items()},
     }
+
+
+def log_loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean negative log-likelihood of the true labels under probability rows (clamped away from log 0)."""
+    return float(-probs.clamp(min=1e-12).log().gather(1, labels[:, None]).mean())

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from lora_lab.models.metrics import log_loss
 from lora_lab.models.tfidf import TfidfClassifier
 
 STACK_FILE = "stack.json"
@@ -46,12 +47,16 @@ class Stack:
         return mix(model_probs, self.tfidf_probs(texts), self.weight)
 
     def tfidf_probs(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.tfidf.scores(list(texts)).softmax(-1)
+        return tfidf_probabilities(self.tfidf, texts)
 
     def save(self, out_dir: Path) -> None:
         self.tfidf.save(out_dir)
         stack = {"format": FORMAT, "version": 1, "weight": self.weight, **self.info}
         (out_dir / STACK_FILE).write_text(json.dumps(stack, indent=2))
+
+
+def tfidf_probabilities(tfidf: TfidfClassifier, texts: Sequence[str]) -> torch.Tensor:
+    return tfidf.scores(list(texts)).softmax(-1)
 
 
 def mix(model_probs: torch.Tensor, tfidf_probs: torch.Tensor, weight: float) -> torch.Tensor:
@@ -69,8 +74,13 @@ def pick_weight(
     table = []
     for w in grid:
         probs = mix(model_probs, tfidf_probs, w)
-        nll = float(-probs.clamp(min=1e-12).log().gather(1, labels[:, None]).mean())
-        table.append({"weight": w, "val_log_loss": nll, "val_acc": float((probs.argmax(-1) == labels).float().mean())})
+        table.append(
+            {
+                "weight": w,
+                "val_log_loss": log_loss(probs, labels),
+                "val_acc": float((probs.argmax(-1) == labels).float().mean()),
+            }
+        )
     best = min(table, key=lambda row: (round(row["val_log_loss"], 9), -row["weight"]))
     return best["weight"], table
 
