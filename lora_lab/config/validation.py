@@ -24,6 +24,10 @@ WHOLE_ROW_REGIMES = {
 }
 
 
+# The size rule's steps (lora_lab/callbacks/min_steps.py), checked before the job starts and by the callback.
+MIN_STEPS_EXAMPLE = "e.g. 100, or 0 to turn the size rule off"
+
+
 def validate(cfg: DictConfig) -> None:
     """Fail before any model loads: each check names the offending key and how to fix it."""
     check_positive_int("rank", cfg.rank, "the LoRA rank", "e.g. rank=8")
@@ -59,6 +63,8 @@ def validate(cfg: DictConfig) -> None:
     check_unit_interval("module.label_smoothing", cfg.module.get("label_smoothing", 0.0), example="e.g. 0.1")
     if (budget := cfg.module.get("max_tokens_per_pass")) is not None:
         check_positive_int("module.max_tokens_per_pass", budget, example="e.g. 4096, or null")
+    if (rule := (cfg.get("callbacks") or {}).get("min_train_steps")) is not None and rule.get("steps") != 0:
+        check_positive_int("callbacks.min_train_steps.steps", rule.get("steps"), example=MIN_STEPS_EXAMPLE)
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") and not hardware.cuda_available():
         raise ConfigError(

@@ -216,7 +216,7 @@ def copy_weights(job: FinishedJob, out: Path, base: str) -> None:
     """merged/ and adapter/ as the job wrote them; adapter_config.json names the portable base."""
     if job.has_merged:
         shutil.copytree(job.run_dir / "merged", out / "merged")
-    if JobDir(job.run_dir).stack_dir.is_dir():  # JSON + safetensors: the same files anywhere
+    if JobDir(job.run_dir).is_stacked:  # JSON + safetensors: the same files anywhere
         shutil.copytree(JobDir(job.run_dir).stack_dir, out / JobDir(out).stack_dir.name)
     if job.has_adapter:
         # PEFT's README.md stub names the machine-local base path and nothing else: the card replaces it.

@@ -97,6 +97,13 @@ class JobDir:
         return self.path / STACK_DIR
 
     @property
+    def is_stacked(self) -> bool:
+        """The job ships a stack (its stack/ holds the mix's stack.json): eval, serve and export use this."""
+        from lora_lab.models.stack import STACK_FILE  # torch-free callers of JobDir never reach this
+
+        return (self.stack_dir / STACK_FILE).is_file()
+
+    @property
     def is_finished(self) -> bool:
         """metrics.json is written (last of a job's files): every artifact is complete."""
         return self.metrics_path.is_file()

@@ -165,6 +165,8 @@ def format_table(metrics: dict, title: str) -> str:
         *stack_rows(metrics),
         ("test macro-F1", f"{metrics['test/f1_macro']:.4f}"),
         ("best val accuracy", f"{metrics['val/acc_best']:.4f}"),
+        # How long it trained and why (callbacks/min_steps.py); a regime without epochs has no row.
+        *([("epochs", metrics["train/size_rule"])] if "train/size_rule" in metrics else []),
         ("trainable params", f"{metrics['params/trainable']:,} ({metrics['params/trainable_pct']:.2f}%)"),
         ("adapter size", f"{metrics['artifact/adapter_bytes'] / 2**20:.2f} MiB"),
         ("train time", f"{metrics['time/train_s']:.1f} s"),

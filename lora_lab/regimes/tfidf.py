@@ -133,12 +133,24 @@ class Tfidf(Regime):
         """Fit the features on the training texts, then one logistic regression per C; keep the
         one with the best validation accuracy (ties: the smaller C, the more regularised). The
         stacked model (job/stacking.py) calls this with raw texts; prepare() with the job's rows."""
+        y_train, y_val = np.asarray(labels), np.asarray(val_labels)
+        present = np.unique(y_train)
+        if len(present) < 2:
+            raise ValueError(
+                f"the training rows hold {len(present)} label(s); TF-IDF + logistic regression needs two or more "
+                "(raise train_rows, or check the dataset's label column)"
+            )
+        if len(present) < len(classifier.id2label):
+            # A small train_rows can leave labels without a row (64 rows of Banking77's 77 labels): those
+            # get no coefficients and a logit of ABSENT_LOGIT, so they are never predicted (probability ~0).
+            log.warning(
+                "tfidf: %d of %d labels have no training row; the model never predicts them",
+                len(classifier.id2label) - len(present),
+                len(classifier.id2label),
+            )
         vocabularies, idf = fit_vectorizers(texts, self.features, self.min_df, self.max_features)
         vectorizers = build_vectorizers(self.features, vocabularies, idf)  # as the classifier will build them
         x_train, x_val = transform(vectorizers, texts), transform(vectorizers, val_texts)
-        y_train, y_val = np.asarray(labels), np.asarray(val_labels)
-        if (found := len(np.unique(y_train))) != len(classifier.id2label):
-            raise ValueError(f"{found} of {len(classifier.id2label)} labels have training rows; every label needs one")
         best: tuple[float, Any, float] | None = None
         for C in sorted(self.grid):
             model = fit_logistic_regression(x_train, y_train, C, self.max_iter, self.seed)
@@ -149,7 +161,8 @@ class Tfidf(Regime):
         assert best is not None
         _, model, C = best
         info = {"C": C, "C_grid": self.grid, "min_df": self.min_df, "max_features": self.max_features}
-        classifier.set_model(self.features, vocabularies, idf, model.coef_, model.intercept_, info)
+        coef, intercept = _over_all_labels(model, len(classifier.id2label))
+        classifier.set_model(self.features, vocabularies, idf, coef, intercept, info)
 
     def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
         assert isinstance(classifier, TfidfClassifier)
@@ -161,6 +174,29 @@ class Tfidf(Regime):
 
     def can_merge(self, classifier: Classifier) -> bool:
         return False  # no transformer to merge into: tfidf/ is the whole model
+
+
+# exp(-1e4) is 0 in float32 and float64, and -1e4 stays finite through softmax and log-softmax.
+ABSENT_LOGIT = -1e4
+
+
+def _over_all_labels(model: Any, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted coefficients and intercepts as rows of every label, when some label had no row.
+
+    With every label present, scikit-learn's own shapes are kept (binary: one row, the logit of
+    label 1, read by TfidfClassifier.scores). Otherwise a label without rows gets zero coefficients
+    and the intercept ABSENT_LOGIT; a binary fit of two present labels among more is spread over
+    them as (-z/2, z/2), which has the same softmax.
+    """
+    classes, coef, intercept = model.classes_, model.coef_, model.intercept_
+    if len(classes) == n_labels:
+        return coef, intercept
+    if len(classes) == 2:
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    full_coef = np.zeros((n_labels, coef.shape[1]), dtype=coef.dtype)
+    full_intercept = np.full(n_labels, ABSENT_LOGIT, dtype=intercept.dtype)
+    full_coef[classes], full_intercept[classes] = coef, intercept
+    return full_coef, full_intercept
 
 
 def _whole(value: object) -> bool:

@@ -20,7 +20,7 @@ from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
 from lora_lab.export.bundle import EXPORT_FILE
 from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, JobDir
-from lora_lab.models.stack import STACK_FILE, stack_dir_of
+from lora_lab.models.stack import stack_dir_of
 
 
 @dataclass
@@ -124,7 +124,7 @@ def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dic
     merged_dir = root / "merged" if (root / "merged" / "lora_lab_classifier.json").is_file() else None
     if adapter_dir is None and merged_dir is None:
         raise ConfigError(f"{root}: neither adapter/ (a PEFT adapter) nor merged/; nothing to serve")
-    stack_dir = JobDir(root).stack_dir if (JobDir(root).stack_dir / STACK_FILE).is_file() else None
+    stack_dir = JobDir(root).stack_dir if JobDir(root).is_stacked else None
     if stack_dir is None and merged_dir is not None and stack_dir_of(merged_dir) is not None:
         raise ConfigError(f"{root}: merged/ belongs to a stack, but {root}/stack/ is missing; copy it from the job")
     return ModelSource(

@@ -223,3 +223,27 @@ def test_the_report_marks_a_lora_config_below_tfidf_beyond_noise(tmp_path: Path)
         (report / "report.md").read_text().split("## Against the bag-of-words baseline\n", 1)[1].split("\n## ", 1)[0]
     )
     assert "Not beating TF-IDF beyond noise:" in section and "lora" in section
+
+
+@pytest.mark.parametrize("n_labels, present", [(4, [0, 2, 3]), (3, [0, 2])])
+def test_labels_without_training_rows_are_never_predicted_and_the_rest_are_scored(n_labels: int, present: list[int]):
+    """A small train_rows can leave labels without a row (64 rows of Banking77's 77): the fit keeps
+    going, gives those labels probability 0, and predicts the present ones from their own words,
+    for a multi-class fit and for a binary fit spread over more labels."""
+    words = {0: "apple banana", 1: "cherry grape", 2: "lemon melon", 3: "peach plum"}
+    texts = [f"{words[y]} {words[y]} number {i}" for y in present for i in range(6)]
+    labels = [y for y in present for _ in range(6)]
+    regime = build("tfidf", learning_rate=0.0, C=[10.0], min_df=1, char_ngram_range=None)
+    classifier = TfidfClassifier({i: f"l{i}" for i in range(n_labels)})
+    regime.fit(classifier, texts, labels, texts, labels)
+    probs = classifier.scores([f"{words[y]} again" for y in range(n_labels)]).softmax(-1)
+    absent = [y for y in range(n_labels) if y not in present]
+    assert probs.shape == (n_labels, n_labels) and torch.isfinite(probs).all()
+    assert probs[:, absent].max() == 0.0
+    assert [int(probs[y].argmax()) for y in present] == present
+
+
+def test_a_fit_on_one_label_names_the_problem():
+    regime = build("tfidf", learning_rate=0.0, C=[10.0], min_df=1)
+    with pytest.raises(ValueError, match="1 label.*raise train_rows"):
+        regime.fit(TfidfClassifier({0: "a", 1: "b"}), ["apple pie", "apple tart"], [0, 0], ["apple pie"], [0])
