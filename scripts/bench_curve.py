@@ -1,18 +1,20 @@
 """Learning curves: test accuracy against training rows, one line per recipe, on the real datasets.
 
     python scripts/bench_curve.py [--datasets banking77 financial_phrasebank multi_domain_sentiment]
-                                  [--sizes 64 256 1024 all] [--recipes tfidf default epochs3 full contrastive mpnet]
+                                  [--sizes 64 256 1024 all]
+                                  [--recipes tfidf default epochs3 random_head full contrastive mpnet]
                                   [--seeds 42] [--out bench_results/curve] [-- extra overrides]
 
 Each point is one job in its own process, `train_rows=<n>` (a seeded sample with one row of every
 label first; validation and test stay whole, so every point of a dataset is scored on the same
 rows). The `default` recipe is `python -m lora_lab.train` as shipped: LoRA stacked with TF-IDF, the
-size rule on (callbacks/min_steps.py); its job also reports the LoRA part alone (`lora alone`) and the
-TF-IDF part (`tfidf part`), so one job gives three lines. `epochs3` is the default without the size
-rule (three epochs whatever the size), the curve the rule was chosen against. Rerunning with the
-same --out skips the points already finished, so a long curve can be run in pieces. Writes
-curve.json, curve.md (one table per dataset: accuracy, train seconds, peak RSS) and curve.png
-(accuracy against rows, a panel per dataset). Needs LORA_LAB_DATA_DIR.
+size rule on (callbacks/min_steps.py), the head fitted first (LP-FT, models/head_init.py); its job
+also reports the LoRA part alone (`lora alone`) and the TF-IDF part (`tfidf part`), so one job gives
+three lines. `epochs3` is the default as it was before the curves (three epochs whatever the size,
+a random head) and `random_head` the size rule alone: the curves the default was chosen against.
+Rerunning with the same --out skips the points already finished, so a long curve can be run in
+pieces. Writes curve.json, curve.md (one table per dataset: accuracy, train seconds, peak RSS) and
+curve.png (accuracy against rows, a panel per dataset). Needs LORA_LAB_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ DATASETS = ("banking77", "financial_phrasebank", "multi_domain_sentiment")
 RECIPES: dict[str, list[str]] = {
     "tfidf": ["regime=tfidf"],
     "default": [],
-    # The default before the size rule: three epochs whatever the size (callbacks/min_steps.py).
-    "epochs3": ["callbacks.min_train_steps.steps=0"],
+    # The default before the curves chose its size rule and head: three epochs whatever the size
+    # (callbacks/min_steps.py), a random head (models/head_init.py); then the rule alone.
+    "epochs3": ["callbacks.min_train_steps.steps=0", "module.head_init=null"],
+    "random_head": ["module.head_init=null"],
     # Stacked like the default: the job reports the regime alone too (its `parts/<regime>`), so one
     # job gives both lines.
     "full": ["regime=full"],
@@ -160,20 +164,29 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--sizes", nargs="+", default=["64", "256", "1024", "all"])
     parser.add_argument(
-        "--recipes", nargs="+", default=["tfidf", "default", "epochs3", "full", "contrastive"], choices=RECIPES
+        "--recipes",
+        nargs="+",
+        default=["tfidf", "default", "epochs3", "random_head", "full", "contrastive"],
+        choices=RECIPES,
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--out", type=Path, default=ROOT / "bench_results" / time.strftime("curve_%Y%m%d-%H%M%S"))
+    parser.add_argument("--tables-only", action="store_true", help="train nothing: tables of the finished points")
     parser.add_argument("extra", nargs="*", help="overrides for every job (after --)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     # Points from earlier pieces of the same --out stay in the tables; a point run again replaces its row.
     saved = args.out / "curve.json"
-    by_key = {_key(r): r for r in (json.loads(saved.read_text()) if saved.is_file() else [])}
+    # --tables-only rebuilds them from the run dirs alone.
+    old = json.loads(saved.read_text()) if saved.is_file() and not args.tables_only else []
+    by_key = {_key(r): r for r in old}
     for dataset in args.datasets:
         for size in args.sizes:
             for recipe in args.recipes:
                 for seed in args.seeds:
+                    finished = (args.out / "runs" / f"{dataset}_{size}_{recipe}_s{seed}" / "metrics.json").is_file()
+                    if args.tables_only and not finished:
+                        continue
                     row = run(dataset, size, recipe, seed, args.out, args.extra)
                     by_key[_key(row)] = row
                     print(json.dumps(row), flush=True)

@@ -69,6 +69,7 @@ def job_metrics(job: BuiltJob, prepare_s: float, val_acc_best: float) -> dict[st
         "model_selection": selection,
         **job.regime.results(),  # what prepare() measured; may name its own model selection
         "epochs": trainer.current_epoch,
+        **({"train/head_init": job.module.head_init_why} if job.regime.trains_by_gradient else {}),
         "world_size": trainer.world_size,  # processes that trained it (trainer=ddp_cpu: 2), each on its share
         # Fitted without gradients: counted once fitted (a TF-IDF model's size is its vocabulary's).
         **(job.params if job.regime.trains_by_gradient else parameter_counts(job.classifier)),
@@ -167,6 +168,7 @@ def format_table(metrics: dict, title: str) -> str:
         ("best val accuracy", f"{metrics['val/acc_best']:.4f}"),
         # How long it trained and why (callbacks/min_steps.py); a regime without epochs has no row.
         *([("epochs", metrics["train/size_rule"])] if "train/size_rule" in metrics else []),
+        *([("head", metrics["train/head_init"])] if "train/head_init" in metrics else []),
         ("trainable params", f"{metrics['params/trainable']:,} ({metrics['params/trainable_pct']:.2f}%)"),
         ("adapter size", f"{metrics['artifact/adapter_bytes'] / 2**20:.2f} MiB"),
         ("train time", f"{metrics['time/train_s']:.1f} s"),

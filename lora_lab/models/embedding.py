@@ -81,11 +81,16 @@ def embed_rows(classifier: Classifier, input_ids: Sequence[Row], pad_token_id: i
 
 
 def embed_split(
-    classifier: Classifier, datamodule: TextClassificationDataModule, split: str = "train"
+    classifier: Classifier,
+    datamodule: TextClassificationDataModule,
+    split: str = "train",
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(embeddings, label ids) of a tokenized split (the training rows shots_per_class kept)."""
+    """(embeddings, label ids) of a tokenized split (the training rows shots_per_class kept), in
+    batches of batch_size rows (None: the datamodule's eval_batch_size)."""
     data = datamodule.tokenized[split]
-    vectors = embed_rows(classifier, data.input_ids, datamodule.tokenizer.pad_token_id, datamodule.eval_batch_size)
+    rows = batch_size or datamodule.eval_batch_size
+    vectors = embed_rows(classifier, data.input_ids, datamodule.tokenizer.pad_token_id, rows)
     return vectors, torch.tensor(data.labels, dtype=torch.long)
 
 

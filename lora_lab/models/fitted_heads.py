@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -80,13 +81,38 @@ def fit_logistic_regression(x: Any, y: Any, C: float, max_iter: int, seed: int) 
 def logistic_regression_head(
     x: torch.Tensor, y: torch.Tensor, num_labels: int, C: float, max_iter: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's (multinomial, L2) LogisticRegression on the embeddings, as a linear head."""
-    class_means(x, y, num_labels)  # every label needs a row: the same check and message
+    """scikit-learn's (multinomial, L2) LogisticRegression on the embeddings, as a linear head.
+    A label without a training row (a small train_rows) is never predicted (over_all_labels)."""
+    if (present := len(torch.unique(y))) < 2:
+        raise ValueError(f"{present} label(s) have training rows; a fitted head needs two or more")
     model = fit_logistic_regression(x.double().numpy(), y.numpy(), C, max_iter, seed)
-    weight = torch.from_numpy(model.coef_).float()
-    bias = torch.from_numpy(model.intercept_).float()
-    if num_labels == 2:
+    coef, intercept = over_all_labels(model, num_labels)
+    weight, bias = torch.from_numpy(coef).float(), torch.from_numpy(intercept).float()
+    if weight.shape[0] == 1:
         # Binary: scikit-learn keeps one row, z = w.x + b = logit of class 1. Logits (-z/2, z/2)
         # give softmax = (1 - sigmoid(z), sigmoid(z)): its probabilities exactly.
         weight, bias = torch.cat([-weight / 2, weight / 2]), torch.cat([-bias / 2, bias / 2])
     return weight, bias
+
+
+# exp(-1e4) is 0 in float32 and float64, and -1e4 stays finite through softmax and log-softmax.
+ABSENT_LOGIT = -1e4
+
+
+def over_all_labels(model: Any, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted coefficients and intercepts as rows of every label, when some label had no row.
+
+    With every label present, scikit-learn's own shapes are kept (binary: one row, the logit of
+    label 1, read by TfidfClassifier.scores). Otherwise a label without rows gets zero coefficients
+    and the intercept ABSENT_LOGIT; a binary fit of two present labels among more is spread over
+    them as (-z/2, z/2), which has the same softmax.
+    """
+    classes, coef, intercept = model.classes_, model.coef_, model.intercept_
+    if len(classes) == n_labels:
+        return coef, intercept
+    if len(classes) == 2:
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    full_coef = np.zeros((n_labels, coef.shape[1]), dtype=coef.dtype)
+    full_intercept = np.full(n_labels, ABSENT_LOGIT, dtype=intercept.dtype)
+    full_coef[classes], full_intercept[classes] = coef, intercept
+    return full_coef, full_intercept

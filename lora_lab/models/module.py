@@ -14,7 +14,7 @@ from transformers import get_scheduler
 from lora_lab.data.batching import average_windows
 from lora_lab.errors import ConfigError, check_positive_int, check_unit_interval
 from lora_lab.models.classifier import Classifier
-from lora_lab.models.head_init import check_head_init, init_head
+from lora_lab.models.head_init import init_head, resolve_head_init
 from lora_lab.models.metrics import detail_metrics, summary_metrics
 from lora_lab.models.micro_batching import accumulated_loss, split_batch
 
@@ -66,7 +66,8 @@ class ClassifierModule(pl.LightningModule):
         check_unit_interval("module.label_smoothing", label_smoothing, example="e.g. 0.1")
         if max_tokens_per_pass is not None:
             check_positive_int("module.max_tokens_per_pass", max_tokens_per_pass, example="e.g. 4096, or null")
-        check_head_init(classifier, head_init)
+        # What fits the head before training and why (module.head_init=auto: LP-FT where it applies).
+        self.head_init, self.head_init_why = resolve_head_init(classifier, head_init)
         self.register_buffer("loss_weights", None, persistent=False)
         # torch.compile (inductor) fuses the elementwise ops around the matmuls; dynamic=True so
         # length-grouped batches of every width share one graph instead of recompiling per width.
@@ -92,13 +93,19 @@ class ClassifierModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         # After the callbacks' on_fit_start, so the ResourceMonitor times the head fit as training.
-        if self.hparams.head_init is not None:
+        # Not on a resume: Lightning restored the trained head before this hook, and a refit would overwrite it.
+        if self.head_init is not None and self.trainer.ckpt_path is None:
             if (datamodule := self.trainer.datamodule) is None:
                 raise RuntimeError(
-                    f"module.head_init={self.hparams.head_init} fits on a datamodule's tokenized training rows; "
+                    f"module.head_init={self.head_init} fits on a datamodule's tokenized training rows; "
                     "fit with datamodule="
                 )
-            init_head(self.classifier, datamodule, self.hparams.head_init, seed=datamodule.seed)
+            # Rows a pass within the evaluation budget (eval_logits): 16 reviews of 512 tokens at 2048.
+            budget = self.hparams.max_tokens_per_pass
+            rows = datamodule.eval_batch_size
+            if budget is not None and isinstance(datamodule.max_length, int):
+                rows = max(1, min(rows, 4 * budget // datamodule.max_length))
+            init_head(self.classifier, datamodule, self.head_init, seed=datamodule.seed, batch_size=rows)
         if self.hooks is not None:
             self.hooks.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
-from lora_lab.models.fitted_heads import fit_logistic_regression
+from lora_lab.models.fitted_heads import fit_logistic_regression, over_all_labels
 from lora_lab.models.tfidf import (
     CodepointTokenizer,
     TfidfClassifier,
@@ -142,7 +142,7 @@ class Tfidf(Regime):
             )
         if len(present) < len(classifier.id2label):
             # A small train_rows can leave labels without a row (64 rows of Banking77's 77 labels): those
-            # get no coefficients and a logit of ABSENT_LOGIT, so they are never predicted (probability ~0).
+            # are never predicted (models/fitted_heads.over_all_labels).
             log.warning(
                 "tfidf: %d of %d labels have no training row; the model never predicts them",
                 len(classifier.id2label) - len(present),
@@ -161,7 +161,7 @@ class Tfidf(Regime):
         assert best is not None
         _, model, C = best
         info = {"C": C, "C_grid": self.grid, "min_df": self.min_df, "max_features": self.max_features}
-        coef, intercept = _over_all_labels(model, len(classifier.id2label))
+        coef, intercept = over_all_labels(model, len(classifier.id2label))
         classifier.set_model(self.features, vocabularies, idf, coef, intercept, info)
 
     def save_adapter(self, classifier: Classifier, out_dir: Path) -> None:
@@ -174,29 +174,6 @@ class Tfidf(Regime):
 
     def can_merge(self, classifier: Classifier) -> bool:
         return False  # no transformer to merge into: tfidf/ is the whole model
-
-
-# exp(-1e4) is 0 in float32 and float64, and -1e4 stays finite through softmax and log-softmax.
-ABSENT_LOGIT = -1e4
-
-
-def _over_all_labels(model: Any, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted coefficients and intercepts as rows of every label, when some label had no row.
-
-    With every label present, scikit-learn's own shapes are kept (binary: one row, the logit of
-    label 1, read by TfidfClassifier.scores). Otherwise a label without rows gets zero coefficients
-    and the intercept ABSENT_LOGIT; a binary fit of two present labels among more is spread over
-    them as (-z/2, z/2), which has the same softmax.
-    """
-    classes, coef, intercept = model.classes_, model.coef_, model.intercept_
-    if len(classes) == n_labels:
-        return coef, intercept
-    if len(classes) == 2:
-        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
-    full_coef = np.zeros((n_labels, coef.shape[1]), dtype=coef.dtype)
-    full_intercept = np.full(n_labels, ABSENT_LOGIT, dtype=intercept.dtype)
-    full_coef[classes], full_intercept[classes] = coef, intercept
-    return full_coef, full_intercept
 
 
 def _whole(value: object) -> bool:

@@ -159,6 +159,25 @@ def test_logistic_regression_head_reproduces_scikit_learns_probabilities(num_lab
         logistic_regression_head(x, y, num_labels, C=1.0, max_iter=1, seed=0)
 
 
+@pytest.mark.parametrize("num_labels, present", [(4, [0, 1, 3]), (3, [0, 2])])
+def test_a_logistic_regression_head_over_labels_without_rows_never_predicts_them(num_labels: int, present: list):
+    """64 rows of Banking77's 77 labels leave labels without a row: the fitted head (LP-FT's start)
+    scores the present labels as scikit-learn does and gives the absent ones probability 0."""
+    from sklearn.linear_model import LogisticRegression
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.tensor(present).repeat(20)
+    x = torch.randn(len(y), 4, generator=g) + 2.0 * F.one_hot(y, 4).float()
+    weight, bias = logistic_regression_head(x, y, num_labels, C=1.0, max_iter=1000, seed=0)
+    probs = torch.softmax(x @ weight.T + bias, dim=1)
+    reference = LogisticRegression(C=1.0, max_iter=1000, random_state=0).fit(x.double().numpy(), y.numpy())
+    expected = torch.from_numpy(reference.predict_proba(x.double().numpy())).float()
+    torch.testing.assert_close(probs[:, present], expected, atol=1e-5, rtol=1e-4)
+    assert probs[:, [k for k in range(num_labels) if k not in present]].max() == 0.0
+    with pytest.raises(ValueError, match=r"1 label\(s\) have training rows"):
+        logistic_regression_head(x, torch.zeros_like(y), num_labels, C=1.0, max_iter=1000, seed=0)
+
+
 @pytest.mark.parametrize("method", ["prototype", "logistic_regression"])
 def test_fewshot_fits_the_head_on_the_kept_shots_and_moves_nothing_else(tiny_job, method: str):
     classifier, regime, dm = _prepared(tiny_job, "regime=fewshot", f"regime.method={method}", "shots_per_class=3")

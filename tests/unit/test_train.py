@@ -134,7 +134,7 @@ def test_bad_configs_fail_fast_naming_the_key(tiny_cfg, override: str, message: 
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("module.head_init=kmeans", "module.head_init='kmeans': use null"),
+        ("module.head_init=kmeans", "module.head_init='kmeans': use auto, null"),
         ("backbone.pooling=cls module.head_init=prototype", "set backbone.pooling=mean"),
     ],
 )
@@ -243,7 +243,8 @@ def test_label_smoothing_shapes_the_training_loss_only(tiny_job):
 def test_head_init_starts_training_from_the_fitted_probe(tiny_job, method: str):
     job = tiny_job("dataset.n_per_class=40", "regime=full", f"module.head_init={method}")
     dm, classifier, module = job.datamodule, job.classifier, job.module
-    module.trainer = type("T", (), {"datamodule": dm, "estimated_stepping_batches": 10})()  # what on_fit_start() reads
+    # What on_fit_start() reads: a fresh fit (no checkpoint to resume).
+    module.trainer = type("T", (), {"datamodule": dm, "estimated_stepping_batches": 10, "ckpt_path": None})()
     x, y = embed_split(classifier, dm)
     random_acc = (classifier.eval()(*_train_tensors(dm)).argmax(-1) == y).float().mean()
     module.on_fit_start()
@@ -274,6 +275,23 @@ def test_a_job_with_head_init_trains_and_ships(tiny_cfg):
     run_dir = Path(cfg.paths.output_dir)
     assert read_json(run_dir / "status.json")["state"] == "complete"
     assert (run_dir / "adapter").is_dir() and (run_dir / "merged").is_dir()
+
+
+@pytest.mark.parametrize(
+    "overrides, head",
+    [
+        ([], "logistic_regression on the frozen backbone's embeddings (auto: LP-FT)"),
+        (["backbone.pooling=cls"], "random (auto: this head exposes no pooled embedding to fit on)"),
+        (["module.head_init=null"], "random (module.head_init=null)"),
+    ],
+)
+def test_the_default_head_init_fits_the_head_where_it_can_and_says_which(tiny_cfg, overrides, head):
+    """module.head_init=auto (the default) is LP-FT on a pooled backbone, a random head on HF's stock
+    (cls) head, and the job's metrics and closing table say which."""
+    cfg = tiny_cfg("regime=lora", *overrides)
+    assert cfg.module.head_init == ("auto" if not overrides or "pooling" in overrides[0] else None)
+    train(cfg)
+    assert read_json(Path(cfg.paths.output_dir) / "metrics.json")["train/head_init"] == head
 
 
 def test_no_checkpoint_callback_tests_the_last_epoch(tiny_cfg):
