@@ -98,6 +98,9 @@ def test_a_job_trained_in_passes_ends_with_the_weights_of_one_pass(tiny_job, mon
             "+backbone.random_init.hidden_dropout_prob=0.0",
             "+backbone.random_init.attention_probs_dropout_prob=0.0",
             "+backbone.head_dropout=0.0",
+            # LP-FT's embedding pass batches rows by the same budget, and a batch padded otherwise moves
+            # the probe's fit by ~1e-5: the passes of training are what this test compares.
+            "module.head_init=null",
         )
         job.trainer.fit(job.module, datamodule=job.datamodule)
         trained.append({n: p.detach().clone() for n, p in job.classifier.named_parameters() if p.requires_grad})
