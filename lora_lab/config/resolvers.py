@@ -82,15 +82,17 @@ def run_group() -> str:
     return Path(output_dir).name if output_dir else "interactive"
 
 
-def on_command_line(key: str) -> bool:
+def on_command_line(key: str, *, _root_: DictConfig | None = None) -> bool:
     """${on_command_line:trainer.max_epochs}: whether the job's command line (a sweep's trial: its
-    overrides) sets `key`. False where no Hydra run is set up (a config composed by hand)."""
+    overrides) sets `key`. Read from the config's own hydra node where it has one (what Hydra's
+    callbacks see, e.g. resume's fingerprint check), else from the running job's HydraConfig; False
+    where no Hydra run is set up (a config composed by hand)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():
-        return False
-    overrides = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None) or []
-    return any(str(o).lstrip("+~").split("=", 1)[0] == key for o in overrides)
+    overrides = OmegaConf.select(_root_, "hydra.overrides.task", default=None) if _root_ is not None else None
+    if overrides is None and HydraConfig.initialized():
+        overrides = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None)
+    return any(str(o).lstrip("+~").split("=", 1)[0] == key for o in overrides or [])
 
 
 def register_resolvers() -> None:

@@ -72,3 +72,21 @@ def test_epochs_on_the_command_line_are_the_users_and_the_default_is_the_rules(o
 def test_a_bad_step_count_is_a_config_error_naming_the_key(steps):
     with pytest.raises(ConfigError, match="callbacks.min_train_steps.steps"):
         MinTrainSteps(steps)
+
+
+def test_resumes_fingerprint_check_reads_the_command_line_as_the_job_does(monkeypatch):
+    """Hydra's callbacks (resume=true's fingerprint check) see the config with its hydra node but no
+    running HydraConfig: epochs_set must resolve as in the job, or every resume reads as another config."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from lora_lab.config import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="train", overrides=["trainer.max_epochs=3"], return_hydra_config=True)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
+    assert not HydraConfig.initialized()
+    assert OmegaConf.select(cfg, "callbacks.min_train_steps.epochs_set") is True
