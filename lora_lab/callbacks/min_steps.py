@@ -23,8 +23,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from lora_lab.config.validation import MIN_STEPS_EXAMPLE
-from lora_lab.errors import check_positive_int
+from lora_lab.config.validation import check_min_train_steps
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,7 @@ class MinTrainSteps(pl.Callback):
     """Raises max_epochs (and check_val_every_n_epoch with it) so training takes at least `steps` steps."""
 
     def __init__(self, steps: int = 100, epochs_set: bool = False) -> None:
-        if steps != 0:
-            check_positive_int("callbacks.min_train_steps.steps", steps, example=MIN_STEPS_EXAMPLE)
+        check_min_train_steps(steps)
         self.steps, self.epochs_set = steps, epochs_set
         self.results: dict[str, Any] = {}
 

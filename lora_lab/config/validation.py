@@ -24,8 +24,11 @@ WHOLE_ROW_REGIMES = {
 }
 
 
-# The size rule's steps (lora_lab/callbacks/min_steps.py), checked before the job starts and by the callback.
-MIN_STEPS_EXAMPLE = "e.g. 100, or 0 to turn the size rule off"
+def check_min_train_steps(steps: object) -> None:
+    """The size rule's steps (lora_lab/callbacks/min_steps.py): 0 (off) or a positive whole number.
+    Checked before the job starts and by the callback itself."""
+    if steps != 0:
+        check_positive_int("callbacks.min_train_steps.steps", steps, example="e.g. 100, or 0 to turn the size rule off")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -63,8 +66,8 @@ def validate(cfg: DictConfig) -> None:
     check_unit_interval("module.label_smoothing", cfg.module.get("label_smoothing", 0.0), example="e.g. 0.1")
     if (budget := cfg.module.get("max_tokens_per_pass")) is not None:
         check_positive_int("module.max_tokens_per_pass", budget, example="e.g. 4096, or null")
-    if (rule := (cfg.get("callbacks") or {}).get("min_train_steps")) is not None and rule.get("steps") != 0:
-        check_positive_int("callbacks.min_train_steps.steps", rule.get("steps"), example=MIN_STEPS_EXAMPLE)
+    if (rule := (cfg.get("callbacks") or {}).get("min_train_steps")) is not None:
+        check_min_train_steps(rule.get("steps"))
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") and not hardware.cuda_available():
         raise ConfigError(

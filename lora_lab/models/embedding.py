@@ -21,9 +21,14 @@ if TYPE_CHECKING:
     from lora_lab.data.datamodule import TextClassificationDataModule
 
 
+def has_embeddings(classifier: Classifier) -> bool:
+    """Whether the classifier exposes a pooled embedding (HF's stock cls head does not)."""
+    return type(classifier).embed is not Classifier.embed
+
+
 def require_embeddings(classifier: Classifier, regime: str) -> None:
     """Fail in apply(), before any work, where the classifier has no pooled embedding to fit on."""
-    if type(classifier).embed is Classifier.embed:
+    if not has_embeddings(classifier):
         raise ConfigError(
             f"regime={regime} fits its head on pooled text embeddings, but this {type(classifier).__name__} "
             "is HF's stock head (backbone.pooling=cls) and exposes none; set backbone.pooling=mean "

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from lora_lab.errors import ConfigError
 from lora_lab.models.classifier import Classifier
-from lora_lab.models.embedding import embed_split, head_linear, require_embeddings, write_head
+from lora_lab.models.embedding import embed_split, has_embeddings, head_linear, require_embeddings, write_head
 from lora_lab.models.fitted_heads import logistic_regression_head, prototype_head
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def resolve_head_init(classifier: Classifier, method: str | None) -> tuple[str |
         return None, "random (module.head_init=null)"
     if method != AUTO:
         return method, f"{method} on the frozen backbone's embeddings (module.head_init={method})"
-    if type(classifier).embed is Classifier.embed:
+    if not has_embeddings(classifier):
         return None, "random (auto: this head exposes no pooled embedding to fit on)"
     try:
         head_linear(classifier)

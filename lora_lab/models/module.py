@@ -101,10 +101,9 @@ class ClassifierModule(pl.LightningModule):
                     "fit with datamodule="
                 )
             # Rows a pass within the evaluation budget (eval_logits): 16 reviews of 512 tokens at 2048.
-            budget = self.hparams.max_tokens_per_pass
-            rows = datamodule.eval_batch_size
-            if budget is not None and isinstance(datamodule.max_length, int):
-                rows = max(1, min(rows, 4 * budget // datamodule.max_length))
+            rows, tokens = datamodule.eval_batch_size, self.eval_tokens_per_pass
+            if tokens is not None and isinstance(datamodule.max_length, int):
+                rows = max(1, min(rows, tokens // datamodule.max_length))
             init_head(self.classifier, datamodule, self.head_init, seed=datamodule.seed, batch_size=rows)
         if self.hooks is not None:
             self.hooks.on_fit_start(self.classifier, int(self.trainer.estimated_stepping_batches))
@@ -132,8 +131,13 @@ class ClassifierModule(pl.LightningModule):
         Without gradients no activation outlives its layer, so a pass holds one layer's transients, not
         six layers' saved activations as in training: 4x the training budget still peaks below it, while
         an eval batch of 128 reviews x 512 tokens in one pass would not."""
+        return torch.cat([self._text_logits(part) for part in split_batch(batch, self.eval_tokens_per_pass)])
+
+    @property
+    def eval_tokens_per_pass(self) -> int | None:
+        """4 x module.max_tokens_per_pass (None: no bound): evaluation's and LP-FT's embedding pass."""
         budget = self.hparams.max_tokens_per_pass
-        return torch.cat([self._text_logits(part) for part in split_batch(batch, budget and 4 * budget)])
+        return budget and 4 * budget
 
     def _loss_and_logits(
         self, batch: dict[str, torch.Tensor], smoothing: float = 0.0, evaluating: bool = False
