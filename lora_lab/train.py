@@ -64,10 +64,12 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     """The story of a job: build it, fit (or fit without gradients), test the selected epoch, save."""
     # Imported here, not at the top: they load torch, lightning and transformers (about 8 s), which
     # `--help`, a config error and a duplicate job never need.
+    from lora_lab.job.allocator import fix_mmap_threshold
     from lora_lab.job.build import build_job
     from lora_lab.job.checkpointing import resume_checkpoint
     from lora_lab.job.outputs import format_table, job_metrics, write_job_outputs
 
+    fix_mmap_threshold(cfg.get("malloc_mmap_threshold"))  # before the model's tensors (job/allocator.py)
     job = build_job(cfg)
     with job.tracking(), out_of_memory_as_user_error(cfg):
         start = time.perf_counter()

@@ -34,6 +34,13 @@ def check_min_train_steps(steps: object) -> None:
 def validate(cfg: DictConfig) -> None:
     """Fail before any model loads: each check names the offending key and how to fix it."""
     check_positive_int("rank", cfg.rank, "the LoRA rank", "e.g. rank=8")
+    if (threshold := cfg.get("malloc_mmap_threshold")) is not None:
+        # glibc refuses a threshold above HEAP_MAX_SIZE / 2, 32 MiB on 64-bit (job/allocator.py).
+        if check_positive_int("malloc_mmap_threshold", threshold, "glibc's mmap threshold in bytes") > 32 << 20:
+            raise ConfigError(
+                f"malloc_mmap_threshold={threshold}: glibc takes at most 33554432 (32 MiB); "
+                "use e.g. malloc_mmap_threshold=131072, or null for glibc's dynamic default"
+            )
     data = cfg.data
     check_data_settings(
         data.batch_size,

@@ -8,4 +8,6 @@ build.py         build_job(cfg) -> BuiltJob: one instantiate() per config group;
 checkpointing.py atomic checkpoints and the checkpoint resume=true continues from
 outputs.py       metrics.json's content and the artifacts a finished job leaves behind
 plots.py         the figures written into job and eval dirs
+stacking.py      the tested model + TF-IDF, the weight picked on validation (stack=tfidf)
+allocator.py     glibc's mmap threshold fixed for a job (freed tensors leave the RSS); malloc_trim
 """

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 # `rank` is only an input: a regime that uses it carries its resolved value (regime.r, regime.target_r).
 # `trial` names the Optuna trial a sweep job reports to (lora_lab/sweeper): its number, study, storage;
 # `callbacks.optuna_pruning` is the callback through which it reports. `resume` continues a killed job
-# and `callbacks.resume_checkpoint` sets how often it can: neither changes what is trained.
+# and `callbacks.resume_checkpoint` sets how often it can: neither changes what is trained, nor does
+# `malloc_mmap_threshold`, which only bounds memory (job/allocator.py).
 NON_EFFECTIVE_KEYS = (
     "paths",
     "logger",
@@ -41,6 +42,7 @@ NON_EFFECTIVE_KEYS = (
     "callbacks.optuna_pruning",
     "resume",
     "callbacks.resume_checkpoint",
+    "malloc_mmap_threshold",
 )
 
 

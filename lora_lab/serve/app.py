@@ -27,8 +27,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lora_lab.errors import UserError
+from lora_lab.job.allocator import release_free_memory
 from lora_lab.serve.batcher import Batcher, QueueFull
-from lora_lab.serve.engine import Engine, release_free_memory
+from lora_lab.serve.engine import Engine
 from lora_lab.serve.index import SimilarIndex, build_index
 from lora_lab.serve.monitoring import Metrics
 from lora_lab.serve.schemas import (

@@ -23,8 +23,6 @@ so `set_adapter` and a forward never interleave.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -385,16 +383,3 @@ class Engine:
                 [self._embed(base, {k: v[[i]] for k, v in batch.items()}, [n]) for i, n in enumerate(names)]
             )
         return bool(torch.allclose(mixed.float(), alone.float(), atol=1e-5, rtol=1e-5))
-
-
-def release_free_memory() -> None:
-    """Give the heap's freed pages back to the OS (glibc's malloc_trim; a no-op elsewhere).
-
-    Loading an adapter and embedding its training texts for /v1/similar leave hundreds of MB of
-    temporary tensors that glibc keeps mapped after they are freed; without a trim the RSS stays at
-    that peak after each load (figures in docs/benchmarks.md, serving).
-    """
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
