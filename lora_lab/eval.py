@@ -79,7 +79,7 @@ def evaluate(
         for k, v in job.trainer.callback_metrics.items()
         if k.startswith("test/")
     }
-    probs = probabilities(job)
+    probs = job.test_probabilities().numpy()
     if job_dir.is_stacked:  # a stacked job ships the mix (models/stack.py): score that
         probs, scores = stacked_scores(job_dir, probs, rows, job.datamodule.tokenized["test"].labels, prefix, scores)
     results = {
@@ -184,17 +184,6 @@ def stacked_scores(
     out |= {k: v for k, v in scores.items() if k.removeprefix(f"{prefix}/") not in SCORE_KEYS}
     out |= {f"{prefix}/{k}": stacked[f"{prefix}/{k}"] for k in SCORE_KEYS} | {"stack/weight": stack.weight}
     return mixed.double().numpy(), out
-
-
-def probabilities(job: Any) -> Any:
-    """The test loop's softmax rows, each put back at its row's index (the loader sorts rows by length)."""
-    import numpy as np
-
-    order = [i for batch in job.datamodule.test_dataloader().batch_sampler for i in batch]
-    probs = np.empty((len(order), len(job.datamodule.labels)), dtype=np.float64)
-    probs[order] = np.concatenate([p.numpy() for p in job.module.test_probs])
-    job.module.test_probs = None
-    return probs
 
 
 def summary(results: dict, pairs: list[dict], prefix: str) -> str:

@@ -67,7 +67,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     from lora_lab.job.allocator import fix_mmap_threshold
     from lora_lab.job.build import build_job
     from lora_lab.job.checkpointing import resume_checkpoint
-    from lora_lab.job.outputs import format_table, job_metrics, write_job_outputs
+    from lora_lab.job.outputs import format_table, job_metrics, write_job_outputs, write_test_predictions
 
     fix_mmap_threshold(cfg.get("malloc_mmap_threshold"))  # before the model's tensors (job/allocator.py)
     job = build_job(cfg)
@@ -87,6 +87,8 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         # Model selection on validation: test the best epoch, not the last one.
         # verbose=False: Lightning prints its table through rich, which ends the process on a closed
         # stdout (a killed `| tee`, a parent gone) before the job's files are written; ours follows them.
+        # Each test row's answer, for the report's paired tests: one process sees every row (DDP: a share).
+        job.module.test_probs = [] if job.trainer.world_size == 1 else None
         job.trainer.test(job.module, datamodule=job.datamodule, ckpt_path=job.test_checkpoint, verbose=False)
         if not job.trainer.is_global_zero:
             return {}  # a DDP rank > 0: rank 0 writes the job's files (the test metrics are all ranks')
@@ -94,8 +96,18 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
         stack = None
         if job.stacker is not None:  # the tested model + TF-IDF, mixed on validation (job/stacking.py)
             stack, metrics = job.stacker.fit(job, metrics)
+        if job.module.test_probs is not None:
+            write_test_predictions(job, stack)
         metrics = write_job_outputs(
-            run_dir, job.classifier, job.regime, job.tokenizer, metrics, job.datamodule.truncation, stack
+            run_dir,
+            job.classifier,
+            job.regime,
+            job.tokenizer,
+            metrics,
+            job.datamodule.truncation,
+            stack,
+            latency_texts=job.datamodule.splits["test"].texts,
+            seed=cfg.seed,
         )
         job.log_summary(metrics)
     job.drop_checkpoints()

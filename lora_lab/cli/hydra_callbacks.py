@@ -11,6 +11,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lora_lab.auto.config import AUTO_SWEEPER_TARGET
 from lora_lab.cli.errors import exit_with_error
 from lora_lab.cli.run import is_ddp_worker
 from lora_lab.job.dir import STATUS_FILE, JobDir
@@ -50,9 +51,10 @@ class RefuseFinishedDirs(Callback):
             )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if OmegaConf.select(config, "hydra.sweeper._target_") == SWEEPER_TARGET:
+        if OmegaConf.select(config, "hydra.sweeper._target_") in (SWEEPER_TARGET, AUTO_SWEEPER_TARGET):
             # lora_lab's Optuna sweeper resumes into its sweep dir: it names each job dir by trial
-            # number, unique in its study, and itself refuses a dir another study numbered.
+            # number, unique in its study, and itself refuses a dir another study numbered. The auto
+            # search (lora_lab/auto/) reruns no finished job and refuses a dir of another search.
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         if any(sweep_dir.glob(f"*/{STATUS_FILE}")):

@@ -30,3 +30,11 @@ def is_ddp_worker(cfg: DictConfig) -> bool:
     into rank 0's job dir, with LOCAL_RANK (torchrun: RANK) set. Known before torch loads."""
     rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
     return rank > 0 and cfg.get("trainer") is not None and launches_processes(cfg.trainer)  # eval.yaml has no trainer
+
+
+def quoted_pick(argv: list[str]) -> list[str]:
+    """`pick=latency/p50_ms<=5` as `pick="latency/p50_ms<=5"`: Hydra's override grammar refuses `<`
+    and `>` outside quotes, and the shell has already taken the user's quotes away."""
+    return [
+        f'pick="{arg[5:]}"' if arg.startswith("pick=") and not arg[5:].startswith(("'", '"')) else arg for arg in argv
+    ]

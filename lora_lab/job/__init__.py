@@ -9,5 +9,6 @@ checkpointing.py atomic checkpoints and the checkpoint resume=true continues fro
 outputs.py       metrics.json's content and the artifacts a finished job leaves behind
 plots.py         the figures written into job and eval dirs
 stacking.py      the tested model + TF-IDF, the weight picked on validation (stack=tfidf)
+latency.py       latency/p50_ms, p95_ms: the shipped model answering test texts one at a time
 allocator.py     glibc's mmap threshold fixed for a job (freed tensors leave the RSS); malloc_trim
 """

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
@@ -68,6 +69,15 @@ class BuiltJob:
         resume checkpoint beside it only resumes), or None to test the weights as they are."""
         return self.trainer.checkpoint_callback.best_model_path if self.selects_best_epoch else None
 
+    def test_probabilities(self) -> torch.Tensor:
+        """The test loop's softmax rows (collected when module.test_probs was a list before the test),
+        each put back at its row's index: the loader sorts rows by length."""
+        order = [i for batch in self.datamodule.test_dataloader().batch_sampler for i in batch]
+        probs = torch.empty(len(order), len(self.datamodule.labels), dtype=torch.float64)
+        probs[torch.tensor(order)] = torch.cat(self.module.test_probs).double()
+        self.module.test_probs = None
+        return probs
+
     def callback_results(self) -> dict[str, Any]:
         """What the callbacks measured (time, memory, the trial's pruning step), for metrics.json."""
         return {k: v for c in self.callbacks for k, v in getattr(c, "results", {}).items()}
@@ -99,7 +109,8 @@ class BuiltJob:
         summary = {
             k: float(v)
             for k, v in metrics.items()
-            if isinstance(v, (int, float)) and k not in self.trainer.logged_metrics
+            # The selected epoch's val/ scores are points of the validation curves already.
+            if isinstance(v, (int, float)) and k not in self.trainer.logged_metrics and k not in self.module.val_at_best
         }
         for logger in self.loggers:
             logger.log_metrics(summary, step=self.trainer.global_step)

@@ -7,6 +7,8 @@
     .hydra/config.yaml    the job's composed config; .hydra/overrides.yaml its command-line overrides
     merged/, adapter/     the trained model (models/classifier.py), whole and as what it adds to its base
     stack/                the TF-IDF part and mixing weight of a stacked job (models/stack.py)
+    test_predictions.json {"true": [...], "predicted": [...]}: label ids of the test rows in split order,
+                          as the shipped model (a stack: the mix) answered; the report's paired tests
 
 Light on purpose (json, omegaconf, pathlib; no torch): the report, the server, the sweeper and Hydra's
 callbacks read job dirs before, or without, loading a model.
@@ -28,6 +30,7 @@ from lora_lab.artifacts import read_json, write_json
 METRICS_FILE = "metrics.json"
 LABELS_FILE = "labels.json"
 STATUS_FILE = "status.json"
+PREDICTIONS_FILE = "test_predictions.json"
 PROVENANCE_FILE = "provenance.json"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
@@ -133,6 +136,21 @@ class JobDir:
 
     def write_labels(self, labels: list[str]) -> None:
         write_json(self.labels_path, {"id2label": {str(i): label for i, label in enumerate(labels)}})
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.path / PREDICTIONS_FILE
+
+    def write_test_predictions(self, true: list[int], predicted: list[int]) -> None:
+        write_json(self.predictions_path, {"true": true, "predicted": predicted})
+
+    def test_correct(self) -> list[bool] | None:
+        """Per test row (split order): did the shipped model answer right? None: not recorded (a DDP
+        job, or a job from before test_predictions.json)."""
+        if not self.predictions_path.is_file():
+            return None
+        record = read_json(self.predictions_path)
+        return [t == p for t, p in zip(record["true"], record["predicted"])]
 
     def status(self) -> dict[str, Any] | None:
         """status.json, or None: the job never started (or this is no job dir)."""

@@ -1,4 +1,5 @@
-"""What a finished job leaves behind: labels.json, adapter/, merged/, confusion_matrix.png, metrics.json.
+"""What a finished job leaves behind: labels.json, adapter/, merged/, test_predictions.json, confusion_matrix.png,
+metrics.json.
 
 job_metrics() assembles metrics.json from what the trainer and the callbacks measured;
 write_job_outputs() writes it last, so its presence says every other artifact is complete.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from lora_lab.artifacts import atomic_dir, dir_bytes
 from lora_lab.data.truncation import Truncation
 from lora_lab.job.dir import JobDir
+from lora_lab.job.latency import single_text_latency
 from lora_lab.job.plots import confusion_matrix_png
 from lora_lab.models.classifier import Classifier
 from lora_lab.models.stack import Stack, write_pointer
@@ -66,6 +69,8 @@ def job_metrics(job: BuiltJob, prepare_s: float, val_acc_best: float) -> dict[st
     return {
         **{k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")},
         "val/acc_best": val_acc_best,
+        # The selected epoch's other validation scores (val/acc, val/f1_macro, ...): what sweeps optimise.
+        **job.module.val_at_best,
         "model_selection": selection,
         **job.regime.results(),  # what prepare() measured; may name its own model selection
         "epochs": trainer.current_epoch,
@@ -84,6 +89,15 @@ def job_metrics(job: BuiltJob, prepare_s: float, val_acc_best: float) -> dict[st
     }
 
 
+def write_test_predictions(job: BuiltJob, stack: Stack | None) -> None:
+    """test_predictions.json: each test row's label id, as the shipped model (a stack: the mix) answers."""
+    probs = job.test_probabilities()
+    if stack is not None:
+        probs = stack.mix(probs.float(), job.datamodule.splits["test"].texts)
+    true = list(job.datamodule.tokenized["test"].labels)
+    JobDir(job.cfg.paths.output_dir).write_test_predictions(true, probs.argmax(-1).tolist())
+
+
 def write_job_outputs(
     run_dir: Path,
     classifier: Classifier,
@@ -92,10 +106,13 @@ def write_job_outputs(
     metrics: dict,
     truncation: Truncation | None = None,
     stack: Stack | None = None,
+    latency_texts: Sequence[str] = (),
+    seed: int = 0,
 ) -> dict:
     """Write every artifact atomically and return the final metrics (with artifact sizes).
     `truncation` goes into merged/ beside the tokenizer, so a Predictor cuts texts as training did;
-    a stack goes to stack/, and merged/ points at it (models/stack.py)."""
+    a stack goes to stack/, and merged/ points at it (models/stack.py). `latency_texts` (the test
+    texts): the shipped model answers a seeded sample of them one at a time (job/latency.py)."""
     labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
     job_dir = JobDir(run_dir)
     job_dir.write_labels(labels)
@@ -133,6 +150,8 @@ def write_job_outputs(
         # None, not 0, when there is no merged/: a size nobody can deploy is not a small one.
         "artifact/merged_bytes": dir_bytes(run_dir / "merged") if (run_dir / "merged").is_dir() else None,
     }
+    if latency_texts and truncation is not None:
+        metrics.update(single_text_latency(run_dir, classifier, tokenizer, truncation, latency_texts, seed))
     job_dir.write_metrics(metrics)
     return metrics
 
@@ -159,6 +178,20 @@ def stack_rows(metrics: dict) -> list[tuple[str, str]]:
     return rows + [(f"  {part} alone", f"{metrics[f'parts/{part}/test/acc']:.4f}") for part in parts]
 
 
+def single_text_rows(metrics: dict) -> list[tuple[str, str]]:
+    """What serving one text at a time costs (job/latency.py), int8 beside it where measured."""
+    if "latency/p50_ms" not in metrics:
+        return []
+    int8 = f"; int8 {metrics['latency/int8_p50_ms']:.1f} ms" if "latency/int8_p50_ms" in metrics else ""
+    return [
+        (
+            "serving latency",
+            f"p50 {metrics['latency/p50_ms']:.1f} ms, p95 {metrics['latency/p95_ms']:.1f} ms, one text at a time "
+            f"({metrics['latency/precision']}, {metrics['latency/single_texts']} texts{int8})",
+        )
+    ]
+
+
 def format_table(metrics: dict, title: str) -> str:
     """The short result table printed at the end of a job."""
     rows = [
@@ -174,6 +207,7 @@ def format_table(metrics: dict, title: str) -> str:
         ("train time", f"{metrics['time/train_s']:.1f} s"),
         ("train throughput", f"{metrics['throughput/train_examples_per_s']:.1f} examples/s"),
         ("test latency", f"{metrics['latency/test_ms_per_example']:.2f} ms/example (batched)"),
+        *single_text_rows(metrics),
         ("peak RSS", f"{metrics['memory/peak_rss_mb']:.0f} MiB"),
     ]
     width = max(len(name) for name, _ in rows)

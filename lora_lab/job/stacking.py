@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # The keys a stack replaces in metrics.json, kept for its first part under parts/<regime>/.
 SCORE_KEYS = ("acc", "f1_macro", "precision_macro", "recall_macro", "loss")
+VAL_KEYS = ("acc", "f1_macro", "precision_macro", "recall_macro")
 
 
 class Stacker:
@@ -69,6 +70,7 @@ class Stacker:
             tfidf_probabilities(tfidf, splits["validation"].texts),
         )
         weight, table = pick_weight(model_val, tfidf_val, val_y, self.weights)
+        stacked_val = scores_of_probabilities(mix(model_val, tfidf_val, weight), val_y, "val")
         # The test rows, once, now that every choice is made.
         model_test, tfidf_test = split_probabilities(job, "test"), tfidf_probabilities(tfidf, splits["test"].texts)
         mixed = mix(model_test, tfidf_test, weight)
@@ -89,6 +91,8 @@ class Stacker:
         for name, scores in parts.items():
             out |= {f"parts/{name}/test/{k}": scores[f"test/{k}"] for k in SCORE_KEYS}
         out[f"parts/{regime}/val/acc_best"] = metrics["val/acc_best"]
+        out |= {f"parts/{regime}/val/{k}": metrics[f"val/{k}"] for k in VAL_KEYS if f"val/{k}" in metrics}
+        out |= {f"val/{k}": stacked_val[f"val/{k}"] for k in VAL_KEYS}  # the mix's, as its test scores
         out |= {f"test/{k}": stacked[f"test/{k}"] for k in SCORE_KEYS}
         out |= {
             "test/f1_per_class": dict(zip(datamodule.labels, stacked["f1_per_class"])),

@@ -75,6 +75,9 @@ class ClassifierModule(pl.LightningModule):
         self._forward = torch.compile(classifier.forward, dynamic=True) if compile else classifier.forward
         self.val_metrics = summary_metrics(num_labels, "val")
         self.val_acc_best = MaxMetric()
+        # Every validation score of the epoch with the best val/acc (the first such epoch, the one
+        # ModelCheckpoint keeps): metrics.json's val/f1_macro etc. describe the model that is tested.
+        self.val_at_best: dict[str, float] = {}
         self.test_metrics = summary_metrics(num_labels, "test")
         self.test_details = detail_metrics(num_labels)
         self.test_results: dict[str, list] = {}
@@ -90,6 +93,12 @@ class ClassifierModule(pl.LightningModule):
             weights = (labels.numel() / (counts.numel() * counts.clamp(min=1))).tolist()
         if weights is not None:
             self.loss_weights = torch.tensor(list(weights), dtype=torch.float32, device=self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["val_at_best"] = self.val_at_best  # a resumed job still knows its best epoch's scores
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.val_at_best = checkpoint.get("val_at_best", {})
 
     def on_fit_start(self) -> None:
         # After the callbacks' on_fit_start, so the ResourceMonitor times the head fit as training.
@@ -172,6 +181,8 @@ class ClassifierModule(pl.LightningModule):
         # those equal values (exactly) and tells Lightning they are every rank's.
         scores = self.val_metrics.compute()
         self.val_metrics.reset()
+        if float(scores["val/acc"]) > self.val_at_best.get("val/acc", -1.0):
+            self.val_at_best = {k: float(v) for k, v in scores.items()}
         self.val_acc_best.update(scores["val/acc"])
         self.log_dict(scores, prog_bar=True, sync_dist=True)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)

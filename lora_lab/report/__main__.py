@@ -1,4 +1,4 @@
-"""python -m lora_lab.report <multirun or sweep dir> [--out DIR] [--wandb [offline|online]]"""
+"""python -m lora_lab.report <multirun or sweep dir> [--out DIR] [--wandb [offline|online]] [--constraint RULE ...]"""
 
 from __future__ import annotations
 
@@ -32,16 +32,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="also log the tables and plots as a W&B run in the sweep's group (default offline)",
     )
+    parser.add_argument(
+        "--constraint",
+        action="append",
+        default=None,
+        metavar="RULE",
+        help='a recommendation line: the best job that meets RULE, e.g. "latency/p50_ms<=5" (repeatable; '
+        "several joined by &; default: latency/p50_ms<=5, latency/p50_ms<=20, artifact/adapter_bytes<=1048576)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from lora_lab.errors import ConfigError
     from lora_lab.report.build import build_report  # matplotlib, optuna: loaded to build, not for --help
+    from lora_lab.report.front import DEFAULT_CONSTRAINTS, check_constraints
 
+    constraints = args.constraint or DEFAULT_CONSTRAINTS
     try:
-        out = build_report(args.sweep_dir, args.out, args.wandb)
-    except ReportError as err:
+        check_constraints(constraints)
+        out = build_report(args.sweep_dir, args.out, args.wandb, constraints)
+    except (ReportError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.wandb:

@@ -122,6 +122,11 @@ def best_groups(groups: Iterable[ConfigGroup]) -> dict[tuple[str, str], ConfigGr
     return best
 
 
+def ranked(groups: Iterable[ConfigGroup]) -> list[ConfigGroup]:
+    """Configs best first, by the selection rule (mean validation accuracy, then fewer parameters)."""
+    return sorted(groups, key=_group_rank, reverse=True)
+
+
 def compare_regimes(groups: Sequence[ConfigGroup]) -> list[Comparison]:
     """Per (dataset, backbone): every other regime's best config against the leading regime's best."""
     per_regime: dict[tuple[str, str], dict[str, ConfigGroup]] = {}
@@ -181,18 +186,35 @@ def beats_baseline(group: ConfigGroup, baseline: ConfigGroup | None) -> str | No
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the (cost, score) points no other point beats (cost <= and score >=, one strictly), by cost.
+    """Indices of the (cost, score) points no other point beats (cost <= and score >=, one strictly),
+    by ascending cost: the line the accuracy-against-parameters plot draws."""
+    return sorted(non_dominated(points, (False, True)), key=lambda i: (points[i][0], -points[i][1]))
 
-    Sweep by ascending cost (best score first among equal costs): a point is on the front
-    exactly when it scores above everything cheaper.
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -math.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+
+def non_dominated(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """Indices of the points no other point dominates (as good on all objectives, better on one)."""
+
+    def better_or_equal(a: float, b: float, up: bool) -> bool:
+        return a >= b if up else a <= b
+
+    def dominates(p: Sequence[float], q: Sequence[float]) -> bool:
+        return all(better_or_equal(a, b, up) for a, b, up in zip(p, q, maximize)) and any(a != b for a, b in zip(p, q))
+
+    return [i for i, q in enumerate(points) if not any(dominates(p, q) for j, p in enumerate(points) if j != i)]
+
+
+def knee(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> int | None:
+    """Index (into points) of the point closest to the ideal after scaling each objective to [0, 1]."""
+    if not points:
+        return None
+    scaled = []
+    for k, up in enumerate(maximize):
+        column = [p[k] for p in points]
+        best, worst = (max(column), min(column)) if up else (min(column), max(column))
+        span = abs(worst - best)
+        scaled.append([abs(v - best) / span if span else 0.0 for v in column])
+    distances = [math.hypot(*(scaled[k][i] for k in range(len(maximize)))) for i in range(len(points))]
+    return min(range(len(points)), key=distances.__getitem__)
 
 
 def _job_rank(job: JobRow) -> tuple[float, float]:

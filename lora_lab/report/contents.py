@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from lora_lab.report import plots
+from lora_lab.report import plots, significance
 from lora_lab.report.aggregate import (
     BASELINE_REGIME,
     BASELINE_RULE,
@@ -19,15 +19,32 @@ from lora_lab.report.aggregate import (
     best_job,
     compare_regimes,
     config_groups,
+    ranked,
 )
 from lora_lab.report.collect import JobRow
 from lora_lab.report.document import Document, Figure, Heading, Paragraph
+from lora_lab.report.front import (
+    DEFAULT_CONSTRAINTS,
+    FRONT,
+    KNEE,
+    build_front,
+    front_table,
+    objectives_of,
+    recommendations,
+)
 from lora_lab.report.study import SweepStudy
 from lora_lab.report.table import comparisons_table, configs_table, jobs_table, provenance_table
 
 
-def compose(sweep_dir: Path, jobs: Sequence[JobRow], study: SweepStudy | None, fig_dir: Path) -> Document:
-    """The whole report for `jobs`; figures are written into fig_dir, beside the report files."""
+def compose(
+    sweep_dir: Path,
+    jobs: Sequence[JobRow],
+    study: SweepStudy | None,
+    fig_dir: Path,
+    constraints: Sequence[str] = DEFAULT_CONSTRAINTS,
+) -> Document:
+    """The whole report for `jobs`; figures are written into fig_dir, beside the report files.
+    `constraints` (job/pick.py's grammar): one recommendation line each."""
     groups = config_groups(jobs)
     best_group = best_groups(groups)
     baseline = baselines(groups)
@@ -63,6 +80,8 @@ def compose(sweep_dir: Path, jobs: Sequence[JobRow], study: SweepStudy | None, f
         ),
         configs_table(groups, list(best_group.values()), beats),
     )
+    _front(doc, sweep_dir, groups, study, constraints)
+    _winner(doc, groups)
     _regimes(doc, groups)
     _baseline(doc, groups, beats)
     _figures(doc, jobs, groups, study, fig_dir)
@@ -87,6 +106,59 @@ def compose(sweep_dir: Path, jobs: Sequence[JobRow], study: SweepStudy | None, f
         provenance_table(jobs),
     )
     return doc
+
+
+def _front(
+    doc: Document,
+    sweep_dir: Path,
+    groups: Sequence[ConfigGroup],
+    study: SweepStudy | None,
+    constraints: Sequence[str],
+) -> None:
+    """The Pareto front of the sweep's objectives, its knee, and what to serve under each constraint."""
+    objectives = objectives_of(sweep_dir, study.spec if study is not None else None)
+    front = build_front(groups, objectives)
+    doc.add(Heading("Which configuration for the compute?"))
+    if not front.groups:
+        doc.add(Paragraph(f"No configuration has all of {', '.join(objectives)}: no front."))
+        return
+    wanted = ", ".join(f"{d} {m}" for m, d in objectives.items())
+    left_out = len(groups) - len(front.groups)
+    doc.add(
+        Paragraph(
+            f"Objectives: {wanted}; each configuration's mean over its seeds. {FRONT}: on the Pareto front "
+            f"({len(front.members)} of {len(front.groups)}): no other configuration is as good on every objective "
+            f"and better on one. {KNEE}: the knee, the member closest to the ideal once each objective is scaled "
+            "to [0, 1] over the front."
+            + (f" {left_out} configuration(s) lack an objective and are left out." if left_out else "")
+        ),
+        front_table(front),
+        *recommendations(sweep_dir, front, constraints),
+    )
+
+
+def _winner(doc: Document, groups: Sequence[ConfigGroup]) -> None:
+    """Per (dataset, backbone): the best configuration against the runner-up, paired on the test rows."""
+    doc.add(Heading("Winner against runner-up"), Paragraph(significance.__doc__.split("\n\n", 1)[1].strip()))
+    scopes: dict[tuple[str, str], list[ConfigGroup]] = {}
+    for group in groups:
+        scopes.setdefault(group.first.scope, []).append(group)
+    for (dataset, backbone), members in scopes.items():
+        if len(members) < 2:
+            continue
+        winner, runner_up = ranked(members)[:2]
+        test = significance.compare_on_rows(winner, runner_up)
+        where = f"{dataset} / {backbone}"
+        seeds = f"{winner.n} and {runner_up.n} seed(s)"
+        if test is None:
+            doc.add(Paragraph(f"{where}: {winner.label} and {runner_up.label}: no per-row test predictions to pair."))
+            continue
+        doc.add(
+            Paragraph(
+                f"{where}: {winner.label} {test.verdict} {runner_up.label}: {test.difference:+.4f} test accuracy "
+                f"(95% CI {test.low:+.4f} to {test.high:+.4f}; paired bootstrap over {test.rows} test rows, {seeds})."
+            )
+        )
 
 
 def _regimes(doc: Document, groups: Sequence[ConfigGroup]) -> None:

@@ -17,7 +17,7 @@ from lora_lab.job.plots import confusion_matrix_png, plt
 from lora_lab.report.aggregate import REPORTED_METRIC, ConfigGroup, pareto_front
 from lora_lab.report.collect import JobRow
 from lora_lab.report.errors import ReportError
-from lora_lab.report.study import SweepStudy
+from lora_lab.report.study import SweepStudy, first_value
 
 DPI = 110
 MARKERS = "osD^vP*X"
@@ -114,9 +114,10 @@ def optimization_history(study: SweepStudy, path: Path) -> Path | None:
     if not completed:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([t.number for t in completed], [t.value for t in completed], color="tab:blue", label="completed trial")
+    values = [first_value(t) for t in completed]
+    ax.scatter([t.number for t in completed], values, color="tab:blue", label="completed trial")
     pick = max if study.maximize else min
-    best = [pick(t.value for t in completed[: i + 1]) for i in range(len(completed))]
+    best = [pick(values[: i + 1]) for i in range(len(completed))]
     ax.step([t.number for t in completed], best, where="post", color="tab:red", label="best so far")
     pruned = [t for t in study.trials if t.state.name == "PRUNED" and t.intermediate_values]
     if pruned:

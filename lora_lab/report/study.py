@@ -8,6 +8,7 @@ the sweeper asks for trials, and Optuna numbers trials the same way).
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,12 @@ class SweepStudy:
 
     @property
     def maximize(self) -> bool:
-        return self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        """The (first) objective's direction: a multi-objective study has one per objective."""
+        return self.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.study.directions) > 1
 
     @property
     def trials(self) -> list[FrozenTrial]:
@@ -54,7 +60,7 @@ class SweepStudy:
 
     @property
     def completed(self) -> list[FrozenTrial]:
-        return [t for t in self.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        return [t for t in self.trials if t.state == TrialState.COMPLETE and t.values is not None]
 
     def state_counts(self) -> dict[str, int]:
         return dict(Counter(t.state.name.lower() for t in self.trials))
@@ -79,10 +85,17 @@ class SweepStudy:
                 {},
                 "Parameter importances need a parameter that took two values; every completed trial used the same.",
             )
-        importances = optuna.importance.get_param_importances(self.study, params=varying)
+        # A multi-objective study needs a target: the first objective, what the plots show. PED-ANOVA
+        # takes a target's low values as the good ones, so a maximised objective is negated.
+        target = None
+        if self.multi_objective:
+            target = (lambda t: -first_value(t)) if self.maximize else first_value
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")  # the negation above
+            importances = optuna.importance.get_param_importances(self.study, params=varying, target=target)
         return importances, (
-            f"Importances by PED-ANOVA (Optuna's default evaluator) over {len(completed)} completed trials "
-            f"and the {len(varying)} parameters that varied; with few trials they are rough."
+            f"Importances by PED-ANOVA (Optuna's default evaluator) for {self.metric} over {len(completed)} "
+            f"completed trials and the {len(varying)} parameters that varied; with few trials they are rough."
         )
 
 
@@ -120,6 +133,11 @@ def attach_trials(jobs: list[JobRow], study: SweepStudy) -> None:
         job.trial = f"{trial.number} {trial.state.name}"
         if trial.state == TrialState.PRUNED:
             job.state = "pruned"
+
+
+def first_value(trial: FrozenTrial) -> float:
+    """The trial's (first) objective value: `value` of a one-objective trial, `values[0]` of any."""
+    return trial.values[0]
 
 
 def _job_name(trial: FrozenTrial) -> str:

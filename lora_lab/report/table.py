@@ -8,6 +8,7 @@ from pathlib import Path
 from lora_lab.report.aggregate import REPORTED_METRIC, SELECTION_METRIC, Comparison, ConfigGroup
 from lora_lab.report.collect import JobRow
 from lora_lab.report.document import Column, Table
+from lora_lab.report.significance import t_half_width
 
 BEST = "★"
 MIB = 2**20
@@ -62,6 +63,12 @@ def jobs_table(jobs: Sequence[JobRow], best: set[str]) -> Table:
     return table
 
 
+def _interval(group: ConfigGroup) -> str:
+    """mean ± half-width of the 95% t interval over the seeds; "-" below two seeds."""
+    half = t_half_width(group.values(REPORTED_METRIC))
+    return "-" if half is None else f"{group.mean(REPORTED_METRIC):.4f} ± {half:.4f}"
+
+
 def configs_table(
     groups: Sequence[ConfigGroup], best: Sequence[ConfigGroup], beats: Sequence[str | None] = ()
 ) -> Table:
@@ -77,6 +84,7 @@ def configs_table(
             Column("seeds"),
             Column("jobs"),
             Column(f"{REPORTED_METRIC} mean ± std (n)"),
+            Column(f"{REPORTED_METRIC} 95% CI (t over seeds)"),
             Column("test/f1_macro mean ± std (n)"),
             Column(f"{SELECTION_METRIC} mean ± std (n)"),
             Column("trainable params", ",.0f"),
@@ -94,6 +102,7 @@ def configs_table(
                 ", ".join(str(j.seed) for j in g.jobs),
                 ", ".join(j.name for j in g.jobs),
                 g.summary(REPORTED_METRIC),
+                _interval(g),
                 g.summary("test/f1_macro"),
                 g.summary(SELECTION_METRIC),
                 g.mean("params/trainable"),

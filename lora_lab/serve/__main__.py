@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from lora_lab.cli.errors import checks_group_choices, report_user_errors
+from lora_lab.cli.run import quoted_pick
 from lora_lab.config import CONF_DIR
 from lora_lab.errors import ConfigError, check_positive_int
+
+log = logging.getLogger(__name__)
 
 
 def serve(cfg: DictConfig) -> None:
@@ -32,12 +37,27 @@ def serve(cfg: DictConfig) -> None:
     from lora_lab.serve.sources import resolve_source
 
     resolve_precision(cfg.precision, cfg.quantize)  # refused here, before the server starts
+    promote_sweeps(cfg)
     for path in cfg.adapters.values():
         resolve_source(path)  # a wrong path fails here, in a second, not after the first models loaded
     settings = Settings(
         **{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k in Settings.__dataclass_fields__}
     )
     uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, log_level="info")
+
+
+def promote_sweeps(cfg: DictConfig) -> None:
+    """Each adapters.<name> that is a sweep dir becomes the job `pick` chooses (job/pick.py), logged
+    with its trial and figures; a constraint with no sweep among the adapters is refused."""
+    from lora_lab.job.pick import is_sweep_dir, promote
+
+    sweeps = {name: Path(path) for name, path in cfg.adapters.items() if is_sweep_dir(Path(path))}
+    if not sweeps:
+        promote(Path(next(iter(cfg.adapters.values()))), cfg.pick)  # pick=best passes; a constraint is refused
+    for name, path in sweeps.items():
+        job_dir, pick = promote(path, cfg.pick)
+        log.info("adapters.%s: %s", name, pick.describe(cfg.pick))
+        cfg.adapters[name] = str(job_dir)
 
 
 @checks_group_choices(CONF_DIR)
@@ -55,7 +75,7 @@ def adapters_as_new_keys(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """The command line (python -m lora_lab.serve, lora-lab-serve)."""
-    sys.argv = [sys.argv[0], *adapters_as_new_keys(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *quoted_pick(adapters_as_new_keys(sys.argv[1:]))]
     main()
 
 

@@ -1,4 +1,4 @@
-"""What a path given to the server holds: a job dir, an export dir, or a sweep dir (its best job).
+"""What a path given to the server holds: a job dir, an export dir, or a sweep dir (its best job: job/pick.py).
 
 Everything is checked before any weight loads: the labels exist, the weights are safetensors
 (nothing is ever unpickled), an adapter dir is a PEFT adapter. The result is a `ModelSource`, a
@@ -7,7 +7,6 @@ plain description the engine loads from.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
 from lora_lab.export.bundle import EXPORT_FILE
 from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, JobDir
+from lora_lab.job.pick import is_sweep_dir, pick_job
 from lora_lab.models.stack import stack_dir_of
 
 
@@ -56,8 +56,8 @@ def resolve_source(path: str | Path) -> ModelSource:
         return _from_export(path)
     if JobDir(path).is_finished:
         return _from_job(path)
-    if (best := _best_job(path)) is not None:
-        return _from_job(best)
+    if is_sweep_dir(path):
+        return _from_job(pick_job(path, "best").job_dir)
     raise ConfigError(
         f"{path}: neither a finished job ({METRICS_FILE}), an export ({EXPORT_FILE}) nor a sweep with a finished job"
     )
@@ -135,16 +135,3 @@ def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dic
 def _resolved(node: DictConfig) -> DictConfig:
     """A config node with its interpolations (the embedded model's path, data_dir) resolved here."""
     return OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-
-
-def _best_job(sweep_dir: Path) -> Path | None:
-    """A sweep's best job: best_trial.json (lora_lab's Optuna sweeper), else the highest val/acc_best."""
-    if (sweep_dir / "best_trial.json").is_file():
-        job_dir = read_json(sweep_dir / "best_trial.json").get("job_dir")
-        return Path(job_dir) if job_dir else None
-    scored = []
-    for metrics_file in sweep_dir.glob(f"*/{METRICS_FILE}"):
-        value = JobDir(metrics_file.parent).metric("val/acc_best")
-        if isinstance(value, (int, float)) and not math.isnan(value):
-            scored.append((value, metrics_file.parent.name, metrics_file.parent))
-    return max(scored)[2] if scored else None

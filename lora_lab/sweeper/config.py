@@ -1,6 +1,6 @@
 """The sweeper's structured config, registered as `hydra/sweeper=lora_lab_optuna`, and its
 sampler and pruner groups (`hydra/sweeper/sampler=random`, `hydra/sweeper/pruner=nop`): one
-option per Optuna class.
+option per Optuna class (`nsgaii` and, where the installed Optuna has it, `gp` for several objectives).
 
 Every field is a `hydra.sweeper.<field>` override; conf/hparams_search/*.yaml set them per search.
 """
@@ -8,6 +8,7 @@ Every field is a `hydra.sweeper.<field>` override; conf/hparams_search/*.yaml se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -24,7 +25,29 @@ SAMPLERS: dict[str, dict[str, Any]] = {
     "bruteforce": {"_target_": "optuna.samplers.BruteForceSampler", "seed": 42},
     "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": 42},
     "qmc": {"_target_": "optuna.samplers.QMCSampler", "seed": 42, "scramble": True},
+    # Several objectives (hydra.sweeper.objectives): a genetic search for the Pareto front. Its first
+    # generation is random; Optuna's default of 50 would leave a 16-20 trial study a random search.
+    "nsgaii": {"_target_": "optuna.samplers.NSGAIISampler", "seed": 42, "population_size": 8},
 }
+# A Gaussian process (on torch), where the installed Optuna has one: GPSampler came in Optuna 3.6 and
+# takes several objectives from 4.4. Checked by version: importing Optuna here would load it at every
+# Hydra start.
+GP_SAMPLER_SINCE, GP_MULTI_OBJECTIVE_SINCE = (3, 6), (4, 4)
+GP_TARGET = "optuna.samplers.GPSampler"
+CMAES_TARGET = "optuna.samplers.CmaEsSampler"  # one objective only: refused with hydra.sweeper.objectives
+
+
+def optuna_version() -> tuple[int, int] | None:
+    """The installed Optuna's (major, minor), read without importing it; None if unknown."""
+    try:
+        major, minor = (int(part) for part in version("optuna").split(".")[:2])
+    except (PackageNotFoundError, ValueError):
+        return None
+    return major, minor
+
+
+if (optuna_version() or (0, 0)) >= GP_SAMPLER_SINCE:
+    SAMPLERS["gp"] = {"_target_": GP_TARGET, "seed": 42, "n_startup_trials": 10}
 PRUNERS: dict[str, dict[str, Any]] = {
     # Optuna's default pruner, but never on the first validation (step 0): a LoRA job's first
     # epoch is mostly warmup, too noisy to judge. Steps are validations (epochs by default).
@@ -51,6 +74,12 @@ class LoraLabOptunaSweeperConf:
     # Search space, in Hydra's override syntax, e.g. `regime.learning_rate: tag(log, interval(1e-4, 1e-2))`.
     params: dict[str, Any] = field(default_factory=dict)
     direction: str = "maximize"  # of the task's `optimized_metric` (val/acc_best by default)
+    # Several objectives instead: metrics.json key -> maximize | minimize, in order, e.g.
+    # {val/acc_best: maximize, artifact/adapter_bytes: minimize}. The study's directions follow this
+    # order and each trial tells its job's metrics.json values; the first one is pruned on (pruning.py).
+    # Unset (null): one objective, `direction` of the task's optimized_metric. Typed Any: OmegaConf
+    # cannot merge a command-line mapping into a null dict[str, str] field; the sweeper checks it.
+    objectives: Any = None
     # Trials of the whole study, finished ones counted: a resumed or second worker runs only the rest.
     n_trials: int = 20
     # Trials asked at once and handed to the launcher as one batch (parallel with hydra/launcher=joblib).

@@ -40,7 +40,7 @@ def alive_attr(number: int) -> str:
 
 
 def late_outcome_attr(number: int) -> str:
-    """Study user attr: what trial `number` found after it was failed as stale ({"state", "value"})."""
+    """Study user attr: what trial `number` found after it was failed as stale ({"state", "values", "job_dir"})."""
     return f"lora_lab:late_outcome:{number}"
 
 

@@ -30,6 +30,7 @@ STUDY_FILE = "study.json"
 PRUNER_ATTR = "lora_lab:pruner"
 SIGNATURE_ATTR = "lora_lab:search_space"
 METRIC_ATTR = "lora_lab:optimized_metric"
+OBJECTIVES_ATTR = "lora_lab:objectives"  # [[metric, direction], ...]: a study of hydra.sweeper.objectives
 # Trial user attrs, set by the sweeper unless noted.
 JOB_DIR_ATTR = "job_dir"
 ERROR_ATTR = "error"  # why a FAIL trial failed
@@ -37,6 +38,9 @@ PRUNED_AT_ATTR = "pruned_at"  # set by the job's OptunaPruning: the validation s
 DUPLICATE_OF_ATTR = "duplicate_of"  # answered from this COMPLETE trial's value, not trained again
 RETRY_OF_ATTR = "retry_of"  # re-runs the params of this trial, left RUNNING by a dead worker
 SURPLUS_ATTR = "surplus"  # asked past n_trials by a worker racing others for the last slot; never run
+# Set by the job's FirstObjectivePruning in a study of several objectives, where Optuna refuses
+# trial.report: `intermediate/<step>` = the first objective after validation step <step>.
+INTERMEDIATE_ATTR_PREFIX = "intermediate/"
 # SQLite lets one writer in at a time; the others wait up to this many seconds instead of failing
 # with "database is locked". Enough for a few processes on one machine (sweepers, their jobs'
 # per-epoch reports, heartbeats); many workers or machines want PostgreSQL/MySQL. SQLite's
@@ -127,15 +131,21 @@ def open_storage(
         ) from err
 
 
-def write_study_file(sweep_dir: Path, url: str, study: optuna.Study, optimized_metric: str) -> None:
-    """<sweep dir>/study.json: how lora_lab.report (or optuna-dashboard) opens this study."""
+def write_study_file(
+    sweep_dir: Path, url: str, study: optuna.Study, optimized_metric: str, objectives: dict[str, str] | None = None
+) -> None:
+    """<sweep dir>/study.json: how lora_lab.report (or optuna-dashboard) opens this study. With several
+    objectives, `direction` and `optimized_metric` name the first one (what older readers plot) and
+    `objectives` all of them, in the study's order."""
+    first = next(iter(objectives.items())) if objectives else (optimized_metric, study.directions[0].name.lower())
     write_json(
         sweep_dir / STUDY_FILE,
         {
             "storage": url,
             "study_name": study.study_name,
-            "direction": study.direction.name.lower(),
-            "optimized_metric": optimized_metric,
+            "direction": first[1],
+            "optimized_metric": first[0],
+            **({"objectives": dict(objectives)} if objectives else {}),
         },
     )
 

@@ -5,6 +5,8 @@
 The study lives in an RDB storage (SQLite in the sweep dir by default), so re-running the same
 command resumes it, and other processes given the same storage and study name work on it too.
 Job dirs are named by trial number, unique within the study: a resumed sweep never reuses one.
+With hydra.sweeper.objectives the study has one direction per objective and each trial tells the
+values of its job's metrics.json (objectives.py); best_trial.json then holds the Pareto front.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,15 @@ from lora_lab.errors import UserError
 from lora_lab.job.dir import STATUS_FILE
 from lora_lab.sweeper.heartbeat import Heartbeat, alive_attr, late_outcome_attr
 from lora_lab.sweeper.ledger import Ledger
+from lora_lab.sweeper.objectives import (
+    ObjectiveError,
+    check_objectives,
+    median_rule_settings,
+    objective_values,
+    pareto_front,
+    prunes_first_objective,
+    signature_entry,
+)
 from lora_lab.sweeper.recovery import retry_abandoned_trial
 from lora_lab.sweeper.resume import SweepConfigError, check_sweep_dir, open_study
 from lora_lab.sweeper.search_space import SearchSpace, override_value, parse_search_space
@@ -51,6 +63,9 @@ log = logging.getLogger(__name__)
 BEST_FILE = "best_trial.json"
 # Each trial's job reports its validation metric through this callback, and stops when pruned.
 PRUNING_CALLBACK = "lora_lab.sweeper.pruning.OptunaPruning"
+# With several objectives: the first one, judged by lora_lab's median rule (pruning.py).
+FIRST_OBJECTIVE_PRUNING_CALLBACK = "lora_lab.sweeper.pruning.FirstObjectivePruning"
+Values = float | Sequence[float] | None  # what study.tell takes: one objective's value, or one per objective
 
 
 class SweepFailedError(RuntimeError):
@@ -71,9 +86,12 @@ class OptunaSweeper(Sweeper):
         max_failure_rate: float,
         heartbeat_interval: int,
         grace_period: int,
+        objectives: DictConfig | dict[str, str] | None = None,
     ):
         self.params = OmegaConf.to_container(params, resolve=True)
         self.direction, self.n_trials, self.n_jobs = direction, n_trials, n_jobs
+        self.objectives_cfg = OmegaConf.to_container(objectives) if OmegaConf.is_config(objectives) else objectives
+        self.objectives: dict[str, str] | None = None  # checked in _check_settings
         self.storage, self.study_name = storage, study_name
         self.sampler_cfg = OmegaConf.to_container(sampler, resolve=True)
         self.pruner_cfg = OmegaConf.to_container(pruner, resolve=True)
@@ -98,6 +116,8 @@ class OptunaSweeper(Sweeper):
                 f"must exceed heartbeat_interval={self.heartbeat_interval}, "
                 "or live trials would look abandoned between two heartbeats"
             )
+        if self.objectives_cfg is not None:
+            self.objectives = check_objectives(self.objectives_cfg, self.direction, self.sampler_cfg, self.pruner_cfg)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -131,9 +151,16 @@ class OptunaSweeper(Sweeper):
         check_sweep_dir(self.sweep_dir, self.url, self.study_name)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite file lives in it
         storage = open_storage(self.url, self.heartbeat_interval, self.grace_period, retry_abandoned_trial)
-        signature = {**space.signature(), "optimized_metric": self.optimized_metric}
-        study = open_study(storage, self.study_name, self.direction, signature, self.sampler_cfg, self.pruner_cfg)
-        write_study_file(self.sweep_dir, self.url, study, self.optimized_metric)
+        if self.objectives is None:
+            signature = {**space.signature(), "optimized_metric": self.optimized_metric}
+            directions: str | list[str] = self.direction
+        else:
+            first = next(iter(self.objectives))
+            signature = {**space.signature(), "optimized_metric": first, "objectives": signature_entry(self.objectives)}
+            directions = list(self.objectives.values())
+            self._warn_if_unprunable()
+        study = open_study(storage, self.study_name, directions, signature, self.sampler_cfg, self.pruner_cfg)
+        write_study_file(self.sweep_dir, self.url, study, self.optimized_metric, self.objectives)
         log.info(
             "Optuna study %r in %s: %d of n_trials=%d used; jobs in %s",
             self.study_name,
@@ -145,6 +172,17 @@ class OptunaSweeper(Sweeper):
         with Heartbeat(storage, self.url, self.heartbeat_interval) as heartbeat:
             self._run(study, space, heartbeat)
         self._write_best(study)
+
+    def _warn_if_unprunable(self) -> None:
+        """One line when a study of objectives can prune nothing: its first objective is not logged
+        at each validation. Not an error: the study runs every trial to its end."""
+        assert self.objectives is not None
+        if median_rule_settings(self.pruner_cfg) is not None and not prunes_first_objective(self.objectives):
+            log.warning(
+                "hydra.sweeper.objectives: the first objective, %s, is not a validation metric (val/...), so no trial "
+                "of this study is pruned; put a val/ metric first to prune on it.",
+                next(iter(self.objectives)),
+            )
 
     def _run(self, study: optuna.Study, space: SearchSpace, heartbeat: Heartbeat) -> None:
         """Ask and run batches until n_trials are used and no other worker's trial is still running."""
@@ -275,9 +313,9 @@ class OptunaSweeper(Sweeper):
             self._tell(study, trial, job_return, pruned=fresh[trial.number].user_attrs.get(PRUNED_AT_ATTR) is not None)
 
     def _answer_from(self, study: optuna.Study, trial: optuna.Trial, original: optuna.trial.FrozenTrial) -> None:
-        """Record `trial` with the outcome of the finished trial that ran its params."""
+        """Record `trial` with the outcome of the finished trial that ran its params (all its values)."""
         self._answer(
-            study, trial, original.number, original.state, original.value, original.user_attrs.get(JOB_DIR_ATTR)
+            study, trial, original.number, original.state, original.values, original.user_attrs.get(JOB_DIR_ATTR)
         )
 
     def _answer(
@@ -286,10 +324,10 @@ class OptunaSweeper(Sweeper):
         trial: optuna.Trial,
         number: int,
         state: TrialState,
-        value: float | None,
+        value: Values,
         job_dir: str | None,
     ) -> None:
-        """Record `trial` with trial `number`'s outcome (state, value), as its duplicate."""
+        """Record `trial` with trial `number`'s outcome (state, value(s)), as its duplicate."""
         trial.set_user_attr(DUPLICATE_OF_ATTR, number)
         trial.set_user_attr(JOB_DIR_ATTR, job_dir)
         if state == TrialState.FAIL:
@@ -341,7 +379,8 @@ class OptunaSweeper(Sweeper):
             attrs = study.user_attrs
             if (outcome := attrs.get(late_outcome_attr(original))) is not None:
                 log.info("Trial %d's worker was alive after all: trial %d takes its result.", original, trial.number)
-                self._answer(study, trial, original, TrialState[outcome["state"]], outcome["value"], outcome["job_dir"])
+                state = TrialState[outcome["state"]]
+                self._answer(study, trial, original, state, outcome["values"], outcome["job_dir"])
                 return False
             if (mark := attrs.get(alive_attr(original))) is not None and mark != last_mark:
                 last_mark, deadline = mark, time.monotonic() + self.grace_period
@@ -353,11 +392,15 @@ class OptunaSweeper(Sweeper):
         """The job's command line: the search's fixed overrides, this trial's params, the trial's
         identity (cfg.trial, logged as config) and the callback that reports to it (the job learns of
         its sweep through its config, never an import); its dir is its number."""
-        return [
-            *space.overrides(trial.params),
-            *trial_overrides(trial.number, self.study_name, self.url, self.optimized_metric),
-            f"hydra.sweep.subdir={trial.number}",
-        ]
+        if self.objectives is None:
+            reporting = trial_overrides(trial.number, self.study_name, self.url, self.optimized_metric)
+        else:
+            first = next(iter(self.objectives))
+            monitor = first if prunes_first_objective(self.objectives) else None  # nothing to report: no callback
+            reporting = trial_overrides(
+                trial.number, self.study_name, self.url, monitor, FIRST_OBJECTIVE_PRUNING_CALLBACK
+            )
+        return [*space.overrides(trial.params), *reporting, f"hydra.sweep.subdir={trial.number}"]
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, job_return: JobReturn, pruned: bool) -> None:
         try:
@@ -366,7 +409,9 @@ class OptunaSweeper(Sweeper):
             log.error("Trial %d: its job raised", trial.number, exc_info=err)
             self._fail(study, trial, f"{type(err).__name__}: {err}")
             return
-        if value is None or math.isnan(float(value)):
+        if self.objectives is not None:
+            self._tell_objectives(study, trial, pruned)
+        elif value is None or math.isnan(float(value)):
             self._fail(
                 study,
                 trial,
@@ -378,12 +423,25 @@ class OptunaSweeper(Sweeper):
         else:
             self._finish(study, trial, float(value), TrialState.COMPLETE)
 
+    def _tell_objectives(self, study: optuna.Study, trial: optuna.Trial, pruned: bool) -> None:
+        """Several objectives: the values of the job's metrics.json, in the objectives' order."""
+        assert self.objectives is not None
+        try:
+            values = objective_values(self.sweep_dir / str(trial.number), self.objectives)
+        except ObjectiveError as err:
+            self._fail(study, trial, str(err))
+            return
+        if pruned:
+            self._finish(study, trial, None, TrialState.PRUNED)  # the values of a cut-short fit rank nothing
+        else:
+            self._finish(study, trial, values, TrialState.COMPLETE)
+
     def _fail(self, study: optuna.Study, trial: optuna.Trial, error: str) -> None:
         log.error("Trial %d failed: %s", trial.number, error)
         self._finish(study, trial, None, TrialState.FAIL, error)
 
     def _finish(
-        self, study: optuna.Study, trial: optuna.Trial, value: float | None, state: TrialState, error: str | None = None
+        self, study: optuna.Study, trial: optuna.Trial, value: Values, state: TrialState, error: str | None = None
     ) -> None:
         """Tell the study how `trial` ended. If another worker's stale check failed it while this
         worker ran it (taken for dead), Optuna refuses any write to it: the outcome goes to a
@@ -396,7 +454,8 @@ class OptunaSweeper(Sweeper):
             frozen = study._storage.get_trial(trial._trial_id)
             if frozen.state != TrialState.FAIL or ERROR_ATTR in frozen.user_attrs:
                 raise
-            outcome = {"state": state.name, "value": value, "job_dir": frozen.user_attrs.get(JOB_DIR_ATTR)}
+            values = [value] if isinstance(value, (int, float)) else value
+            outcome = {"state": state.name, "values": values, "job_dir": frozen.user_attrs.get(JOB_DIR_ATTR)}
             study.set_user_attr(late_outcome_attr(trial.number), outcome)
             log.warning(
                 "Trial %d was taken for dead by another worker while this one ran it; its outcome (%s) goes to "
@@ -408,7 +467,7 @@ class OptunaSweeper(Sweeper):
         self._outcomes[trial.number] = error
 
     def _record(
-        self, study: optuna.Study, trial: optuna.Trial, value: float | None = None, state: TrialState | None = None
+        self, study: optuna.Study, trial: optuna.Trial, value: Values = None, state: TrialState | None = None
     ) -> None:
         """study.tell, plus the end of a grid: BruteForceSampler calls Study.stop() once every
         combination has run, which Optuna allows only inside Study.optimize (the trial is stored
@@ -420,6 +479,21 @@ class OptunaSweeper(Sweeper):
                 raise
             log.info("The sampler has run every combination of the search space: the sweep ends.")
             self._exhausted = True
+
+    def _write_front(self, study: optuna.Study, counts: dict[str, int]) -> None:
+        """best_trial.json of a study of objectives: its Pareto front, each member's values by metric."""
+        assert self.objectives is not None
+        front = pareto_front(study, self.objectives)
+        write_json(self.sweep_dir / BEST_FILE, front)
+        log.info("Pareto front of %s over %s:", counts, ", ".join(f"{m} ({d})" for m, d in self.objectives.items()))
+        for member in front["pareto_front"]:
+            log.info(
+                "  trial %d: %s, params %s (%s)",
+                member["number"],
+                member["values"],
+                member["params"],
+                member["job_dir"],
+            )
 
     def _check_failure_rate(self) -> None:
         failed = {n: e for n, e in self._outcomes.items() if e is not None}
@@ -439,6 +513,9 @@ class OptunaSweeper(Sweeper):
         counts = {s.name: ledger.count(s) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
         if not counts["COMPLETE"]:
             log.warning("Optuna study %r has no COMPLETE trial (%s): no best trial.", self.study_name, counts)
+            return
+        if self.objectives is not None:
+            self._write_front(study, counts)
             return
         best = study.best_trial
         write_json(
@@ -461,13 +538,18 @@ class OptunaSweeper(Sweeper):
         )
 
 
-def trial_overrides(number: int, study_name: str, storage: str, monitor: str) -> list[str]:
+def trial_overrides(
+    number: int, study_name: str, storage: str, monitor: str | None, callback: str = PRUNING_CALLBACK
+) -> list[str]:
     """What makes a job a trial's: its identity (cfg.trial, logged with the config) and the pruning
-    callback that reports `monitor` to it, both as overrides of the job's own config."""
+    callback that reports `monitor` to it, both as overrides of the job's own config (no callback
+    when monitor is None: a study of objectives whose first is no validation metric)."""
     identity = {"number": number, "study_name": study_name, "storage": storage}
+    if monitor is None:
+        return [f"++trial.{key}={override_value(value)}" for key, value in identity.items()]
     return [
         *(f"++trial.{key}={override_value(value)}" for key, value in identity.items()),
-        f"++callbacks.optuna_pruning._target_={PRUNING_CALLBACK}",
+        f"++callbacks.optuna_pruning._target_={callback}",
         *(f"++callbacks.optuna_pruning.{key}={override_value(value)}" for key, value in identity.items()),
         f"++callbacks.optuna_pruning.monitor={override_value(monitor)}",
     ]

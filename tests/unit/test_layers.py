@@ -21,13 +21,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("lora_lab.models",)),
     ("regimes", ("lora_lab.regimes",)),
     ("job", ("lora_lab.config", "lora_lab.callbacks", "lora_lab.job")),
-    ("tools", ("lora_lab.sweeper", "lora_lab.report", "lora_lab.cli")),
+    ("tools", ("lora_lab.sweeper", "lora_lab.auto", "lora_lab.report", "lora_lab.cli")),
     ("entry points", ("lora_lab.train", "lora_lab.eval", "lora_lab.domains", "lora_lab.serve", "lora_lab.export")),
 ]
 # Never imported by data or models, not even inside a function (the wording of the rule).
 ABOVE_MODELS = (
     "lora_lab.regimes",
     "lora_lab.sweeper",
+    "lora_lab.auto",
     "lora_lab.report",
     "lora_lab.train",
     "lora_lab.eval",

@@ -237,13 +237,13 @@ def job(tmp_path_factory):
             lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n},
         )
 
-    def spy_write(run_dir, classifier, *args):
+    def spy_write(run_dir, classifier, *args, **kwargs):
         seen.update(
             trained_base=_quantized_state(classifier),
             logits=logits(classifier),
             trained_lora={n: p.detach().clone() for n, p in classifier.named_parameters() if "lora_" in n},
         )
-        return write(run_dir, classifier, *args)
+        return write(run_dir, classifier, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(QLoRA, "apply", spy_apply)

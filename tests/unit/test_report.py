@@ -16,6 +16,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 from PIL import Image
 
 from lora_lab.artifacts import read_json, write_json
+from lora_lab.job.dir import JobDir
 from lora_lab.report.__main__ import main
 from lora_lab.report.aggregate import ConfigGroup, best_groups, compare, pareto_front
 from lora_lab.report.build import build_report
@@ -255,6 +256,48 @@ def test_importances_need_two_completed_trials_and_a_varying_parameter(tmp_path:
     with pytest.raises(ReportError, match="gone.db does not exist"):
         load_study(tmp_path)
     assert not (tmp_path / "gone.db").exists()  # optuna would have created an empty one
+
+
+def test_the_front_marks_its_members_and_knee_and_prints_the_commands_that_ship_them(sweep: Path, report: Path):
+    rows = md_table(report / "report.md", "Which configuration for the compute?")
+    assert {r["configuration"] for r in rows} == {"lora r=8", "head"}
+    assert all(r["latency/p50_ms"] != "-" and r["artifact/adapter_bytes"] != "-" for r in rows)
+    assert any("★" in r["front"] for r in rows) and sum("◆" in r["front"] for r in rows) == 1
+    md = (report / "report.md").read_text()
+    assert f"Serve: `python -m lora_lab.serve adapters.b2b_sales_notes={sweep} pick=best`" in md
+    assert f"export: `python -m lora_lab.export run_dir={sweep} pick=best out=exports/b2b_sales_notes`" in md
+    assert 'pick="latency/p50_ms<=20"' in md or "best val/acc_best with latency/p50_ms<=20: none." in md
+
+
+def test_jobs_record_their_test_answers_and_the_report_pairs_winner_and_runner_up(sweep: Path, report: Path):
+    for n in (0, 1, 2, 3):
+        correct = JobDir(sweep / str(n)).test_correct()
+        assert sum(correct) / len(correct) == pytest.approx(read_json(sweep / str(n) / "metrics.json")["test/acc"])
+    md = (report / "report.md").read_text()
+    section = md.split("## Winner against runner-up\n", 1)[1].split("\n## ", 1)[0]
+    assert re.search(
+        r"(beats|loses to|within noise of) .*paired bootstrap over \d+ test rows, 2 and 2 seed\(s\)", section
+    )
+    rows = md_table(report / "report.md", "Configurations over seeds")
+    assert all(re.fullmatch(r"0\.\d{4} ± 0\.\d{4}", r["test/acc 95% CI (t over seeds)"]) for r in rows)
+
+
+def test_a_multi_objective_study_reports_on_its_own_objectives(sweep: Path, tmp_path: Path):
+    copy = _light_copy(sweep, tmp_path / "sweep")
+    objectives = {"val/acc_best": "maximize", "latency/p50_ms": "minimize"}
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="mo", storage=storage, directions=list(objectives.values()))
+    for n in (0, 1, 2, 3):
+        metrics = read_json(copy / str(n) / "metrics.json")
+        study.tell(study.ask(SPACE), [metrics[m] for m in objectives])
+    spec = {"storage": storage, "study_name": "mo", "direction": "maximize", "optimized_metric": "val/acc_best"}
+    write_json(copy / "study.json", {**spec, "objectives": objectives})
+    out = build_report(copy, constraints=["latency/p50_ms<=100000"])
+    rows = md_table(out / "report.md", "Which configuration for the compute?")
+    assert "latency/p50_ms" in rows[0] and "artifact/adapter_bytes" not in rows[0]
+    md = (out / "report.md").read_text()
+    assert "4 complete" in md and f'run_dir={copy} pick="latency/p50_ms<=100000"' in md
+    assert (out / "optuna_history.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def _study(tmp_path: Path, name: str, states: dict, values: dict[int, float], space: dict = SPACE) -> optuna.Study:

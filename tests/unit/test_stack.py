@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lora_lab.artifacts import read_json
+from lora_lab.job.dir import JobDir
 from lora_lab.models.stack import WEIGHT_GRID, load_stack, pick_weight
 from tests.helpers import finished_job, write_csv
 
@@ -64,6 +65,11 @@ def test_a_stacked_job_reports_its_parts_and_the_mix(job: Path):
     best = min(tried, key=lambda row: row["val_log_loss"])
     assert stack.weight == best["weight"] and metrics["val/acc_best"] == pytest.approx(best["val_acc"])
     assert metrics["artifact/stack_bytes"] > 0
+    # Each test row's recorded answer is the mix's: they give the job's test accuracy back.
+    correct = JobDir(job).test_correct()
+    assert len(correct) == metrics["data/test_rows"] and sum(correct) / len(correct) == pytest.approx(
+        metrics["test/acc"]
+    )
 
 
 def test_the_predictor_eval_server_and_export_answer_with_the_mix(job: Path, tmp_path: Path):
@@ -142,3 +148,9 @@ def test_the_report_shows_a_stack_as_a_configuration_of_its_own(job: Path):
 
     row = read_job(job)
     assert row.regime == "lora+tfidf" and row.metrics["test/acc"] == read_json(job / "metrics.json")["test/acc"]
+
+
+def test_the_stack_reports_the_mixs_validation_scores_and_keeps_its_parts(job: Path):
+    metrics = read_json(job / "metrics.json")
+    assert metrics["val/acc"] == pytest.approx(metrics["val/acc_best"])  # the mix's, at the picked weight
+    assert 0 <= metrics["val/f1_macro"] <= 1 and "parts/lora/val/f1_macro" in metrics

@@ -19,7 +19,8 @@ from lora_lab.sweeper.config import PRUNERS, SAMPLERS, SWEEPER_TARGET
 from lora_lab.sweeper.search_space import parse_search_space
 from tests.helpers import CONF_DIR, TINY, compose_train
 
-SEARCHES = sorted(p.stem for p in Path(CONF_DIR, "hparams_search").glob("*.yaml"))
+# auto.yaml selects the budgeted auto search instead (hydra/sweeper=lora_lab_auto: tests/unit/test_auto_search.py).
+SEARCHES = sorted(p.stem for p in Path(CONF_DIR, "hparams_search").glob("*.yaml") if p.stem != "auto")
 
 
 def test_hydra_discovers_the_sweeper_plugin_from_any_working_dir(tmp_path: Path):

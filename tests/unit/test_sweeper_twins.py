@@ -108,7 +108,7 @@ def test_a_live_trial_taken_for_dead_gives_its_result_to_its_retry(tmp_path: Pat
     retry_abandoned_trial(study, storage.get_trial(original._trial_id))
     # This worker was alive: its job finishes, and Optuna refuses to record it on a failed trial.
     sweeper._finish(study, original, 0.75, TrialState.COMPLETE)
-    assert study.user_attrs[late_outcome_attr(original.number)]["value"] == 0.75
+    assert study.user_attrs[late_outcome_attr(original.number)]["values"] == [0.75]
     assert sweeper._outcomes[original.number] is None  # not a failure of this run
 
     retry = study.ask(SPACE)
@@ -145,7 +145,7 @@ def test_a_retry_keeps_waiting_while_its_original_still_beats(tmp_path: Path, mo
         # Ten sign-of-life marks, each past the grace period alone, then the original's result.
         mark = next(beats, None)
         if mark is None:
-            study.set_user_attr(late_outcome_attr(0), {"state": "PRUNED", "value": None, "job_dir": "d"})
+            study.set_user_attr(late_outcome_attr(0), {"state": "PRUNED", "values": None, "job_dir": "d"})
         else:
             study.set_user_attr(alive_attr(0), mark)
 

@@ -1,0 +1,42 @@
+"""callbacks.auto_cut: set by the auto search beside trainer.max_time on every gradient job it launches.
+
+Lightning's Timer (trainer.max_time) stops training after the batch where the time runs out, and
+Lightning validates there only in an epoch that validates anyway. The size rule validates a small
+training set every n epochs (callbacks/min_steps.py): a cut between two of those would end the fit
+with no validation, so no best epoch, no val/acc_best, and a failed job. This callback makes that
+last batch a validation point: the cut job validates, keeps its best epoch, tests it and saves it.
+metrics.json's `train/cut_at_step` says a job was cut (and where); the search records it as cut.
+
+The job imports nothing of the search: Hydra instantiates this class by name from the job's config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Timer
+
+
+class ValidateAtCut(pl.Callback):
+    """When trainer.max_time is reached, stop after this batch and validate there."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, Any] = {}
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None or self.results:
+            return
+        remaining = timer.time_remaining("train")
+        if remaining is None or remaining > 0:
+            return
+        # The Timer sets should_stop on this same hook (before or after us); validation then runs
+        # this batch if the epoch is a validation epoch, which every epoch now is.
+        trainer.should_stop = True
+        trainer.check_val_every_n_epoch = 1
+        self.results = {
+            "train/cut_at_step": trainer.global_step,
+            "train/cut_at_epoch": trainer.current_epoch,
+            "train/cut_after_s": timer.time_elapsed("train"),
+        }
