@@ -17,14 +17,13 @@ name the same job.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lora_lab.errors import ConfigError
 from lora_lab.job.pick import Pick, parse_pick, pick_job, ranking
-from lora_lab.report.aggregate import REPORTED_METRIC, SELECTION_METRIC, ConfigGroup, knee, non_dominated
+from lora_lab.report.aggregate import REPORTED_METRIC, ConfigGroup, best_job, knee, non_dominated
 from lora_lab.report.document import Column, Paragraph, Table
 
 # What a service pays for, minimised beside the sweep's own metric when it names no objectives.
@@ -71,8 +70,8 @@ def front_table(front: Front) -> Table:
     rows = []
     for i, group in enumerate(front.groups):
         mark = (FRONT if i in front.members else "") + (KNEE if i == front.knee else "")
-        best_job = max(group.jobs, key=lambda j: j.metric(SELECTION_METRIC) or -math.inf)
-        rows.append([group.label, group.n, *front.values(i), group.mean(REPORTED_METRIC), mark, str(best_job.path)])
+        values = front.values(i)
+        rows.append([group.label, group.n, *values, group.mean(REPORTED_METRIC), mark, str(best_job(group).path)])
     order = sorted(range(len(rows)), key=lambda i: (i not in front.members, -(rows[i][2] or 0)))
     return Table("front", columns, [rows[i] for i in order])
 
@@ -90,7 +89,7 @@ def recommendations(sweep_dir: Path, front: Front, constraints: Sequence[str]) -
             lines.append(Paragraph(f"{what}: none. {err}"))
     if front.knee is not None:
         group = front.groups[front.knee]
-        job = max(group.jobs, key=lambda j: j.metric(SELECTION_METRIC) or -math.inf)
+        job = best_job(group)
         figures = ", ".join(f"{m} {v:.4g}" for m, v in zip(front.objectives, front.values(front.knee)))
         lines.append(
             Paragraph(
