@@ -8,7 +8,10 @@ row's correctness averaged over a configuration's seeds, the per-row difference 
 resampled with replacement BOOTSTRAP_SAMPLES times. The 2.5th and 97.5th percentiles of the mean
 difference bound it; "A beats B" when that interval lies above 0, "within noise" when it holds 0.
 Pairing matters: on the same rows, two models' errors are correlated (both miss the hard rows),
-so the paired interval is much narrower than two separate ones would suggest.
+so the paired interval is much narrower than two separate ones would suggest. Beside the seed
+interval, each configuration also gets the rows' own: its seed-averaged row correctness,
+bootstrapped the same way. With one seed, or seeds that agree, it is the only noise left: about
+1.96 * sqrt(p (1 - p) / rows), 3.2 points at p = 0.9 on 339 rows.
 """
 
 from __future__ import annotations
@@ -67,6 +70,18 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, samples: int = BOOTSTRAP_SAMP
     means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return PairedTest(float(diff.mean()), float(low), float(high), len(diff))
+
+
+def row_interval(group: ConfigGroup, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float] | None:
+    """The 95% percentile interval of the group's test accuracy over its test rows resampled with
+    replacement (each row's correctness averaged over the seeds); None without predictions."""
+    rows = row_correctness(group)
+    if rows is None or not len(rows):
+        return None
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = rows[rng.integers(0, len(rows), size=(samples, len(rows)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def compare_on_rows(winner: ConfigGroup, runner_up: ConfigGroup) -> PairedTest | None:

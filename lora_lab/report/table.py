@@ -8,7 +8,7 @@ from pathlib import Path
 from lora_lab.report.aggregate import REPORTED_METRIC, SELECTION_METRIC, Comparison, ConfigGroup
 from lora_lab.report.collect import JobRow
 from lora_lab.report.document import Column, Table
-from lora_lab.report.significance import t_half_width
+from lora_lab.report.significance import row_interval, t_half_width
 
 BEST = "★"
 MIB = 2**20
@@ -69,6 +69,12 @@ def _interval(group: ConfigGroup) -> str:
     return "-" if half is None else f"{group.mean(REPORTED_METRIC):.4f} ± {half:.4f}"
 
 
+def _row_interval(group: ConfigGroup) -> str:
+    """The 95% bootstrap interval over the test rows; "-" without test_predictions.json."""
+    interval = row_interval(group)
+    return "-" if interval is None else f"{interval[0]:.4f} to {interval[1]:.4f}"
+
+
 def configs_table(
     groups: Sequence[ConfigGroup], best: Sequence[ConfigGroup], beats: Sequence[str | None] = ()
 ) -> Table:
@@ -85,6 +91,7 @@ def configs_table(
             Column("jobs"),
             Column(f"{REPORTED_METRIC} mean ± std (n)"),
             Column(f"{REPORTED_METRIC} 95% CI (t over seeds)"),
+            Column(f"{REPORTED_METRIC} 95% CI (bootstrap over test rows)"),
             Column("test/f1_macro mean ± std (n)"),
             Column(f"{SELECTION_METRIC} mean ± std (n)"),
             Column("trainable params", ",.0f"),
@@ -103,6 +110,7 @@ def configs_table(
                 ", ".join(j.name for j in g.jobs),
                 g.summary(REPORTED_METRIC),
                 _interval(g),
+                _row_interval(g),
                 g.summary("test/f1_macro"),
                 g.summary(SELECTION_METRIC),
                 g.mean("params/trainable"),

@@ -80,6 +80,12 @@ class LoraLabOptunaSweeperConf:
     # Unset (null): one objective, `direction` of the task's optimized_metric. Typed Any: OmegaConf
     # cannot merge a command-line mapping into a null dict[str, str] field; the sweeper checks it.
     objectives: Any = None
+    # Seeds per finalist: after n_trials, the Pareto front (several objectives) or the best
+    # reseed_top_k trials (one objective; 3 unless set) run again with seed+1, seed+2, ... until each
+    # has `seeds`, in <sweep dir>/<trial>-seed<seed>; the report then gives mean ± 95% CI and a paired
+    # test of the winner against the runner-up (sweeper/reseed.py). null: 1, or 3 with reseed_top_k.
+    seeds: Any = None
+    reseed_top_k: Any = None  # at most this many finalists, best first by the (first) objective
     # Trials of the whole study, finished ones counted: a resumed or second worker runs only the rest.
     n_trials: int = 20
     # Trials asked at once and handed to the launcher as one batch (parallel with hydra/launcher=joblib).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,15 @@ def open_study(
     if "objectives" in signature:
         study.set_user_attr(OBJECTIVES_ATTR, signature["objectives"])  # the jobs' pruning reads the first
     study.set_user_attr(PRUNER_ATTR, pruner_cfg)  # the jobs build their pruner from it
+    # optuna-dashboard and Optuna's plots label each objective by these names ("Objective 0" without).
+    names = (
+        [metric for metric, _ in signature["objectives"]]
+        if "objectives" in signature
+        else [signature["optimized_metric"]]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(names)
     study.pruner = instantiate(pruner_cfg)
     study.sampler = shifted_sampler(sampler_cfg, offset=len(study.trials))
     return study

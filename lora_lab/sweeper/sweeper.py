@@ -32,7 +32,8 @@ from optuna.trial import TrialState
 from lora_lab.artifacts import write_json
 from lora_lab.cli.errors import USER_ERROR_EXIT, debugging, exit_with_error
 from lora_lab.errors import UserError
-from lora_lab.job.dir import STATUS_FILE
+from lora_lab.job.dir import STATUS_FILE, JobDir
+from lora_lab.sweeper import reseed
 from lora_lab.sweeper.heartbeat import Heartbeat, alive_attr, late_outcome_attr
 from lora_lab.sweeper.ledger import Ledger
 from lora_lab.sweeper.objectives import (
@@ -87,6 +88,8 @@ class OptunaSweeper(Sweeper):
         heartbeat_interval: int,
         grace_period: int,
         objectives: DictConfig | dict[str, str] | None = None,
+        seeds: int | None = None,
+        reseed_top_k: int | None = None,
     ):
         self.params = OmegaConf.to_container(params, resolve=True)
         self.direction, self.n_trials, self.n_jobs = direction, n_trials, n_jobs
@@ -99,6 +102,8 @@ class OptunaSweeper(Sweeper):
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self._outcomes: dict[int, str | None] = {}  # this run's trials -> error (None: COMPLETE/PRUNED)
         self._exhausted = False  # a grid sampler has run every combination
+        self.seeds_cfg, self.reseed_top_k = seeds, reseed_top_k
+        self.seeds = 1  # per finalist, checked in _check_settings (reseed.py)
 
     def _check_settings(self) -> None:
         """The sweeper's own settings, checked when the sweep starts (raised while Hydra builds the
@@ -118,6 +123,9 @@ class OptunaSweeper(Sweeper):
             )
         if self.objectives_cfg is not None:
             self.objectives = check_objectives(self.objectives_cfg, self.direction, self.sampler_cfg, self.pruner_cfg)
+        self.seeds, self.reseed_top_k = reseed.resolve_settings(self.seeds_cfg, self.reseed_top_k)
+        if self.seeds > 1:
+            reseed.check_seed_not_searched(self.params)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -172,6 +180,8 @@ class OptunaSweeper(Sweeper):
         with Heartbeat(storage, self.url, self.heartbeat_interval) as heartbeat:
             self._run(study, space, heartbeat)
         self._write_best(study)
+        if self.seeds > 1:
+            self._reseed(study, space)
 
     def _warn_if_unprunable(self) -> None:
         """One line when a study of objectives can prune nothing: its first objective is not logged
@@ -494,6 +504,46 @@ class OptunaSweeper(Sweeper):
                 member["params"],
                 member["job_dir"],
             )
+
+    def _reseed(self, study: optuna.Study, space: SearchSpace) -> None:
+        """Train the finalists again on more seeds (reseed.py); a failed job fails the sweep (exit 1),
+        and the same command runs it again."""
+        front = self.objectives is not None
+        first_goal = next(iter(self.objectives.values())) if self.objectives else self.direction
+        trials = study.get_trials(deepcopy=False)
+        best = study.best_trials if front and any(t.state == TrialState.COMPLETE for t in trials) else []
+        chosen = reseed.finalists(trials, best, first_goal == "maximize", self.reseed_top_k, front)
+        jobs = reseed.reseed_jobs(chosen, int(self.config.seed), self.seeds)
+        mine = reseed.to_run(self.sweep_dir, jobs)
+        log.info(
+            "Reseeding trials %s to %d seeds each: %d jobs, %d finished before, %d to run here.",
+            [t.number for t in chosen],
+            self.seeds,
+            len(jobs),
+            sum(JobDir(self.sweep_dir / j.name).is_finished for j in jobs),
+            len(mine),
+        )
+        if not mine:
+            return
+        overrides = [[*space.overrides(j.params), f"seed={j.seed}", f"hydra.sweep.subdir={j.name}"] for j in mine]
+        try:
+            returns = self.launcher.launch(overrides, initial_job_idx=len(trials))
+        finally:
+            for job in mine:
+                reseed.release(self.sweep_dir, job)
+        failed = []
+        for job, job_return in zip(mine, returns):
+            try:
+                job_return.return_value  # noqa: B018 - re-raises the job's exception
+            except Exception as err:  # any job error fails its reseed job, listed below
+                log.error("Reseed job %s raised", job.name, exc_info=err)
+                failed.append(f"  {self.sweep_dir / job.name}: {type(err).__name__}: {err}")
+        if failed:
+            raise SweepFailedError(
+                f"{len(failed)} of {len(mine)} reseed jobs failed:\n" + "\n".join(failed) + "\nFix the cause and "
+                "re-run the same command: finished trials and reseed jobs are kept, the failed ones run again."
+            )
+        log.info("Seeds done: python -m lora_lab.report %s gives each finalist's mean ± 95%% CI.", self.sweep_dir)
 
     def _check_failure_rate(self) -> None:
         failed = {n: e for n, e in self._outcomes.items() if e is not None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,3 +244,35 @@ def test_failed_trials_are_recorded_and_the_sweep_stops_past_the_failure_rate(tm
     assert proc.returncode != 0 and "more than hydra.sweeper.max_failure_rate=0.0" in proc.stderr
     states = [t.state for t in _study(strict).trials]
     assert states[-1] == TrialState.FAIL and TrialState.FAIL not in states[:-1]  # stopped at the first failure
+
+
+def test_seeds_train_the_finalists_again_and_the_report_gives_their_intervals(tmp_path: Path):
+    """hydra.sweeper.seeds=2: both trials of a two-rank grid run again on seed 43, beside them; the report
+    groups each trial with its reseed job (2 seeds, a t interval) and pairs the winner with the runner-up."""
+    sweep = tmp_path / "sweep"
+    grid = ["hydra/sweeper=lora_lab_optuna", "hydra/sweeper/sampler=bruteforce", "rank=choice(4,8)"]
+    _run(_command(sweep, *grid, "hydra.sweeper.n_trials=2", "hydra.sweeper.seeds=2"))
+    assert sorted(p.name for p in sweep.iterdir() if (p / "metrics.json").exists()) == [
+        "0",
+        "0-seed43",
+        "1",
+        "1-seed43",
+    ]
+    for number in (0, 1):
+        trial_cfg = OmegaConf.load(sweep / str(number) / ".hydra" / "config.yaml")
+        reseed_cfg = OmegaConf.load(sweep / f"{number}-seed43" / ".hydra" / "config.yaml")
+        assert (trial_cfg.seed, reseed_cfg.seed) == (42, 43) and reseed_cfg.rank == trial_cfg.rank
+        assert "trial" not in reseed_cfg  # a reseed job is no Optuna trial
+    assert len(_study(sweep).trials) == 2
+    report = subprocess.run(
+        [sys.executable, "-m", "lora_lab.report", str(sweep)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr[-2000:]
+    text = (sweep / "report" / "report.md").read_text()
+    # Two configurations of two seeds each, each with a 95% interval (mean ± half-width), and the paired test.
+    config_rows = [line for line in text.splitlines() if line.startswith("| ") and "± " in line and "(2)" in line]
+    assert len(config_rows) >= 2, text[:3000]
+    assert re.search(r"(beats|loses to|within noise of) .*paired bootstrap over \d+ test rows, 2 and 2 seed\(s\)", text)
+    # The same command again: nothing left to train.
+    rerun = _run(_command(sweep, *grid, "hydra.sweeper.n_trials=2", "hydra.sweeper.seeds=2"))
+    assert "to 2 seeds each: 2 jobs, 2 finished before, 0 to run here" in rerun.stdout + rerun.stderr

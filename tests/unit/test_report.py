@@ -208,6 +208,11 @@ def test_wandb_offline_logs_the_tables_and_plots_in_the_sweeps_group(sweep: Path
     table = read_json(tables[0])
     assert table["columns"][0] == "job" and [row[0] for row in table["data"]] == ["0", "1", "2", "3", "4", "5"]
     assert len(list((run / "files" / "media" / "images").glob("*.png"))) >= 4
+    # The same front (members marked) and the configurations with their 95% interval column.
+    (front,) = [read_json(p) for p in (run / "files" / "media" / "table").glob("front_*.table.json")]
+    assert front["columns"][-2:] == ["front", "job dir"] and any("★" in row[-2] for row in front["data"])
+    (configs,) = [read_json(p) for p in (run / "files" / "media" / "table").glob("configurations_*.table.json")]
+    assert any("95%" in column for column in configs["columns"]), configs["columns"]
 
 
 def test_an_optuna_sweep_gets_history_importances_and_its_trial_states(sweep: Path, tmp_path: Path):

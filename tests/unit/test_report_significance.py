@@ -10,7 +10,13 @@ import pytest
 from lora_lab.job.dir import JobDir
 from lora_lab.report.aggregate import ConfigGroup
 from lora_lab.report.collect import JobRow
-from lora_lab.report.significance import compare_on_rows, paired_bootstrap, row_correctness, t_half_width
+from lora_lab.report.significance import (
+    compare_on_rows,
+    paired_bootstrap,
+    row_correctness,
+    row_interval,
+    t_half_width,
+)
 
 
 def test_the_seed_interval_is_students_t():
@@ -60,3 +66,26 @@ def test_seeds_are_averaged_per_row_before_pairing(tmp_path: Path):
     assert compare_on_rows(a, b).difference == pytest.approx((3.5 - 2) / 4)
     (tmp_path / "b0" / "test_predictions.json").unlink()
     assert compare_on_rows(a, b) is None  # a job without predictions: nothing to pair
+
+
+def test_the_row_interval_is_the_binomial_noise_of_the_test_rows(tmp_path: Path):
+    """Seeds that agree leave only the rows' noise: the bootstrap interval then matches
+    p +- 1.96 sqrt(p (1 - p) / n), 0.9 +- 0.032 on 339 rows, while the seeds' t interval is 0."""
+    right = [1] * 305 + [0] * 34  # 305 / 339 = 0.8997
+    truth = [1] * 339
+    jobs = []
+    for seed in range(3):
+        job = JobDir(tmp_path / f"s{seed}")
+        job.path.mkdir()
+        job.write_test_predictions(truth, right)
+        jobs.append(
+            JobRow(name=job.path.name, path=job.path, state="complete", seed=seed, metrics={"test/acc": 305 / 339})
+        )
+    group = ConfigGroup(jobs)
+    low, high = row_interval(group)
+    p = 305 / 339
+    half = 1.96 * (p * (1 - p) / 339) ** 0.5
+    assert (high - low) / 2 == pytest.approx(half, rel=0.1) and low < p < high
+    assert t_half_width(group.values("test/acc")) == 0.0
+    (tmp_path / "s1" / "test_predictions.json").unlink()
+    assert row_interval(group) is None
