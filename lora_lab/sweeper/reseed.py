@@ -37,7 +37,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lora_lab.errors import ConfigError
 from lora_lab.job.dir import JobDir
-from lora_lab.sweeper.storage import DUPLICATE_OF_ATTR
+from lora_lab.sweeper.objectives import answering_job
+from lora_lab.sweeper.storage import DUPLICATE_OF_ATTR, JOB_DIR_ATTR
 
 log = logging.getLogger(__name__)
 DEFAULT_SEEDS_WITH_TOP_K = 3  # reseed_top_k alone: the fewest seeds whose t interval is of use
@@ -73,7 +74,7 @@ def resolve_settings(seeds: int | None, top_k: int | None) -> tuple[int, int | N
 def finalists(
     trials: Sequence[FrozenTrial], best: Sequence[FrozenTrial], maximize_first: bool, top_k: int | None, front: bool
 ) -> list[FrozenTrial]:
-    """The trials to reseed, best first by the (first) objective, one per distinct params.
+    """The trials to reseed, best first by the (first) objective, one per configuration.
     `best`: the study's best trials (its front with several objectives; ignored with one)."""
     if front:
         pool = list(best)
@@ -83,10 +84,21 @@ def finalists(
     # Originals before their duplicates, so the job that trained is the one named.
     pool.sort(key=lambda t: (-t.values[0] if maximize_first else t.values[0], DUPLICATE_OF_ATTR in t.user_attrs))
     chosen: list[FrozenTrial] = []
+    seen: set[object] = set()
     for trial in pool:
-        if all(trial.params != c.params for c in chosen):
+        # One configuration, one finalist: params the sweeper answered from a trial, and params that
+        # compose the same effective config (full at rank 8 and 16), share the job that trained.
+        if (key := trained_by(trial)) not in seen:
+            seen.add(key)
             chosen.append(trial)
     return chosen[:top_k] if top_k else chosen
+
+
+def trained_by(trial: FrozenTrial) -> object:
+    """What identifies the configuration a trial ran: the job that answered it, else its params."""
+    if (job_dir := trial.user_attrs.get(JOB_DIR_ATTR)) is None:
+        return tuple(sorted(trial.params.items()))
+    return answering_job(Path(job_dir)).path.resolve()
 
 
 def reseed_jobs(chosen: Sequence[FrozenTrial], base_seed: int, seeds: int) -> list[ReseedJob]:
