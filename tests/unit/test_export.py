@@ -19,6 +19,7 @@ import torch
 import yaml
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from lora_lab.artifacts import read_json
@@ -27,7 +28,7 @@ from lora_lab.export import onnx_check
 from lora_lab.export.bundle import EXPORT_FILE, export_job
 from lora_lab.models.classifier import Classifier, load_classifier
 from lora_lab.train import train
-from tests.helpers import TINY, compose_train, save_hydra_config
+from tests.helpers import TICKETS, TINY, compose_train, save_hydra_config, tiny_overrides
 
 TEXTS = [
     "we need 40 more units by friday, the line is down",
@@ -255,7 +256,7 @@ def test_the_command_line_writes_the_export_and_says_where(lora_job: Path, tmp_p
     assert done.returncode == 0, done.stderr
     assert f"wrote {tmp_path / 'exported'}: merged/, adapter/" in done.stdout
     assert sorted(p.relative_to(lora_job) for p in lora_job.rglob("*")) == before
-    assert read_json(tmp_path / "exported" / EXPORT_FILE)["source_run_dir"] == str(lora_job.resolve())
+    assert read_json(tmp_path / "exported" / EXPORT_FILE)["source_job"] == lora_job.name
 
 
 def test_a_bad_run_dir_on_the_command_line_is_one_error_line_and_exit_2(tmp_path: Path):
@@ -264,3 +265,55 @@ def test_a_bad_run_dir_on_the_command_line_is_one_error_line_and_exit_2(tmp_path
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "run_dir=" in errors[0] and "not a finished lora_lab job" in errors[0]
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_no_path_of_the_training_machine_is_in_any_exported_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A job on a CSV in a data dir, exported: no text file names the job dir, the data dir, the
+    virtualenv, the working dir or the home dir. The data file is named under <data dir> with its
+    sha256; the backbone by what ships it; a server's dataset node by LORA_LAB_DATA_DIR."""
+    data = tmp_path / "data"
+    (data / "tickets").mkdir(parents=True)
+    rows = [f"{text} ({i})" for label, text in TICKETS.items() for i in range(12)]
+    labels = [label for label in TICKETS for _ in range(12)]
+    (data / "tickets" / "t.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(rows, labels)))
+    job = tmp_path / "job"
+    on_csv = ["dataset=csv", f"paths.data_dir={data}", "dataset.path=${paths.data_dir}/tickets/t.csv", "regime=lora"]
+    cfg = compose_train(job, [*tiny_overrides(*on_csv), "dataset.val_fraction=0.25", "dataset.test_fraction=0.25"])
+    save_hydra_config(cfg, job)
+    train(cfg)
+    GlobalHydra.instance().clear()
+    out = tmp_path / "exported"
+    export_job(job, out)
+    local = {
+        "job dir": str(job.resolve()),
+        "data dir": str(data.resolve()),
+        "virtualenv": sys.prefix,
+        "home": str(Path.home()),
+        "working dir": os.getcwd(),
+    }
+    texts = {p: p.read_text(errors="replace") for p in out.rglob("*") if p.is_file() and p.suffix != ".safetensors"}
+    assert {p.name for p in texts} >= {"README.md", EXPORT_FILE, "provenance.json", "adapter_config.json"}
+    found = [(p.relative_to(out), what) for p, text in texts.items() for what, path in local.items() if path in text]
+    assert found == []
+    provenance = read_json(out / "provenance.json")
+    (data_file,) = provenance["data_files"]
+    assert data_file["path"] == "<data dir>/tickets/t.csv" and len(data_file["sha256"]) == 64
+    card = (out / "README.md").read_text()
+    assert "| <data dir>/tickets/t.csv | `" + data_file["sha256"] + "`" in card
+    # A server reads the training rows (/v1/similar) from its own LORA_LAB_DATA_DIR.
+    meta = read_json(out / EXPORT_FILE)
+    assert meta["dataset_config"]["path"] == "${oc.env:LORA_LAB_DATA_DIR,data}/tickets/t.csv"
+    monkeypatch.setenv("LORA_LAB_DATA_DIR", str(data))
+    assert OmegaConf.create(meta["dataset_config"]).path == str(data / "tickets" / "t.csv")
+
+
+def test_an_export_that_would_still_hold_a_local_path_is_refused_and_leaves_nothing(
+    lora_job: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The last check reads the files back: a field nobody scrubs (here: all of them) fails the export."""
+    from lora_lab.export import bundle
+
+    monkeypatch.setattr(bundle, "scrub", lambda value, roots: value)  # as if a new field were missed
+    with pytest.raises(ConfigError, match=r"(?s)would publish paths of this machine.*\n  README.md: .*report it"):
+        export_job(lora_job, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
