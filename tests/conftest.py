@@ -73,6 +73,7 @@ def served_jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             root / "tickets",
             "regime=lora",
             "dataset=csv",
+            f"paths.data_dir={root}",  # an export names the CSV under LORA_LAB_DATA_DIR (export/portable.py)
             f"dataset.path={root / 'tickets.csv'}",
             "trainer.max_epochs=6",
         ),

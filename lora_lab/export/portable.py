@@ -24,7 +24,10 @@ from typing import Any
 
 # What a server's dataset node reads the data dir from (conf/paths/default.yaml's default).
 PORTABLE_DATA_DIR = "${oc.env:LORA_LAB_DATA_DIR,data}"
-TEXT_SUFFIXES = {".json", ".md", ".txt", ".yaml", ".yml", ".jinja", ".model"}
+TEXT_SUFFIXES = {".json", ".md", ".txt", ".yaml", ".yml", ".jinja"}
+# The base's vocabulary, copied as the tokenizer saved it: a byte-level BPE vocabulary may hold a
+# token such as "/root" or "/home", which names no directory of anyone's.
+VOCABULARY_FILES = {"tokenizer.json", "vocab.txt", "vocab.json", "merges.txt"}
 
 
 def machine_roots(job_dir: Path, paths: dict[str, Any]) -> list[tuple[str, str]]:
@@ -67,7 +70,7 @@ def leaks(export_dir: Path, roots: Iterable[str]) -> list[str]:
     """`file: root` for each text file of the export that still holds one of `roots`."""
     found = []
     for path in sorted(export_dir.rglob("*")):
-        if not path.is_file() or path.suffix not in TEXT_SUFFIXES:
+        if not path.is_file() or path.suffix not in TEXT_SUFFIXES or path.name in VOCABULARY_FILES:
             continue
         text = path.read_text(errors="replace")
         found += [f"{path.relative_to(export_dir)}: {root}" for root in roots if root in text]

@@ -152,8 +152,11 @@ def test_the_model_card_carries_model_index_results_and_describes_the_model(lora
     ):
         assert text in body, text
     provenance = read_json(lora_job / "provenance.json")
-    assert read_json(lora_export / "provenance.json") == provenance  # shipped beside the card
-    data_file = provenance["data_files"][0]
+    shipped = read_json(lora_export / "provenance.json")  # beside the card, its paths under placeholders
+    assert shipped["git"] == provenance["git"] and shipped["versions"] == provenance["versions"]
+    assert [f["sha256"] for f in shipped["data_files"]] == [f["sha256"] for f in provenance["data_files"]]
+    data_file = shipped["data_files"][0]
+    assert data_file["path"].startswith("<") and not data_file["path"].startswith("/")
     for text in (
         "## Provenance",
         f"`{provenance['git']['commit']}`" if provenance["git"]["commit"] else "unknown (",

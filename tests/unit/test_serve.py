@@ -385,13 +385,16 @@ def test_the_command_line_takes_adapters_as_plain_keys_and_refuses_bad_ones(tmp_
 
 
 def test_an_export_dir_serves_on_the_base_of_its_job_and_a_foreign_base_is_refused(
-    client: TestClient, jobs, tmp_path: Path
+    client: TestClient, jobs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from lora_lab.export.bundle import export_job
 
     export_job(jobs["tickets"], tmp_path / "export")
     meta = json.loads((tmp_path / "export" / "lora_lab_export.json").read_text())
     assert "${" in meta["backbone_config"]["tokenizer"]  # the embedded tokenizer resolves where the export loads
+    # The training rows (/v1/similar) are found under the serving machine's data dir.
+    assert meta["dataset_config"]["path"] == "${oc.env:LORA_LAB_DATA_DIR,data}/tickets.csv"
+    monkeypatch.setenv("LORA_LAB_DATA_DIR", str(jobs["tickets"].parent))
     loaded = client.put("/v1/adapters/shipped", json={"path": str(tmp_path / "export")})
     assert loaded.status_code == 200 and loaded.json()["source"] == "export"
     assert loaded.json()["fingerprint"] == client.get("/v1/adapters/tickets").json()["fingerprint"]  # the same base
