@@ -31,13 +31,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed ## Create .venv/ and install lora_lab with its dependencies
 
+# A second venv: Optimum's ONNX Runtime classes need transformers < 4.58 (requirements-loaders.txt).
+LOADERS_VENV := .venv-loaders
+$(LOADERS_VENV)/.installed: requirements-loaders.txt constraints.txt
+	$(PYTHON) -m venv $(LOADERS_VENV)
+	$(LOADERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOADERS_VENV)/bin/python -m pip install --quiet -c constraints.txt -r requirements-loaders.txt
+	touch $@
+
+install-loaders: $(LOADERS_VENV)/.installed ## Create .venv-loaders/ (Optimum, transformers 4.57, sentence-transformers): an export's loaders
+
 train: install ## Fine-tune the embedded default (MiniLM-L6 + LoRA on synthetic sales notes); ARGS="key=value ..."
 	$(PY) -m lora_lab.train $(ARGS)
 
 data: install ## Show what a job would train on (sizes, labels, token lengths, problems); ARGS="dataset=banking77"
 	$(PY) -m lora_lab.data $(ARGS)
 
-test: install ## Run the test suite (unit + integration; what CI runs)
+test: install install-loaders ## Run the test suite (unit + integration; what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
 lint: install ## ruff: lint, import order and format check (what CI runs first); fix with `make format`

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lora_lab.cli.errors import checks_group_choices, report_user_errors
 from lora_lab.cli.run import is_ddp_worker, is_multirun, sweep_dir, task_overrides
@@ -50,7 +50,8 @@ def train(cfg: DictConfig) -> float | None:
     if (original := record.find_original()) is not None:
         return record.answer_from(original, cfg.optimized_metric)
     record.start()
-    write_provenance(run_dir, instantiate(cfg.dataset).files(), cfg.get("seed"), task_overrides())
+    paths = OmegaConf.to_container(cfg.paths, resolve=True)
+    write_provenance(run_dir, instantiate(cfg.dataset).files(), cfg.get("seed"), task_overrides(), paths)
     try:
         metrics = fit_and_test(cfg, run_dir)
     except BaseException as err:
@@ -67,7 +68,13 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
     from lora_lab.job.allocator import fix_mmap_threshold
     from lora_lab.job.build import build_job
     from lora_lab.job.checkpointing import resume_checkpoint
-    from lora_lab.job.outputs import format_table, job_metrics, write_job_outputs, write_test_predictions
+    from lora_lab.job.outputs import (
+        format_table,
+        job_metrics,
+        write_job_outputs,
+        write_test_predictions,
+        write_test_sample,
+    )
 
     fix_mmap_threshold(cfg.get("malloc_mmap_threshold"))  # before the model's tensors (job/allocator.py)
     job = build_job(cfg)
@@ -98,6 +105,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
             stack, metrics = job.stacker.fit(job, metrics)
         if job.module.test_probs is not None:
             write_test_predictions(job, stack)
+        write_test_sample(job, cfg.seed)
         metrics = write_job_outputs(
             run_dir,
             job.classifier,

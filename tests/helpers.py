@@ -131,6 +131,18 @@ def finished_job(run_dir: Path, *overrides: str) -> Path:
     return run_dir
 
 
+def csv_job(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny LoRA job on a CSV of tickets under a data dir of its own: (job dir, data dir)."""
+    data = tmp_path / "data"
+    (data / "tickets").mkdir(parents=True)
+    rows = [f"{text} ({i})" for label, text in TICKETS.items() for i in range(12)]
+    labels = [label for label in TICKETS for _ in range(12)]
+    (data / "tickets" / "t.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(rows, labels)))
+    on_csv = ["dataset=csv", f"paths.data_dir={data}", "dataset.path=${paths.data_dir}/tickets/t.csv", "regime=lora"]
+    job = finished_job(tmp_path / "job", *on_csv, "dataset.val_fraction=0.25", "dataset.test_fraction=0.25")
+    return job, data
+
+
 def write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
     with open(path, "w", newline="", encoding=encoding) as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

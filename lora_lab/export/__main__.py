@@ -36,7 +36,12 @@ def main(cfg: DictConfig) -> None:
     if pick is not None:
         print(pick.describe(cfg.pick), flush=True)
     export = export_job(
-        run_dir, Path(cfg.out), onnx=cfg.onnx, onnx_tolerance=cfg.onnx_tolerance, onnx_opset=cfg.onnx_opset
+        run_dir,
+        Path(cfg.out),
+        onnx=cfg.onnx,
+        onnx_tolerance=cfg.onnx_tolerance,
+        onnx_opset=cfg.onnx_opset,
+        keep_failed=cfg.keep_failed,
     )
     print(export.summary())
 

@@ -4,9 +4,11 @@
       README.md              the model card (card.py)
       lora_lab_export.json   what a server reads: regime, backbone node, base fingerprint, labels, metrics
       labels.json, tokenizer files
-      merged/                the job's plain model + head, where it could merge
+      merged/                the job's plain model + head, where it could merge; transformers loads it (ecosystem.py)
       adapter/               the job's PEFT save_pretrained dir, naming a portable base
-      onnx/                  model.onnx + check.json (onnx=true, onnx_check.py)
+      onnx/                  model.onnx + check.json (onnx=true, onnx_check.py), config.json and tokenizer: Optimum
+      st/                    a pooled head's body, pooling and normalisation: sentence-transformers (ecosystem.py)
+      check.json             each loader's logits (embeddings) against lora_lab's on test texts (parity.py)
       stack/                 a stacked job's TF-IDF part and weight (models/stack.py); merged/ points at it
 
 Weights are copied as bytes and JSON is rewritten: nothing is unpickled, and a job holding a
@@ -27,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import lora_lab.config  # noqa: F401 - registers the resolvers a job's config uses
 from lora_lab.artifacts import atomic_dir, modified_at, pickled_weights, read_json, write_json, write_text
-from lora_lab.errors import ConfigError
+from lora_lab.errors import ConfigError, DataError
 from lora_lab.export.card import model_card
 from lora_lab.export.portable import PORTABLE_DATA_DIR, leaks, machine_roots, scrub
 from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, PROVENANCE_FILE, JobDir
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 EXPORT_FILE = "lora_lab_export.json"
+CHECK_FILE = "check.json"  # each loader's answers against lora_lab's (parity.py); the server reads `passed`
 JOB_FILES = (METRICS_FILE, LABELS_FILE, str(CONFIG_FILE))
 # An embedded backbone is a path inside site-packages, which names nothing on another machine; the
 # resolver its YAML uses (`pretrained: ${embedded_minilm:}`) says which published model it carries.
@@ -85,61 +88,132 @@ class Export:
     def summary(self) -> str:
         meta = self.meta
         parts = [f"{name}/" for name in ("merged", "adapter", "onnx") if meta[f"has_{name}"]]
+        if (self.out / "st").is_dir():
+            parts.append("st/")
         lines = [
             f"wrote {self.out}: {', '.join(parts)} + README.md, {EXPORT_FILE}, labels.json, tokenizer",
             f"  {meta['backbone']} + {meta['regime']} (rank {meta['rank']}), base {meta['base_model']}, "
             f"test acc {meta['metrics']['test/acc']:.4f}, macro-F1 {meta['metrics']['test/f1_macro']:.4f}",
         ]
-        if (check := self.onnx_check) is not None:
+        if (check := self.onnx_check) is not None and check["agreement"] is not None:
             lines.append(
                 f"  onnx: {check['agreement']:.2%} of {check['rows']} test rows predicted as PyTorch does "
                 f"(accuracy onnx {check['accuracy_onnx']:.4f}, pytorch {check['accuracy_pytorch']:.4f})"
             )
+        if (self.out / CHECK_FILE).is_file():
+            loaders = read_json(self.out / CHECK_FILE)
+            figures = ", ".join(
+                f"{name} {result['skipped']}" if "skipped" in result else f"{name} {result['max_abs_diff']:.1e}"
+                for name, result in loaders["loaders"].items()
+            )
+            verdict = "passed" if loaders["passed"] else "FAILED (lora_lab.serve refuses this export)"
+            lines.append(f"  loaders, max |difference| from lora_lab on {loaders['texts_from']}: {figures}: {verdict}")
         return "\n".join(lines)
 
 
 def export_job(
-    run_dir: Path, out: Path, onnx: bool = False, onnx_tolerance: float = 0.005, onnx_opset: int = 17
+    run_dir: Path,
+    out: Path,
+    onnx: bool = False,
+    onnx_tolerance: float = 0.005,
+    onnx_opset: int = 17,
+    keep_failed: bool = False,
 ) -> Export:
-    """Export the finished job in run_dir to out (new or empty); on any error nothing is left at out."""
+    """Export the finished job in run_dir to out (new or empty); on any error nothing is left at out.
+    A loader that does not answer as lora_lab does (parity.py) is an error too, unless keep_failed:
+    then the export is written, its check.json says which loader failed, and the server refuses it."""
     job = read_job(run_dir)
     check_out(out, run_dir)
     if onnx:
         check_onnx_request(job, onnx_tolerance, onnx_opset)
-    from lora_lab.job.build import load_trained  # torch, transformers, peft: loaded once the input checks out
+    # torch, transformers, peft: loaded once the input checks out
+    from lora_lab.export.ecosystem import ready_merged, ready_onnx, write_st
+    from lora_lab.export.parity import check_loaders, failed
+    from lora_lab.job.build import load_trained
+    from lora_lab.models.classifier import PooledClassifier
 
     regime, backbone = instantiate(job.cfg.regime), instantiate(job.cfg.backbone)
     # Loading the job (merged/, else base + adapter/) gives the tokenizer and the model ONNX traces,
     # and proves the export's weights load before anything is written.
     classifier, tokenizer = load_trained(run_dir, job.cfg, regime, "auto", backbone)
     datamodule = instantiate(job.cfg.data, tokenizer=tokenizer, labels=job.labels)
+    test_split = readable_test_split(datamodule) if onnx or JobDir(run_dir).test_sample() is None else None
+    sample, sample_from = check_texts(job, test_split)
     base = base_model_name(job.cfg)
-    roots = machine_roots(run_dir.resolve(), OmegaConf.to_container(job.cfg.paths, resolve=True))
+    paths = OmegaConf.to_container(job.cfg.paths, resolve=True)
+    roots = machine_roots(run_dir.resolve(), paths, JobDir(run_dir).provenance())
+    max_length = job.metrics.get("data/max_length", job.cfg.data.max_length)
+    tokenizer.model_max_length = max_length  # every dir's tokenizer cuts where the job cut (ecosystem.py)
     if out.is_dir():
         out.rmdir()  # empty (check_out refused any other): atomic_dir renames onto a free path
     with atomic_dir(out) as tmp:
         copy_weights(job, tmp, base)
         shutil.copy2(JobDir(run_dir).labels_path, tmp / LABELS_FILE)
         tokenizer.save_pretrained(str(tmp))
-        check = None
-        if onnx:
-            from lora_lab.export.onnx_check import add_onnx  # onnx, onnxruntime: only when asked for
+        onnx_check = None
+        if job.has_merged:
+            ready_merged(tmp / "merged", classifier, tokenizer)
+            if isinstance(classifier, PooledClassifier):
+                write_st(tmp / "st", tmp / "merged", classifier, tokenizer)
+            if onnx:
+                from lora_lab.export.onnx_check import add_onnx  # onnx, onnxruntime: only when asked for
 
-            check = add_onnx(tmp / "onnx", classifier, tokenizer, datamodule, onnx_tolerance, onnx_opset)
+                onnx_check = add_onnx(tmp / "onnx", classifier, tokenizer, test_split, onnx_tolerance, onnx_opset)
+                ready_onnx(tmp / "onnx", tmp / "merged", tokenizer)
+            loaders = check_loaders(tmp, classifier, tokenizer, sample, max_length, sample_from)
+            write_json(tmp / CHECK_FILE, loaders)
+            if (failures := failed(loaders)) and not keep_failed:
+                raise ConfigError(
+                    "a loader of the export does not answer as lora_lab does, so nothing was written:\n  "
+                    + "\n  ".join(failures)
+                    + "\nPlease report it with the job's backbone and regime; keep_failed=true writes the export "
+                    "anyway (its check.json says what failed, and lora_lab.serve refuses it)."
+                )
         meta = scrub(export_metadata(job, base, backbone.fingerprint(job.cfg.seed), has_onnx=onnx), roots)
         write_json(tmp / EXPORT_FILE, meta)
         config = scrub({**OmegaConf.to_container(job.cfg, resolve=True), "backbone": meta["backbone_config"]}, roots)
         provenance = scrub(JobDir(run_dir).provenance(), roots)
         if provenance is not None:
             write_json(tmp / PROVENANCE_FILE, provenance)
-        write_text(tmp / "README.md", model_card(meta, job.metrics, config, train_label_counts(datamodule), provenance))
+        card_checks = read_json(tmp / CHECK_FILE) if (tmp / CHECK_FILE).is_file() else None
+        label_counts = train_label_counts(datamodule) if test_split is not None or sample is None else None
+        write_text(
+            tmp / "README.md", model_card(meta, job.metrics, config, label_counts, provenance, card_checks, onnx_check)
+        )
         if found := leaks(tmp, [root for root, _ in roots]):
             raise ConfigError(
                 "the export would publish paths of this machine, so nothing was written:\n  "
                 + "\n  ".join(found)
                 + "\nThis is a lora_lab bug (a field export/portable.py does not rewrite): please report it."
             )
-    return Export(out, meta, check)
+    return Export(out, meta, onnx_check)
+
+
+def readable_test_split(datamodule: TextClassificationDataModule) -> TextClassificationDataModule | None:
+    """The datamodule with its test split loaded, or None when the data dir does not hold it: the
+    export then checks on the job's test sample alone (the card says which checks ran on what)."""
+    try:
+        datamodule.setup("test")
+    except (ConfigError, DataError, FileNotFoundError):
+        return None
+    return datamodule
+
+
+def check_texts(job: FinishedJob, test_split: TextClassificationDataModule | None) -> tuple[list[str], str]:
+    """The texts the loaders are checked on: test_sample.json, else the same seeded sample of the split."""
+    from lora_lab.job.outputs import split_sample
+
+    if (sample := JobDir(job.run_dir).test_sample()) is None:
+        if test_split is None:
+            raise ConfigError(
+                f"run_dir={job.run_dir}: the job has no test_sample.json (it was trained before lora_lab kept "
+                "one) and its test split cannot be read here. Point LORA_LAB_DATA_DIR (or paths.data_dir) at the "
+                "data it was trained on and export again."
+            )
+        test = test_split.splits["test"]
+        sample = split_sample(test.texts, test.labels, int(job.cfg.seed))
+        return sample["texts"], f"{len(sample['rows'])} test rows drawn with seed {sample['seed']}"
+    return sample["texts"], f"the job's test sample: {len(sample['rows'])} rows, seed {sample['seed']}"
 
 
 def read_job(run_dir: Path) -> FinishedJob:

@@ -36,8 +36,11 @@ def model_card(
     config: dict[str, Any],
     train_counts: dict[str, int] | None,
     provenance: dict[str, Any] | None = None,
+    checks: dict[str, Any] | None = None,
+    onnx_check: dict[str, Any] | None = None,
 ) -> str:
-    """The whole README.md (`provenance`: the job's provenance.json, None for a job that predates it)."""
+    """The whole README.md (`provenance`: the job's provenance.json, None for a job that predates it;
+    `checks`: the export's check.json, `onnx_check`: onnx/check.json)."""
     name = f"{meta['backbone']}-{meta['regime']}-{meta['dataset']}"
     sections = [
         front_matter(name, meta),
@@ -47,7 +50,7 @@ def model_card(
         training_section(meta, metrics, config),
         data_section(metrics, train_counts),
         limits_section(meta, metrics, config),
-        usage_section(meta),
+        usage_section(meta, checks, onnx_check),
         provenance_section(provenance),
     ]
     return "\n\n".join(sections) + "\n"
@@ -230,17 +233,40 @@ def limits_section(meta: dict[str, Any], metrics: dict[str, Any], config: dict[s
     return "## Intended use and limits\n\n" + "\n".join(lines)
 
 
-def usage_section(meta: dict[str, Any]) -> str:
+def usage_section(
+    meta: dict[str, Any], checks: dict[str, Any] | None = None, onnx_check: dict[str, Any] | None = None
+) -> str:
+    """Each dir with the loader that reads it, the exact call, and what was checked on which texts."""
     lines = ["## Files and how to load them", ""]
+    pooled = meta["backbone_config"]["pooling"] != "cls"
+    cut = cut_of(meta)
     if meta["has_merged"]:
-        plain = (
-            "also a plain transformers `AutoModelForSequenceClassification`"
-            if meta["backbone_config"]["pooling"] == "cls"
-            else "transformers alone reads the encoder, not the pooling and `head.safetensors`"
-        )
         lines.append(
-            "- `merged/`: the fine-tuned model as plain weights (any adapter folded in); `lora_lab.models.classifier."
-            f'load_classifier("merged")` or `lora_lab.models.predictor.Predictor("merged")` ({plain}).'
+            "- `merged/`: the fine-tuned model as plain weights (any adapter folded in). lora_lab reads it with "
+            '`lora_lab.models.predictor.Predictor("merged")`; transformers with:'
+        )
+        flag = ", trust_remote_code=True" if pooled else ""
+        lines += [
+            "",
+            "  ```python",
+            "  from transformers import pipeline",
+            f'  classify = pipeline("text-classification", model="merged"{flag})',
+            '  classify("a text", truncation=True, top_k=None)  # every label with its probability',
+            "  ```",
+            "",
+        ]
+        if pooled:
+            lines.append(
+                "  `trust_remote_code=True` is needed, and why: this model reads the "
+                f"{meta['backbone_config']['pooling']} of its token states (as its base was trained to be read), "
+                "which no stock transformers class does. "
+                "`merged/modeling_lora_lab.py` is the code it runs: under 100 lines, torch and transformers only; "
+                "read it before you pass the flag."
+            )
+    if pooled and meta["has_merged"]:
+        lines.append(
+            "- `st/`: the fine-tuned body with its pooling and unit length for sentence-transformers: "
+            '`SentenceTransformer("st").encode(texts)` gives the embeddings lora_lab\'s `/v1/similar` searches by.'
         )
     if meta["has_adapter"]:
         lines.append(
@@ -253,16 +279,57 @@ def usage_section(meta: dict[str, Any]) -> str:
             f"- `stack/`: this model is a stack: its probabilities are `{w:.2f} x` the fine-tuned model's "
             f"`+ {1 - w:.2f} x` a TF-IDF + logistic regression model's (JSON + safetensors here, weight picked on "
             'validation). `Predictor("merged")`, `lora_lab.serve` and `lora_lab.eval` answer with the mix; '
-            "`merged/` alone, `adapter/` and `onnx/` are the fine-tuned part only."
+            "transformers, sentence-transformers, `adapter/` and `onnx/` give the fine-tuned part only."
         )
     if meta["has_onnx"]:
         lines.append(
-            "- `onnx/model.onnx`: `input_ids`, `attention_mask` -> `logits` for onnxruntime, with the tokenizer "
-            f"files here (cut each text to {cut_of(meta).describe()}); `onnx/check.json` compares its "
-            "predictions with PyTorch's on the test split."
+            "- `onnx/`: `model.onnx` (`input_ids`, `attention_mask` -> `logits`) with `config.json` and the tokenizer, "
+            'for Optimum: `ORTModelForSequenceClassification.from_pretrained("onnx")`, then '
+            '`pipeline("text-classification", model=that, tokenizer=AutoTokenizer.from_pretrained("onnx"))`.'
         )
     lines.append("- `labels.json`: label ids to names; `lora_lab_export.json`: the machine-readable metadata.")
-    return "\n".join(lines)
+    if meta["has_merged"]:
+        lines.append(
+            f"\nEvery tokenizer here cuts at {cut.max_length} tokens, the job's length: pass `truncation=True`. "
+            + (
+                ""
+                if cut.mode == "head" and not cut.chunked
+                else f"lora_lab itself reads a longer text as {cut.describe()}; these loaders read its first "
+                f"{cut.max_length} tokens, so they may answer differently on texts that long."
+            )
+        )
+    return "\n".join(lines + checks_lines(checks, onnx_check))
+
+
+def checks_lines(checks: dict[str, Any] | None, onnx_check: dict[str, Any] | None) -> list[str]:
+    """What the export checked, on which texts (the job's sample or the whole test split)."""
+    if checks is None:
+        return []
+    lines = [
+        "",
+        "### Checks made by the export",
+        "",
+        f"On {checks['texts_from']}, cut at {checks['max_length']} tokens:",
+    ]
+    for name, result in checks["loaders"].items():
+        if "skipped" in result:
+            lines.append(f"- {name}: not run ({result['skipped']})")
+            continue
+        agree = f", same top label on {result['top1_agreement']:.0%}" if "top1_agreement" in result else ""
+        what = "embeddings" if "top1_agreement" not in result else "logits"
+        verdict = "within" if result["passed"] else "OUTSIDE"
+        lines.append(
+            f"- {name}: {what} {verdict} {checks['tolerance']:.0e} of lora_lab's "
+            f"(max |difference| {result['max_abs_diff']:.1e}{agree})"
+        )
+    if onnx_check is not None:
+        lines.append(
+            f"- onnx, whole test split: {onnx_check['agreement']:.2%} of {onnx_check['rows']} rows "
+            "predicted as PyTorch does"
+            if onnx_check["agreement"] is not None
+            else "- onnx, whole test split: not run (the data dir was not there at export time)"
+        )
+    return lines
 
 
 def provenance_section(provenance: dict[str, Any] | None) -> str:

@@ -30,10 +30,16 @@ TEXT_SUFFIXES = {".json", ".md", ".txt", ".yaml", ".yml", ".jinja"}
 VOCABULARY_FILES = {"tokenizer.json", "vocab.txt", "vocab.json", "merges.txt"}
 
 
-def machine_roots(job_dir: Path, paths: dict[str, Any]) -> list[tuple[str, str]]:
+def machine_roots(
+    job_dir: Path, paths: dict[str, Any], provenance: dict[str, Any] | None = None
+) -> list[tuple[str, str]]:
     """(absolute root, placeholder), longest first: the job's own dirs as its config names them
     (`paths`: data_dir, cache_dir, output_dir), the dir of its runs (a sweep dir), and this
-    machine's Python environment, working dir and home."""
+    machine's Python environment, working dir and home. `provenance` adds the dirs the job itself
+    resolved (its `paths`; a job from before them: each data file's dir), which the export's own
+    environment may not name (LORA_LAB_DATA_DIR unset, or another machine's)."""
+    recorded = (provenance or {}).get("paths") or {}
+    files = [] if recorded else [str(Path(f["path"]).parent) for f in (provenance or {}).get("data_files", [])]
     named = [
         (str(job_dir), "<job dir>"),
         (paths.get("output_dir"), "<job dir>"),
@@ -43,6 +49,10 @@ def machine_roots(job_dir: Path, paths: dict[str, Any]) -> list[tuple[str, str]]
         (sys.prefix, "<python env>"),
         (os.getcwd(), "<working dir>"),
         (str(Path.home()), "~"),
+        (recorded.get("data_dir"), "<data dir>"),
+        (recorded.get("cache_dir"), "<cache dir>"),
+        (recorded.get("output_dir"), "<job dir>"),
+        *((parent, "<data files' dir>") for parent in files),
     ]
     roots: dict[str, str] = {}
     for root, placeholder in named:

@@ -9,6 +9,8 @@
     stack/                the TF-IDF part and mixing weight of a stacked job (models/stack.py)
     test_predictions.json {"true": [...], "predicted": [...]}: label ids of the test rows in split order,
                           as the shipped model (a stack: the mix) answered; the report's paired tests
+    test_sample.json      {"seed", "rows", "texts", "labels"}: a seeded sample of the test split, kept so that
+                          an export checks its loaders without the data dir (export/parity.py)
 
 Light on purpose (json, omegaconf, pathlib; no torch): the report, the server, the sweeper and Hydra's
 callbacks read job dirs before, or without, loading a model.
@@ -32,6 +34,7 @@ LABELS_FILE = "labels.json"
 STATUS_FILE = "status.json"
 PREDICTIONS_FILE = "test_predictions.json"
 PROVENANCE_FILE = "provenance.json"
+TEST_SAMPLE_FILE = "test_sample.json"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 STACK_DIR = "stack"
@@ -151,6 +154,17 @@ class JobDir:
             return None
         record = read_json(self.predictions_path)
         return [t == p for t, p in zip(record["true"], record["predicted"])]
+
+    @property
+    def test_sample_path(self) -> Path:
+        return self.path / TEST_SAMPLE_FILE
+
+    def write_test_sample(self, sample: dict[str, Any]) -> None:
+        write_json(self.test_sample_path, sample)
+
+    def test_sample(self) -> dict[str, Any] | None:
+        """test_sample.json, or None (a job from before it, or a job with no test split)."""
+        return read_json(self.test_sample_path) if self.test_sample_path.is_file() else None
 
     def status(self) -> dict[str, Any] | None:
         """status.json, or None: the job never started (or this is no job dir)."""

@@ -61,9 +61,14 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def provenance(data_files: Iterable[Path], seed: int | None, overrides: list[str]) -> dict[str, Any]:
+def provenance(
+    data_files: Iterable[Path], seed: int | None, overrides: list[str], paths: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`paths`: the job's paths node, resolved; recorded as absolute dirs, so that an export made later,
+    with another LORA_LAB_DATA_DIR or none, still knows which dirs of this machine to keep out."""
     files = [{"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size} for p in data_files]
     return {
+        "paths": {k: str(Path(v).resolve()) for k, v in (paths or {}).items() if isinstance(v, str) and v},
         "git": git_state(),
         "versions": versions(),
         "data_files": files,
@@ -85,8 +90,12 @@ def slurm_job() -> dict[str, str | None] | None:
 
 
 def write_provenance(
-    run_dir: Path, data_files: Iterable[Path], seed: int | None, overrides: list[str]
+    run_dir: Path,
+    data_files: Iterable[Path],
+    seed: int | None,
+    overrides: list[str],
+    paths: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    record = provenance(data_files, seed, overrides)
+    record = provenance(data_files, seed, overrides, paths)
     write_json(run_dir / PROVENANCE_FILE, record)
     return record

@@ -17,7 +17,7 @@ import lora_lab.config  # noqa: F401 - registers the resolvers a job's saved con
 from lora_lab.artifacts import modified_at, pickled_weights, read_json
 from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
-from lora_lab.export.bundle import EXPORT_FILE
+from lora_lab.export.bundle import CHECK_FILE, EXPORT_FILE
 from lora_lab.job.dir import CONFIG_FILE, LABELS_FILE, METRICS_FILE, JobDir
 from lora_lab.job.pick import is_sweep_dir, pick_job
 from lora_lab.models.stack import stack_dir_of
@@ -88,6 +88,7 @@ def _from_job(run_dir: Path) -> ModelSource:
 
 
 def _from_export(export_dir: Path) -> ModelSource:
+    refuse_failed_check(export_dir)
     meta = read_json(export_dir / EXPORT_FILE)
     try:
         info = {
@@ -109,6 +110,18 @@ def _from_export(export_dir: Path) -> ModelSource:
     source.dataset = OmegaConf.create(meta["dataset_config"]) if meta.get("dataset_config") else None
     source.truncation = Truncation.from_record(meta.get("truncation"), int(meta.get("max_length") or 512))
     return source
+
+
+def refuse_failed_check(export_dir: Path) -> None:
+    """An export whose loaders did not answer as lora_lab did (written with keep_failed=true) is not served."""
+    check = read_json(export_dir / CHECK_FILE) if (export_dir / CHECK_FILE).is_file() else None
+    if check is not None and not check.get("passed", False):
+        failing = sorted(name for name, result in check.get("loaders", {}).items() if not result.get("passed", True))
+        raise ConfigError(
+            f"{export_dir}: its {CHECK_FILE} records a failed check ({', '.join(failing) or 'no passing loader'} "
+            "did not answer as lora_lab does), so it is not served. Export the job again (without keep_failed=true), "
+            "or serve the job dir itself."
+        )
 
 
 def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dict) -> ModelSource:

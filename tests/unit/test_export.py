@@ -28,7 +28,7 @@ from lora_lab.export import onnx_check
 from lora_lab.export.bundle import EXPORT_FILE, export_job
 from lora_lab.models.classifier import Classifier, load_classifier
 from lora_lab.train import train
-from tests.helpers import TICKETS, TINY, compose_train, save_hydra_config, tiny_overrides
+from tests.helpers import TINY, compose_train, csv_job, save_hydra_config
 
 TEXTS = [
     "we need 40 more units by friday, the line is down",
@@ -274,17 +274,7 @@ def test_no_path_of_the_training_machine_is_in_any_exported_file(tmp_path: Path,
     """A job on a CSV in a data dir, exported: no text file names the job dir, the data dir, the
     virtualenv, the working dir or the home dir. The data file is named under <data dir> with its
     sha256; the backbone by what ships it; a server's dataset node by LORA_LAB_DATA_DIR."""
-    data = tmp_path / "data"
-    (data / "tickets").mkdir(parents=True)
-    rows = [f"{text} ({i})" for label, text in TICKETS.items() for i in range(12)]
-    labels = [label for label in TICKETS for _ in range(12)]
-    (data / "tickets" / "t.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(rows, labels)))
-    job = tmp_path / "job"
-    on_csv = ["dataset=csv", f"paths.data_dir={data}", "dataset.path=${paths.data_dir}/tickets/t.csv", "regime=lora"]
-    cfg = compose_train(job, [*tiny_overrides(*on_csv), "dataset.val_fraction=0.25", "dataset.test_fraction=0.25"])
-    save_hydra_config(cfg, job)
-    train(cfg)
-    GlobalHydra.instance().clear()
+    job, data = csv_job(tmp_path)
     out = tmp_path / "exported"
     export_job(job, out)
     local = {

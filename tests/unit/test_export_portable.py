@@ -34,3 +34,16 @@ def test_the_last_check_reads_every_text_file_but_the_vocabulary(tmp_path: Path)
     (tmp_path / "tokenizer.json").write_text('{"vocab": {"/home/alice": 7}}')  # a BPE token, not a dir
     (tmp_path / "merged" / "model.safetensors").write_bytes(b"/home/alice")
     assert leaks(tmp_path, ["/home/alice"]) == ["README.md: /home/alice", "merged/config.json: /home/alice"]
+
+
+def test_the_dirs_the_job_resolved_are_roots_when_the_exporting_environment_names_none(tmp_path: Path):
+    """Trained with LORA_LAB_DATA_DIR=/srv/..., exported with it unset (the config resolves to `data`):
+    provenance.json's `paths` still name the data dir; a job from before them, its data files' dir."""
+    paths = {"data_dir": "data", "cache_dir": None, "output_dir": None}
+    data_file = {"path": "/srv/corpora/fpb/all.txt", "sha256": "0" * 64, "bytes": 1}
+    recorded = {"paths": {"data_dir": "/srv/corpora", "cache_dir": "/srv/cache"}, "data_files": [data_file]}
+    roots = machine_roots(tmp_path / "job", paths, recorded)
+    assert scrub("/srv/corpora/fpb/all.txt; /srv/cache/x", roots) == "<data dir>/fpb/all.txt; <cache dir>/x"
+    older = machine_roots(tmp_path / "job", paths, {"data_files": [data_file]})
+    assert scrub(data_file["path"], older) == "<data files' dir>/all.txt"
+    assert "/srv/corpora/fpb" in dict(older)  # so the last check would catch it too
