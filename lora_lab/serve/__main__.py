@@ -22,6 +22,8 @@ def serve(cfg: DictConfig) -> None:
     """Check the settings, then run uvicorn until interrupted (the app loads the models at start-up)."""
     for key in ("max_batch_size", "max_queue", "max_text_chars", "max_texts_per_request", "port"):
         check_positive_int(key, cfg[key])
+    if cfg.drain_seconds < 0:
+        raise ConfigError(f"drain_seconds={cfg.drain_seconds}: must be >= 0 (how long SIGTERM waits for requests)")
     if cfg.max_wait_ms < 0:
         raise ConfigError(f"max_wait_ms={cfg.max_wait_ms}: must be >= 0 (0: no waiting for other requests)")
     if not cfg.adapters:
@@ -30,20 +32,26 @@ def serve(cfg: DictConfig) -> None:
             "adapters.sales=outputs/2026-12-01/10-00-00-000000 (more can be PUT at /v1/adapters/<name>)"
         )
     # Here, not at the top: the server's libraries (torch, transformers, peft, fastapi) load to serve, not for --help.
-    import uvicorn
-
     from lora_lab.serve.app import Settings, create_app
+    from lora_lab.serve.auth import check_exposure, read_admin_token, read_api_tokens
+    from lora_lab.serve.drain import serve_until_drained
     from lora_lab.serve.engine import resolve_precision
     from lora_lab.serve.sources import resolve_source
 
+    admin_token = read_admin_token(cfg.admin_token_file)
+    check_exposure(cfg.host, cfg.management, admin_token)
+    for root in cfg.adapter_roots:
+        if not Path(root).expanduser().is_dir():
+            raise ConfigError(f"adapter_roots: {root} is not a directory; list the dirs PUT may load from")
     resolve_precision(cfg.precision, cfg.quantize)  # refused here, before the server starts
     promote_sweeps(cfg)
     for path in cfg.adapters.values():
         resolve_source(path)  # a wrong path fails here, in a second, not after the first models loaded
     settings = Settings(
-        **{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k in Settings.__dataclass_fields__}
+        **{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k in Settings.__dataclass_fields__},
     )
-    uvicorn.run(create_app(settings), host=cfg.host, port=cfg.port, log_level="info")
+    settings.admin_token, settings.api_tokens = admin_token, read_api_tokens(cfg.api_tokens_file)
+    serve_until_drained(create_app(settings), cfg.host, cfg.port, cfg.drain_seconds)
 
 
 def promote_sweeps(cfg: DictConfig) -> None:
@@ -75,6 +83,13 @@ def adapters_as_new_keys(argv: list[str]) -> list[str]:
 
 def run() -> None:
     """The command line (python -m lora_lab.serve, lora-lab-serve)."""
+    if any(re.match(r"\+*(admin_token|api_tokens)=", a) for a in sys.argv[1:]):
+        print(
+            "error: tokens are never read from the command line (ps and shell histories show it): set "
+            "LORA_LAB_ADMIN_TOKEN / LORA_LAB_API_TOKENS, or admin_token_file= / api_tokens_file=<file>",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     sys.argv = [sys.argv[0], *quoted_pick(adapters_as_new_keys(sys.argv[1:]))]
     main()
 

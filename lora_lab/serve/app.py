@@ -4,8 +4,10 @@ Shared state (engine, batcher, similar-text indexes, metrics) lives in one Serve
 `app.state`, reached by dependency injection (`Depends(state)`). Start-up (loading the adapters,
 warming them, building their indexes) runs in the lifespan; every model call runs on the
 batcher's worker thread, never on the event loop. Every error a client can cause answers with
-`{"error": {"code", "message"}}`: 422 malformed body, 404 unknown adapter (with the loaded names),
-413 too many / too long texts, 503 + Retry-After while not ready or when the queue is full.
+`{"error": {"code", "message", "request_id"}}`: 422 malformed body, 404 unknown adapter (with the
+loaded names), 413 too many / too long texts, 503 + Retry-After while not ready or when the queue is
+full, 401/403 for management and tokens (auth.py). No body names a server path or repeats an
+exception's text: those go to the log under the request's id (`X-Request-ID`, echoed or made here).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lora_lab.errors import UserError
 from lora_lab.job.allocator import release_free_memory
+from lora_lab.serve.auth import allowed_path, check_admin, check_api
 from lora_lab.serve.batcher import Batcher, QueueFull
 from lora_lab.serve.engine import Engine
 from lora_lab.serve.index import SimilarIndex, build_index
@@ -50,6 +55,8 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 RETRY_AFTER_S = 1
 ERRORS = {code: {"model": ErrorResponse} for code in (404, 413, 422, 503)}
+AUTH_ERRORS = {code: {"model": ErrorResponse} for code in (401, 403)}
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a caller's X-Request-ID is echoed only if it looks like one
 
 
 @dataclass
@@ -68,6 +75,11 @@ class Settings:
     similar_max_rows: int = 20000
     log_path: str | None = None
     log_texts: bool = False
+    # auth.py: PUT/DELETE /v1/adapters only with management on, the admin token, and under adapter_roots.
+    management: bool = False
+    admin_token: str | None = field(default=None, repr=False)  # from the environment or a file, never argv
+    adapter_roots: list[str] = field(default_factory=list)
+    api_tokens: list[str] = field(default_factory=list, repr=False)  # set: /v1/predict and /v1/similar need one
 
 
 @dataclass
@@ -80,6 +92,10 @@ class ServerState:
     ready: bool = False
     failed: dict[str, str] = field(default_factory=dict)  # configured models that did not load, and why
     loading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # drain.py: set at SIGTERM. accepted/answered count the API requests let in and the answers sent.
+    draining: bool = False
+    accepted: int = 0
+    answered: int = 0
 
     async def load(self, name: str, path: str) -> None:
         """Validate, load and warm `path` under `name`, build its /similar index; swap it in last."""
@@ -99,8 +115,8 @@ class ServerState:
                 await self.load(name, str(path))
                 log.info("serving %s from %s", name, path)
             except Exception as err:  # the others still load; /readyz lists what is served
-                self.failed[name] = f"{type(err).__name__}: {err}"
-                log.error("could not load %s from %s: %s", name, path, self.failed[name])
+                self.failed[name] = "did not load: the server log says why"
+                log.error("could not load %s from %s: %s: %s", name, path, type(err).__name__, err)
         self.ready = True
 
     async def unload(self, name: str) -> None:
@@ -111,6 +127,20 @@ class ServerState:
 
 def state(request: Request) -> ServerState:
     return request.app.state.server
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "-")
+
+
+def admin(request: Request, server: ServerState = Depends(state)) -> None:
+    """Dependency of the management routes (auth.py)."""
+    check_admin(request, server.settings.management, server.settings.admin_token)
+
+
+def api_client(request: Request, server: ServerState = Depends(state)) -> None:
+    """Dependency of the prediction routes: an API token where the server has any."""
+    check_api(request, server.settings.api_tokens)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -133,6 +163,8 @@ def create_app(settings: Settings) -> FastAPI:
         # says 503 until every configured model is loaded and warmed.
         loading = asyncio.create_task(server.load_all(settings.adapters))
         yield
+        if server.draining:
+            log.info("drained: %d requests accepted, %d answered", server.accepted, server.answered)
         loading.cancel()
         await asyncio.gather(loading, return_exceptions=True)
         await batcher.stop()
@@ -145,22 +177,42 @@ def create_app(settings: Settings) -> FastAPI:
     )
     _add_error_handlers(app)
     _add_routes(app)
+
+    @app.middleware("http")
+    async def with_request_id(request: Request, call_next: Any) -> Response:
+        given = request.headers.get("x-request-id", "")
+        request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        server: ServerState | None = getattr(request.app.state, "server", None)
+        counted = server is not None and request.url.path.startswith("/v1/")
+        if counted and server.draining:  # arrived on an open connection after SIGTERM: not taken
+            response = _error(request, 503, "the server is shutting down: retry on another instance")
+            response.headers.update({"Retry-After": str(RETRY_AFTER_S), "Connection": "close"})
+        elif counted:
+            server.accepted += 1
+            response = await call_next(request)
+            server.answered += 1
+        else:
+            response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        return response
+
     return app
 
 
-def _error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=code, headers=headers)
+def _error(request: Request, code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "request_id": request_id(request)}}
+    return JSONResponse(body, status_code=code, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return _error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return _error(422, f"malformed request: {problems}")
+        return _error(request, 422, f"malformed request: {problems}")
 
 
 def _served(server: ServerState, name: str) -> Any:
@@ -201,7 +253,6 @@ def _info(server: ServerState, name: str) -> AdapterInfo:
         test_f1_macro=source.info.get("test_f1_macro"),
         trained_at=source.info.get("trained_at"),
         source=source.info.get("source", "job"),
-        path=str(source.path),
         shares_base=served.adapter_id is not None,
         similar_index_rows=len(index.labels) if index is not None else 0,
         precision=server.engine.precision,
@@ -220,6 +271,8 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", summary="readiness: every configured model loaded and warmed", responses=ERRORS)
     async def readyz(server: ServerState = Depends(state)) -> dict[str, Any]:
+        if server.draining:
+            raise HTTPException(503, "draining: shutting down", headers={"Retry-After": str(RETRY_AFTER_S)})
         if not server.ready:
             raise HTTPException(503, "loading models", headers={"Retry-After": str(RETRY_AFTER_S)})
         return {"status": "ready", "adapters": sorted(server.engine.models), "failed": server.failed}
@@ -229,7 +282,7 @@ def _add_routes(app: FastAPI) -> None:
         body, content_type = server.metrics.render(server.batcher.waiting_by_adapter())
         return Response(body, media_type=content_type)
 
-    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
+    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, dependencies=[Depends(api_client)])
     async def predict(body: PredictRequest, server: ServerState = Depends(state)) -> PredictResponse:
         start = time.perf_counter()
         served = _served(server, body.adapter)
@@ -252,7 +305,7 @@ def _add_routes(app: FastAPI) -> None:
             adapter=body.adapter, fingerprint=served.fingerprint, predictions=predictions, latency_ms=latency_ms
         )
 
-    @app.post("/v1/similar", response_model=SimilarResponse, responses=ERRORS)
+    @app.post("/v1/similar", response_model=SimilarResponse, responses=ERRORS, dependencies=[Depends(api_client)])
     async def similar(body: SimilarRequest, server: ServerState = Depends(state)) -> SimilarResponse:
         served = _served(server, body.adapter)
         _check_texts(server, [body.text])
@@ -278,22 +331,42 @@ def _add_routes(app: FastAPI) -> None:
         _served(server, name)
         return _info(server, name)
 
-    @app.put("/v1/adapters/{name}", response_model=AdapterInfo, responses=ERRORS)
-    async def put_adapter(name: str, body: PutAdapter, server: ServerState = Depends(state)) -> AdapterInfo:
+    management = {"responses": {**ERRORS, **AUTH_ERRORS}, "dependencies": [Depends(admin)]}
+
+    @app.put("/v1/adapters/{name}", response_model=AdapterInfo, **management)
+    async def put_adapter(
+        name: str, body: PutAdapter, request: Request, server: ServerState = Depends(state)
+    ) -> AdapterInfo:
+        """Load (or replace) `name` from a dir under adapter_roots: needs the admin token."""
+        path = allowed_path(body.path, server.settings.adapter_roots)
         try:
-            await server.load(name, body.path)
-        except UserError as err:
-            raise HTTPException(422, str(err)) from err
-        except Exception as err:  # a path the client named failed to load: its problem, not a 500
-            log.exception("PUT /v1/adapters/%s: %s failed to load", name, body.path)
-            raise HTTPException(422, f"{body.path} failed to load: {type(err).__name__}: {err}") from err
+            await server.load(name, str(path))
+        except UserError as err:  # lora_lab's own message (what is wrong, the fix), its server paths masked
+            log.warning("request %s: PUT /v1/adapters/%s from %s: %s", request_id(request), name, path, err)
+            raise HTTPException(422, f"could not load adapter {name!r}: {masked(str(err), path, server)}") from err
+        except Exception as err:  # an exception's text may name anything: the log has it, the client the id
+            rid = request_id(request)
+            log.exception("request %s: PUT /v1/adapters/%s from %s failed to load", rid, name, path)
+            raise HTTPException(
+                422, f"could not load adapter {name!r}: it failed to load; the server log has why, under request {rid}"
+            ) from err
         return _info(server, name)
 
-    @app.delete("/v1/adapters/{name}", responses=ERRORS)
+    @app.delete("/v1/adapters/{name}", **management)
     async def delete_adapter(name: str, server: ServerState = Depends(state)) -> dict[str, str]:
+        """Stop serving `name`: needs the admin token."""
         _served(server, name)
         await server.unload(name)
         return {"deleted": name}
+
+
+def masked(message: str, path: Path, server: ServerState) -> str:
+    """message with the loaded path and the adapter roots as placeholders: no server path leaves."""
+    message = message.replace(str(path), "<path>")
+    for root in server.settings.adapter_roots:
+        for form in (str(Path(root).expanduser().resolve()), root):
+            message = message.replace(form, "<adapter root>")
+    return message
 
 
 def _prediction(probs: torch.Tensor, id2label: dict[int, str], top_k: int) -> Prediction:

@@ -73,8 +73,7 @@ class AdapterInfo(BaseModel):
     test_acc: float | None
     test_f1_macro: float | None
     trained_at: str | None
-    source: str = Field(..., description="job or export")
-    path: str
+    source: str = Field(..., description="job or export (where it lies on the server is not shown)")
     shares_base: bool = Field(..., description="an adapter on a shared base (else a merged model alone)")
     similar_index_rows: int
     precision: str = Field(..., description="what its forward passes compute in: fp32, bf16 (autocast) or int8")
@@ -91,6 +90,7 @@ class PutAdapter(BaseModel):
 class ErrorBody(BaseModel):
     code: int
     message: str
+    request_id: str = Field(..., description="the server log's details of this request are under this id")
 
 
 class ErrorResponse(BaseModel):

@@ -61,6 +61,7 @@ def test_a_ddp_job_trains_on_two_ranks_and_rank_0_alone_writes_one_job_dir(tmp_p
         "metrics.json",
         "provenance.json",
         "status.json",
+        "test_sample.json",
         "train.log",
         "train_ddp_process_1.log",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,19 @@ from schemathesis import GenerationMode
 from lora_lab.serve.app import Settings, create_app
 from tests.helpers import TICKETS, live_server, require_or_skip
 
+ADMIN_TOKEN = "live-admin-token-0123456789abcdef"
+
 
 @pytest.fixture(scope="module")
 def server_url(served_jobs: dict[str, Path]) -> Iterator[str]:
-    app = create_app(Settings(adapters={n: str(p) for n, p in served_jobs.items()}, max_texts_per_request=16))
+    settings = Settings(
+        adapters={n: str(p) for n, p in served_jobs.items()},
+        max_texts_per_request=16,
+        management=True,
+        admin_token=ADMIN_TOKEN,
+        adapter_roots=[tempfile.gettempdir()],
+    )
+    app = create_app(settings)
     with live_server(app) as url:
         deadline = time.monotonic() + 120
         while httpx.get(f"{url}/readyz").status_code != 200:
@@ -87,9 +97,7 @@ def test_the_api_never_answers_5xx_to_what_its_schema_allows_or_not(server_url: 
         "PUT /v1/adapters/{name}",
         "DELETE /v1/adapters/{name}",
     }
-    for operation in operations:
-        if operation.method.upper() in ("PUT", "DELETE"):
-            continue  # below, on a name no test serves: a random DELETE must not remove a shared adapter
+    for operation in operations:  # management included: without the token, every one of those is refused
 
         @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -100,8 +108,12 @@ def test_the_api_never_answers_5xx_to_what_its_schema_allows_or_not(server_url: 
             no_server_error()
         except Unsatisfiable:
             assert mode == "negative"  # an operation without inputs (GET /healthz) has nothing to break
-    for method, body in (("PUT", {"path": "/nonexistent"}), ("PUT", {"path": 3}), ("PUT", {}), ("DELETE", None)):
-        _check(httpx.request(method, f"{server_url}/v1/adapters/fuzz-target", json=body))
+    # With the token, on a name no test serves (a random DELETE must not remove a shared adapter).
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    inside = f"{tempfile.gettempdir()}/no-such-model"
+    for method, body in (("PUT", {"path": inside}), ("PUT", {"path": "/etc"}), ("PUT", {"path": 3}), ("DELETE", None)):
+        _check(httpx.request(method, f"{server_url}/v1/adapters/fuzz-target", json=body, headers=admin))
+    assert httpx.get(f"{server_url}/v1/adapters/fuzz-target").status_code == 404
 
 
 def _check(response) -> None:

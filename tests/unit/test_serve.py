@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,9 +33,15 @@ from lora_lab.serve.sources import resolve_source
 from tests.helpers import TICKETS
 from tests.services import wait_for
 
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
 
 def _client(settings: Settings) -> TestClient:
-    return TestClient(create_app(settings))
+    """Management on, with the admin token sent on every request, loading from under the temp dir
+    (the auth itself: test_serve_auth.py)."""
+    settings.management, settings.admin_token = True, ADMIN_TOKEN
+    settings.adapter_roots = settings.adapter_roots or [tempfile.gettempdir()]
+    return TestClient(create_app(settings), headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
 
 
 def _wait_ready(client: TestClient) -> None:
