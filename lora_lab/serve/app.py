@@ -40,6 +40,7 @@ from lora_lab.serve.monitoring import Metrics
 from lora_lab.serve.schemas import (
     AdapterInfo,
     ErrorResponse,
+    FanOutResponse,
     LabelScore,
     Prediction,
     PredictRequest,
@@ -215,12 +216,26 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(request, 422, f"malformed request: {problems}")
 
 
-def _served(server: ServerState, name: str) -> Any:
+def _require_ready(server: ServerState) -> None:
     if not server.ready:
         raise HTTPException(503, "the server is still loading its models", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _served(server: ServerState, name: str) -> Any:
+    _require_ready(server)
     if name not in server.engine.models:
         raise HTTPException(404, f"no adapter {name!r}; loaded: {sorted(server.engine.models) or 'none'}")
     return server.engine.models[name]
+
+
+def _fan_out_names(server: ServerState, adapters: list[str] | str) -> list[str]:
+    """`adapters` as names: "*" is every loaded model, by name."""
+    if adapters != "*":
+        return list(adapters)
+    _require_ready(server)
+    if not server.engine.models:
+        raise HTTPException(404, "adapters='*' but no model is loaded")
+    return sorted(server.engine.models)
 
 
 def _check_texts(server: ServerState, texts: list[str]) -> None:
@@ -282,28 +297,43 @@ def _add_routes(app: FastAPI) -> None:
         body, content_type = server.metrics.render(server.batcher.waiting_by_adapter())
         return Response(body, media_type=content_type)
 
-    @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, dependencies=[Depends(api_client)])
-    async def predict(body: PredictRequest, server: ServerState = Depends(state)) -> PredictResponse:
+    @app.post(
+        "/v1/predict",
+        response_model=PredictResponse | FanOutResponse,
+        responses=ERRORS,
+        dependencies=[Depends(api_client)],
+    )
+    async def predict(body: PredictRequest, server: ServerState = Depends(state)) -> PredictResponse | FanOutResponse:
+        """Score the texts with `adapter`, or with each of `adapters` (fan-out: one block per adapter; the
+        requests join the same batches, and a base tokenizes a text once for all its adapters)."""
         start = time.perf_counter()
-        served = _served(server, body.adapter)
+        names = [body.adapter] if body.adapter is not None else _fan_out_names(server, body.adapters)
+        models = {name: _served(server, name) for name in names}
         texts = body.all_texts
-        with server.metrics.track(body.adapter, "predict"):
-            _check_texts(server, texts)
-            try:
-                probs = await server.batcher.predict(body.adapter, texts)
-            except QueueFull as err:
-                raise HTTPException(
-                    503, f"busy: {err}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
-                ) from err
-            except KeyError as err:
-                raise HTTPException(404, f"adapter {body.adapter!r} was unloaded while the request waited") from err
-        predictions = [_prediction(row, served.id2label, body.top_k) for row in probs]
-        latency_ms = 1000 * (time.perf_counter() - start)
-        if server.settings.log_path:
-            await asyncio.to_thread(_log_predictions, server.settings, body.adapter, texts, predictions, latency_ms)
-        return PredictResponse(
-            adapter=body.adapter, fingerprint=served.fingerprint, predictions=predictions, latency_ms=latency_ms
-        )
+        _check_texts(server, texts)
+
+        async def answer(name: str) -> PredictResponse:
+            with server.metrics.track(name, "predict"):
+                try:
+                    probs = await server.batcher.predict(name, texts)
+                except QueueFull as err:
+                    raise HTTPException(
+                        503, f"busy: {err}; retry shortly", headers={"Retry-After": str(RETRY_AFTER_S)}
+                    ) from err
+                except KeyError as err:
+                    raise HTTPException(404, f"adapter {name!r} was unloaded while the request waited") from err
+            predictions = [_prediction(row, models[name].id2label, body.top_k) for row in probs]
+            latency_ms = 1000 * (time.perf_counter() - start)
+            if server.settings.log_path:
+                await asyncio.to_thread(_log_predictions, server.settings, name, texts, predictions, latency_ms)
+            return PredictResponse(
+                adapter=name, fingerprint=models[name].fingerprint, predictions=predictions, latency_ms=latency_ms
+            )
+
+        results = await asyncio.gather(*(answer(name) for name in names))
+        if body.adapter is not None:
+            return results[0]
+        return FanOutResponse(results=list(results), latency_ms=1000 * (time.perf_counter() - start))
 
     @app.post("/v1/similar", response_model=SimilarResponse, responses=ERRORS, dependencies=[Depends(api_client)])
     async def similar(body: SimilarRequest, server: ServerState = Depends(state)) -> SimilarResponse:

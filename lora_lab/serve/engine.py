@@ -292,8 +292,11 @@ class Engine:
         for i, model in enumerate(models):
             by_cut.setdefault(model.truncation, []).append(i)
         for cut, rows in by_cut.items():
-            for i, row in zip(rows, cut.encode(base.tokenizer, [texts[i] for i in rows])[0]):
-                ids[i] = row
+            # A fan-out request brings the same text once per adapter: tokenized once, its ids shared.
+            unique = list(dict.fromkeys(texts[i] for i in rows))
+            encoded = dict(zip(unique, cut.encode(base.tokenizer, unique)[0]))
+            for i in rows:
+                ids[i] = encoded[texts[i]]
         return ids
 
     def _logits(self, base: Base, names: list[str | None], ids: list[list[int]]) -> list[torch.Tensor]:

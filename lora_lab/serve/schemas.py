@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_FAN_OUT = 32  # adapters one request may name: each is a forward pass over every text
 
 
 class PredictRequest(BaseModel):
-    """`texts` (several) or `text` (one), for the model named `adapter`."""
+    """`texts` (several) or `text` (one), for the model named `adapter`, or for each of `adapters`
+    (fan-out: every text scored by every named model; `"*"`: every loaded model)."""
 
     model_config = ConfigDict(extra="forbid")
     texts: list[str] | None = Field(None, description="texts to classify, answered in order")
     text: str | None = Field(None, description="one text (instead of texts)")
-    adapter: str = Field(..., description="a loaded model's name (GET /v1/adapters)")
+    adapter: str | None = Field(None, description="a loaded model's name (GET /v1/adapters)")
+    adapters: list[str] | Literal["*"] | None = Field(
+        None, description='fan-out, instead of adapter: several models\' names, or "*" for every loaded one'
+    )
     top_k: int = Field(3, ge=1, le=100, description="how many labels with their probabilities to return per text")
 
     @model_validator(mode="after")
@@ -20,6 +28,13 @@ class PredictRequest(BaseModel):
             raise ValueError("give exactly one of `texts` (a list) or `text` (a string)")
         if self.texts is not None and not self.texts:
             raise ValueError("`texts` is empty: give at least one text")
+        if (self.adapter is None) == (self.adapters is None):
+            raise ValueError('give exactly one of `adapter` (a name) or `adapters` (a list of names, or "*")')
+        if isinstance(self.adapters, list):
+            if not self.adapters or len(set(self.adapters)) != len(self.adapters):
+                raise ValueError("`adapters` must name at least one model, each once")
+            if len(self.adapters) > MAX_FAN_OUT:
+                raise ValueError(f"`adapters` names {len(self.adapters)} models; at most {MAX_FAN_OUT} per request")
         return self
 
     @property
@@ -42,6 +57,13 @@ class PredictResponse(BaseModel):
     adapter: str
     fingerprint: str = Field(..., description="sha256 of the base the model runs on (or of its merged dir)")
     predictions: list[Prediction]
+    latency_ms: float = Field(..., description="server time from the request's arrival to its answer")
+
+
+class FanOutResponse(BaseModel):
+    """One block per adapter, in the order asked (`"*"`: by name)."""
+
+    results: list[PredictResponse]
     latency_ms: float = Field(..., description="server time from the request's arrival to its answer")
 
 

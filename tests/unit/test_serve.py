@@ -23,6 +23,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from lora_lab.config.hardware import cpu_has_native_bf16
+from lora_lab.data.truncation import Truncation
 from lora_lab.errors import ConfigError
 from lora_lab.serve import batcher as batcher_module
 from lora_lab.serve.__main__ import adapters_as_new_keys
@@ -228,6 +229,11 @@ def test_similar_returns_training_texts_of_the_right_label(client: TestClient):
         ({"texts": [], "adapter": "sales"}, 422, "empty"),
         ({"texts": ["x"] * 9, "adapter": "sales"}, 413, "max_texts_per_request=8"),
         ({"text": "x" * 201, "adapter": "sales"}, 413, "max_text_chars=200"),
+        ({"text": "x", "adapter": "sales", "adapters": ["tickets"]}, 422, "exactly one of `adapter`"),
+        ({"text": "x", "adapters": []}, 422, "at least one model, each once"),
+        ({"text": "x", "adapters": ["sales", "sales"]}, 422, "at least one model, each once"),
+        ({"text": "x", "adapters": "all"}, 422, "adapters"),
+        ({"text": "x", "adapters": ["sales", "nope"]}, 404, "no adapter 'nope'"),
     ],
 )
 def test_client_errors_answer_with_a_code_and_a_message(client: TestClient, body: dict, code: int, message: str):
@@ -235,6 +241,38 @@ def test_client_errors_answer_with_a_code_and_a_message(client: TestClient, body
     assert response.status_code == code
     error = response.json()["error"]
     assert error["code"] == code and message in error["message"]
+
+
+def test_fan_out_answers_one_block_per_adapter_as_each_answers_alone(client: TestClient):
+    texts = ["need 40 more boxes asap", TICKETS["refund"], "a third text, of another length entirely"]
+    fanned = client.post("/v1/predict", json={"texts": texts, "adapters": ["tickets", "sales", "full"], "top_k": 100})
+    assert fanned.status_code == 200
+    results = fanned.json()["results"]
+    assert [r["adapter"] for r in results] == ["tickets", "sales", "full"] and fanned.json()["latency_ms"] > 0
+    for block in results:
+        alone = client.post("/v1/predict", json={"texts": texts, "adapter": block["adapter"], "top_k": 100}).json()
+        assert block["fingerprint"] == alone["fingerprint"]
+        for ours, theirs in zip(block["predictions"], alone["predictions"]):
+            assert ours["label"] == theirs["label"]
+            probs = {s["label"]: s["probability"] for s in theirs["top_k"]}
+            assert all(abs(s["probability"] - probs[s["label"]]) <= 1e-5 for s in ours["top_k"])
+    everyone = client.post("/v1/predict", json={"text": texts[0], "adapters": "*"}).json()["results"]
+    assert [r["adapter"] for r in everyone] == sorted(a["name"] for a in client.get("/v1/adapters").json())
+
+
+def test_a_base_tokenizes_a_fanned_out_text_once(jobs, monkeypatch: pytest.MonkeyPatch):
+    """Two adapters on one base with one truncation: the text is encoded once for both."""
+    engine = Engine(precision="fp32")
+    engine.load("a", resolve_source(jobs["sales"]))
+    engine.load("b", resolve_source(jobs["sales"]))
+    encoded: list[int] = []
+    encode = Truncation.encode
+    monkeypatch.setattr(
+        Truncation, "encode", lambda self, tok, texts: encoded.append(len(texts)) or encode(self, tok, texts)
+    )
+    both = engine.predict([("a", ["need 40 more boxes"]), ("b", ["need 40 more boxes"])])
+    assert encoded == [1]
+    torch.testing.assert_close(both[0], both[1], atol=1e-6, rtol=0)
 
 
 def test_a_body_that_is_not_json_is_422_not_500(client: TestClient):
