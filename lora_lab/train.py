@@ -116,6 +116,7 @@ def fit_and_test(cfg: DictConfig, run_dir: Path) -> dict:
             stack,
             latency_texts=job.datamodule.splits["test"].texts,
             seed=cfg.seed,
+            train_counts=job.datamodule.splits["train"].label_counts(),
         )
         job.log_summary(metrics)
     job.drop_checkpoints()

@@ -1,7 +1,8 @@
 """JobDir: a job's dir as every reader sees it, its file names in one place.
 
     metrics.json          what the job measured, written last: its presence says the job finished
-    labels.json           {"id2label": {"0": <label>, ...}}: the label of each class id (an export holds it too)
+    labels.json           {"id2label": {"0": <label>, ...}, "train_counts": {<label>: rows}}: the label of each
+                          class id and the training split's rows per label (an export holds it too)
     status.json           running -> complete | pruned | failed | duplicate (job/record.py writes it)
     provenance.json       code, versions, data files (job/provenance.py)
     .hydra/config.yaml    the job's composed config; .hydra/overrides.yaml its command-line overrides
@@ -137,8 +138,17 @@ class JobDir:
         id2label = self.id2label()
         return [id2label[i] for i in range(len(id2label))]
 
-    def write_labels(self, labels: list[str]) -> None:
-        write_json(self.labels_path, {"id2label": {str(i): label for i, label in enumerate(labels)}})
+    def write_labels(self, labels: list[str], train_counts: dict[str, int] | None = None) -> None:
+        """labels.json: the label of each class id, and the training split's rows per label (what the
+        server's drift gauge compares live predictions with)."""
+        record: dict[str, Any] = {"id2label": {str(i): label for i, label in enumerate(labels)}}
+        if train_counts is not None:
+            record["train_counts"] = {label: int(train_counts.get(label, 0)) for label in labels}
+        write_json(self.labels_path, record)
+
+    def train_label_counts(self) -> dict[str, int] | None:
+        """The training split's rows per label, or None (a job from before labels.json kept them)."""
+        return read_json(self.labels_path).get("train_counts")
 
     @property
     def predictions_path(self) -> Path:

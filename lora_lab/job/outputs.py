@@ -125,14 +125,16 @@ def write_job_outputs(
     stack: Stack | None = None,
     latency_texts: Sequence[str] = (),
     seed: int = 0,
+    train_counts: dict[str, int] | None = None,
 ) -> dict:
     """Write every artifact atomically and return the final metrics (with artifact sizes).
     `truncation` goes into merged/ beside the tokenizer, so a Predictor cuts texts as training did;
     a stack goes to stack/, and merged/ points at it (models/stack.py). `latency_texts` (the test
-    texts): the shipped model answers a seeded sample of them one at a time (job/latency.py)."""
+    texts): the shipped model answers a seeded sample of them one at a time (job/latency.py).
+    `train_counts`: the training split's rows per label, kept in labels.json."""
     labels = [classifier.id2label[i] for i in range(len(classifier.id2label))]
     job_dir = JobDir(run_dir)
-    job_dir.write_labels(labels)
+    job_dir.write_labels(labels, train_counts)
     if stack is not None:
         with atomic_dir(job_dir.stack_dir) as tmp:
             stack.save(tmp)

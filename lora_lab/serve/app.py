@@ -49,6 +49,7 @@ from lora_lab.serve.schemas import (
     SimilarExample,
     SimilarRequest,
     SimilarResponse,
+    Telemetry,
 )
 from lora_lab.serve.sources import resolve_source
 
@@ -103,7 +104,9 @@ class ServerState:
         source = await asyncio.to_thread(resolve_source, path)  # reads small JSON files only
         async with self.loading:  # one load at a time; requests keep being served meanwhile
             served = await self.batcher.call(self.engine.load, name, source)
+            self.metrics.quality.forget(name)  # a replaced model starts a new window
             await self.batcher.call(self.engine.predict, [(name, ["warm-up"])])
+            await self.batcher.call(self.engine.reset_counts, name)  # the warm-up is no traffic
             self.indexes[name] = await self.batcher.call(
                 build_index, self.engine, served, self.settings.similar_max_rows
             )
@@ -123,7 +126,9 @@ class ServerState:
     async def unload(self, name: str) -> None:
         async with self.loading:
             await self.batcher.call(self.engine.unload, name)
+            await self.batcher.call(self.engine.reset_counts, name)
             self.indexes.pop(name, None)
+            self.metrics.quality.forget(name)
 
 
 def state(request: Request) -> ServerState:
@@ -272,6 +277,11 @@ def _info(server: ServerState, name: str) -> AdapterInfo:
         similar_index_rows=len(index.labels) if index is not None else 0,
         precision=server.engine.precision,
         stack_weight=served.stack.weight if served.stack is not None else None,
+        telemetry=Telemetry(
+            **server.metrics.quality.summary(
+                name, source.train_counts, server.engine.texts_scored[name], server.engine.texts_long[name]
+            )
+        ),
     )
 
 
@@ -294,7 +304,10 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.get("/metrics", summary="Prometheus text format")
     async def metrics(server: ServerState = Depends(state)) -> Response:
-        body, content_type = server.metrics.render(server.batcher.waiting_by_adapter())
+        engine = server.engine  # its counters grow on the model thread: copied (dict() holds the GIL)
+        body, content_type = server.metrics.render(
+            server.batcher.waiting_by_adapter(), dict(engine.texts_scored), dict(engine.texts_long)
+        )
         return Response(body, media_type=content_type)
 
     @app.post(
@@ -323,6 +336,9 @@ def _add_routes(app: FastAPI) -> None:
                 except KeyError as err:
                     raise HTTPException(404, f"adapter {name!r} was unloaded while the request waited") from err
             predictions = [_prediction(row, models[name].id2label, body.top_k) for row in probs]
+            server.metrics.quality.observe(
+                name, [p.label for p in predictions], [p.score for p in predictions], models[name].source.train_counts
+            )
             latency_ms = 1000 * (time.perf_counter() - start)
             if server.settings.log_path:
                 await asyncio.to_thread(_log_predictions, server.settings, name, texts, predictions, latency_ms)

@@ -24,6 +24,7 @@ so `set_adapter` and a forward never interleave.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -133,6 +134,10 @@ class Engine:
         self.quantize = quantize
         self.bases: dict[str, Base] = {}
         self.models: dict[str, Served] = {}
+        # Per model name, counted on the model thread, read by /metrics: texts scored, and of them those
+        # longer than max_length (cut, or read in windows), whatever the model then made of them.
+        self.texts_scored: Counter[str] = Counter()
+        self.texts_long: Counter[str] = Counter()
         self._loads = 0  # adapter ids are fresh per load, so a replacement loads beside the old one
 
     # --- loading -----------------------------------------------------------------------------
@@ -271,7 +276,11 @@ class Engine:
             base = self.bases[key]
             served = [self.models[r[2]] for r in base_rows]
             # A chunked model's text is several windows: each runs as a row, their logits are averaged.
-            windows, owner = flatten_windows(self._encode(base, served, [r[3] for r in base_rows]))
+            ids, lengths = self._encode(base, served, [r[3] for r in base_rows])
+            for model, length in zip(served, lengths):  # telemetry: texts longer than the model reads whole
+                self.texts_scored[model.name] += 1
+                self.texts_long[model.name] += length > model.truncation.max_length
+            windows, owner = flatten_windows(ids)
             logits = self._logits(base, [served[t].adapter_id for t in owner], windows)
             # Row by row: models sharing a base may have different label counts.
             per_text: list[list[torch.Tensor]] = [[] for _ in base_rows]
@@ -284,20 +293,28 @@ class Engine:
                 out[i] = stack.mix(out[i], texts)
         return out
 
+    def reset_counts(self, name: str) -> None:
+        """Start `name`'s telemetry counts afresh (after its warm-up; when it is replaced or unloaded)."""
+        self.texts_scored.pop(name, None)
+        self.texts_long.pop(name, None)
+
     @staticmethod
-    def _encode(base: Base, models: list[Served], texts: list[str]) -> list[Row]:
-        """Each text's token ids, cut (or cut into windows) as its own model's training did (models may differ)."""
+    def _encode(base: Base, models: list[Served], texts: list[str]) -> tuple[list[Row], list[int]]:
+        """Each text's token ids, cut (or cut into windows) as its own model's training did (models may
+        differ), and its full length in tokens."""
         ids: list[Row] = [[] for _ in texts]
+        lengths = [0] * len(texts)
         by_cut: dict[Truncation, list[int]] = {}
         for i, model in enumerate(models):
             by_cut.setdefault(model.truncation, []).append(i)
         for cut, rows in by_cut.items():
             # A fan-out request brings the same text once per adapter: tokenized once, its ids shared.
             unique = list(dict.fromkeys(texts[i] for i in rows))
-            encoded = dict(zip(unique, cut.encode(base.tokenizer, unique)[0]))
+            cut_ids, full = cut.encode(base.tokenizer, unique)
+            encoded = {text: (row, n) for text, row, n in zip(unique, cut_ids, full)}
             for i in rows:
-                ids[i] = encoded[texts[i]]
-        return ids
+                ids[i], lengths[i] = encoded[texts[i]]
+        return ids, lengths
 
     def _logits(self, base: Base, names: list[str | None], ids: list[list[int]]) -> list[torch.Tensor]:
         """One logits row per text, through each text's own adapter id (None: the base is a merged model).

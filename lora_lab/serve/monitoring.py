@@ -1,4 +1,5 @@
-"""GET /metrics: Prometheus counters and histograms per adapter (prometheus-client, its own registry)."""
+"""GET /metrics: Prometheus counters and histograms per adapter (prometheus-client, its own registry):
+traffic here, what the models answer in quality.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from contextlib import contextmanager
 
 from fastapi import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from lora_lab.serve.quality import Quality
 
 # Milliseconds to seconds: micro-batched single texts take a few ms; a queue under load, hundreds.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -38,6 +41,7 @@ class Metrics:
             registry=self.registry,
         )
         self.queue = Gauge("lora_lab_queue_texts", "texts waiting for a batch", ["adapter"], registry=self.registry)
+        self.quality = Quality(self.registry)
 
     @contextmanager
     def track(self, adapter: str, endpoint: str) -> Iterator[None]:
@@ -60,8 +64,12 @@ class Metrics:
         for name, n in counts.items():
             self.batch_size.labels(name).observe(n)
 
-    def render(self, waiting: dict[str, int]) -> tuple[bytes, str]:
-        """The text format, with the queue gauge set from `waiting` (texts per adapter) as scraped."""
+    def render(
+        self, waiting: dict[str, int], scored: dict[str, int] | None = None, long: dict[str, int] | None = None
+    ) -> tuple[bytes, str]:
+        """The text format, with the queue gauge set from `waiting` (texts per adapter) as scraped, and
+        each adapter's share of long texts from the engine's counts."""
         for name, n in waiting.items():
             self.queue.labels(name).set(n)
+        self.quality.set_long_shares(scored or {}, long or {})
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

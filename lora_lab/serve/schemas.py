@@ -85,6 +85,22 @@ class SimilarResponse(BaseModel):
     examples: list[SimilarExample]
 
 
+class Telemetry(BaseModel):
+    """What the model has answered since it loaded (serve/quality.py)."""
+
+    texts: int = Field(..., description="texts answered")
+    window: int = Field(..., description="of them, the last ones the shares and the drift are over (at most 1,000)")
+    label_shares: dict[str, float] = Field(..., description="top-label shares over the window")
+    mean_top1: float | None = Field(..., description="mean probability of the top label")
+    long_share: float | None = Field(..., description="share of texts longer than the model reads whole")
+    drift: float | None = Field(
+        ...,
+        description="total variation distance from the training split's label shares (None: under 100 texts, "
+        "or no reference)",
+    )
+    has_reference: bool = Field(..., description="the job kept its training split's label counts")
+
+
 class AdapterInfo(BaseModel):
     name: str
     labels: list[str]
@@ -99,6 +115,7 @@ class AdapterInfo(BaseModel):
     shares_base: bool = Field(..., description="an adapter on a shared base (else a merged model alone)")
     similar_index_rows: int
     precision: str = Field(..., description="what its forward passes compute in: fp32, bf16 (autocast) or int8")
+    telemetry: Telemetry
     stack_weight: float | None = Field(
         None, description="a stacked model: the trained model's weight in its mix with TF-IDF (else null)"
     )

@@ -38,6 +38,7 @@ class ModelSource:
     fingerprint: str | None = None  # the base's, as recorded by an export (a job dir: computed on load)
     dataset: DictConfig | None = None  # the training data's Source config: /v1/similar's index
     truncation: Truncation | None = None  # how training cut long texts: the server cuts them alike
+    train_counts: dict[str, int] | None = None  # the training split's rows per label: the drift gauge's reference
     info: dict[str, Any] = field(default_factory=dict)  # rank, test metrics, trained_at: GET /v1/adapters
 
     @property
@@ -141,7 +142,16 @@ def _checked(root: Path, backbone: DictConfig, seed: int, regime: str, info: dic
     if stack_dir is None and merged_dir is not None and stack_dir_of(merged_dir) is not None:
         raise ConfigError(f"{root}: merged/ belongs to a stack, but {root}/stack/ is missing; copy it from the job")
     return ModelSource(
-        root, regime, _resolved(backbone), seed, id2label, adapter_dir, merged_dir, stack_dir=stack_dir, info=info
+        root,
+        regime,
+        _resolved(backbone),
+        seed,
+        id2label,
+        adapter_dir,
+        merged_dir,
+        stack_dir=stack_dir,
+        info=info,
+        train_counts=JobDir(root).train_label_counts(),
     )
 
 

@@ -52,7 +52,13 @@ def _chromium():
 
     options = Options()
     options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1300",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(driver), options=options)  # a given driver: nothing is downloaded
 
@@ -76,12 +82,20 @@ def test_the_page_classifies_a_typed_text_with_the_picked_adapter(server_url: st
         sales = browser.find_element(By.CSS_SELECTOR, ".card[data-adapter='sales'] .predicted").text
         bars = len(browser.find_elements(By.CSS_SELECTOR, ".card[data-adapter='tickets'] .bar"))
         similar = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card[data-adapter='tickets'] .similar li")]
+        # The telemetry table, refreshed after the answers: the tickets model has answered, against its training mix.
+        row = "#telemetry tr[data-adapter='tickets'] td"
+        wait.until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, row) and b.find_elements(By.CSS_SELECTOR, row)[1].text != "0"
+        )
+        telemetry = [e.text for e in browser.find_elements(By.CSS_SELECTOR, row)]
         browser.save_screenshot(os.environ.get("LORA_LAB_PAGE_SCREENSHOT", str(tmp_path / "page.png")))
     finally:
         browser.quit()
     assert tickets == "refund"  # the rendered label, from the adapter picked on the page
     assert sales not in TICKETS  # side by side: the other adapter answers in its own label set
     assert bars == 3 and similar and similar[0].startswith("[refund]")  # 3 labels' bars; nearest training texts
+    assert telemetry[0] == "tickets" and int(telemetry[1]) >= 1 and "refund" in telemetry[2]
+    assert telemetry[5].startswith("after 100 texts")  # too few for a drift figure yet
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
