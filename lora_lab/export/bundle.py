@@ -79,11 +79,12 @@ class FinishedJob:
 
 @dataclass
 class Export:
-    """A written export: where, its metadata and (onnx=true) the ONNX check."""
+    """A written export: where, its metadata, (onnx=true) the ONNX check and (merged/) its loaders' check."""
 
     out: Path
     meta: dict[str, Any]
     onnx_check: dict[str, Any] | None
+    checks: dict[str, Any] | None = None
 
     def summary(self) -> str:
         meta = self.meta
@@ -100,8 +101,7 @@ class Export:
                 f"  onnx: {check['agreement']:.2%} of {check['rows']} test rows predicted as PyTorch does "
                 f"(accuracy onnx {check['accuracy_onnx']:.4f}, pytorch {check['accuracy_pytorch']:.4f})"
             )
-        if (self.out / CHECK_FILE).is_file():
-            loaders = read_json(self.out / CHECK_FILE)
+        if (loaders := self.checks) is not None:
             figures = ", ".join(
                 f"{name} {result['skipped']}" if "skipped" in result else f"{name} {result['max_abs_diff']:.1e}"
                 for name, result in loaders["loaders"].items()
@@ -137,8 +137,9 @@ def export_job(
     # and proves the export's weights load before anything is written.
     classifier, tokenizer = load_trained(run_dir, job.cfg, regime, "auto", backbone)
     datamodule = instantiate(job.cfg.data, tokenizer=tokenizer, labels=job.labels)
-    test_split = readable_test_split(datamodule) if onnx or JobDir(run_dir).test_sample() is None else None
-    sample, sample_from = check_texts(job, test_split)
+    kept_sample = JobDir(run_dir).test_sample()
+    test_split = readable_test_split(datamodule) if onnx or kept_sample is None else None
+    sample, sample_from = check_texts(job, kept_sample, test_split)
     base = base_model_name(job.cfg)
     paths = OmegaConf.to_container(job.cfg.paths, resolve=True)
     roots = machine_roots(run_dir.resolve(), paths, JobDir(run_dir).provenance())
@@ -150,7 +151,7 @@ def export_job(
         copy_weights(job, tmp, base)
         shutil.copy2(JobDir(run_dir).labels_path, tmp / LABELS_FILE)
         tokenizer.save_pretrained(str(tmp))
-        onnx_check = None
+        onnx_check = loaders = None
         if job.has_merged:
             ready_merged(tmp / "merged", classifier, tokenizer)
             if isinstance(classifier, PooledClassifier):
@@ -175,10 +176,13 @@ def export_job(
         provenance = scrub(JobDir(run_dir).provenance(), roots)
         if provenance is not None:
             write_json(tmp / PROVENANCE_FILE, provenance)
-        card_checks = read_json(tmp / CHECK_FILE) if (tmp / CHECK_FILE).is_file() else None
-        label_counts = train_label_counts(datamodule) if test_split is not None or sample is None else None
+        # A job keeps its training rows per label in labels.json; an older one's are read from the data,
+        # where the export loaded it.
+        label_counts = JobDir(run_dir).train_label_counts() or (
+            train_label_counts(datamodule) if test_split is not None else None
+        )
         write_text(
-            tmp / "README.md", model_card(meta, job.metrics, config, label_counts, provenance, card_checks, onnx_check)
+            tmp / "README.md", model_card(meta, job.metrics, config, label_counts, provenance, loaders, onnx_check)
         )
         if found := leaks(tmp, [root for root, _ in roots]):
             raise ConfigError(
@@ -186,7 +190,7 @@ def export_job(
                 + "\n  ".join(found)
                 + "\nThis is a lora_lab bug (a field export/portable.py does not rewrite): please report it."
             )
-    return Export(out, meta, onnx_check)
+    return Export(out, meta, onnx_check, loaders)
 
 
 def readable_test_split(datamodule: TextClassificationDataModule) -> TextClassificationDataModule | None:
@@ -199,11 +203,14 @@ def readable_test_split(datamodule: TextClassificationDataModule) -> TextClassif
     return datamodule
 
 
-def check_texts(job: FinishedJob, test_split: TextClassificationDataModule | None) -> tuple[list[str], str]:
-    """The texts the loaders are checked on: test_sample.json, else the same seeded sample of the split."""
+def check_texts(
+    job: FinishedJob, sample: dict[str, Any] | None, test_split: TextClassificationDataModule | None
+) -> tuple[list[str], str]:
+    """The texts the loaders are checked on: the job's test_sample.json (`sample`), else the same seeded
+    sample of the split."""
     from lora_lab.job.outputs import split_sample
 
-    if (sample := JobDir(job.run_dir).test_sample()) is None:
+    if sample is None:
         if test_split is None:
             raise ConfigError(
                 f"run_dir={job.run_dir}: the job has no test_sample.json (it was trained before lora_lab kept "

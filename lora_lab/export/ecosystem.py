@@ -56,19 +56,20 @@ def ready_merged(merged: Path, classifier: Classifier, tokenizer: PreTrainedToke
 def ready_onnx(onnx_dir: Path, merged: Path, tokenizer: PreTrainedTokenizerBase) -> None:
     """onnx/ as Optimum opens it: the labels' config.json (no auto_map: the graph is the whole model,
     head and pooling included) and the tokenizer beside model.onnx."""
-    config = {k: v for k, v in read_json(merged / MODEL_CONFIG).items() if k not in ("auto_map", "lora_lab")}
-    write_json(onnx_dir / MODEL_CONFIG, config)
+    write_json(onnx_dir / MODEL_CONFIG, plain_config(merged))
     tokenizer.save_pretrained(str(onnx_dir))
+
+
+def plain_config(merged: Path) -> dict[str, Any]:
+    """merged/config.json without what only its remote code reads (auto_map, lora_lab's pooling)."""
+    return {k: v for k, v in read_json(merged / MODEL_CONFIG).items() if k not in ("auto_map", "lora_lab")}
 
 
 def write_st(st_dir: Path, merged: Path, classifier: PooledClassifier, tokenizer: PreTrainedTokenizerBase) -> None:
     """st/: the fine-tuned body, its pooling and a Normalize module (sentence-transformers' layout)."""
     st_dir.mkdir()
-    for name in ("model.safetensors", MODEL_CONFIG):
-        shutil.copy2(merged / name, st_dir / name)
-    config = {k: v for k, v in read_json(st_dir / MODEL_CONFIG).items() if k not in ("auto_map", "lora_lab")}
-    config["architectures"] = [type(classifier.transformer).__name__]
-    write_json(st_dir / MODEL_CONFIG, config)
+    shutil.copy2(merged / "model.safetensors", st_dir / "model.safetensors")
+    write_json(st_dir / MODEL_CONFIG, plain_config(merged) | {"architectures": [type(classifier.transformer).__name__]})
     tokenizer.save_pretrained(str(st_dir))
     hidden = classifier.transformer.config.hidden_size
     pooling: dict[str, Any] = {"word_embedding_dimension": hidden} | {key: False for key in ST_POOLING.values()}

@@ -126,7 +126,6 @@ class ServerState:
     async def unload(self, name: str) -> None:
         async with self.loading:
             await self.batcher.call(self.engine.unload, name)
-            await self.batcher.call(self.engine.reset_counts, name)
             self.indexes.pop(name, None)
             self.metrics.quality.forget(name)
 

@@ -238,6 +238,7 @@ class Engine:
 
     def unload(self, name: str) -> None:
         self._release(self.models.pop(name))
+        self.reset_counts(name)
 
     def _release(self, served: Served) -> None:
         """Drop a model's adapter and head; free its base once no model uses it."""

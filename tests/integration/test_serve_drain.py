@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,16 +21,10 @@ import httpx
 from fastapi.testclient import TestClient
 
 from lora_lab.serve.app import Settings, create_app
-from tests.helpers import TICKETS
+from tests.helpers import TICKETS, free_port
 from tests.services import wait_for
 
 CLIENTS = 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_sigterm_under_load_answers_every_request_the_server_took(served_jobs: dict[str, Path], tmp_path: Path):
