@@ -92,7 +92,7 @@ bench-quick: install ## Smoke-check the benchmark: 1,001 Banking77 rows, 1 epoch
 bench-startup: install ## Time --help and config errors of the entry points (seconds); ARGS="--against ../other-checkout"
 	$(PY) scripts/bench_startup.py $(ARGS)
 
-bench-serve: install ## Load-test the server on loopback (batching, mixed adapters, int8, memory; minutes); ARGS="--job outputs/<...>"
+bench-serve: install ## Load-test the server on loopback (batching, mixed adapters, precision, int8, memory, SIGTERM drain; ~10 min); ARGS="--job outputs/<...> [--against <checkout>] [--parts table drain overhead]"
 	$(PY) scripts/load_test.py $(ARGS)
 
 bench-storage: install ## Per-trial cost of SQLite, journal and PostgreSQL studies with 3 workers (PostgreSQL from the test fixture; a minute)

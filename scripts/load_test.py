@@ -22,13 +22,16 @@ import asyncio
 import csv
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +69,10 @@ def free_port() -> int:
 class Server:
     """A `python -m lora_lab.serve` process on loopback, stopped on exit."""
 
-    def __init__(self, adapters: dict[str, Path], workdir: Path, **settings: object):
+    def __init__(
+        self, adapters: dict[str, Path], workdir: Path, code: Path = REPO, env: dict | None = None, **settings: object
+    ):
+        """`code`: the checkout whose lora_lab serves (another one for --against), with this venv's packages."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [f"adapters.{n}={p}" for n, p in adapters.items()]
@@ -75,10 +81,10 @@ class Server:
         self.log = open(workdir / f"server-{self.port}.log", "w")  # closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "lora_lab.serve", *args],
-            cwd=REPO,
+            cwd=code,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(code), **(env or {})},
         )
 
     def __enter__(self) -> Server:
@@ -95,7 +101,7 @@ class Server:
         raise RuntimeError("the server did not get ready in 600 s")
 
     def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
+        self.process.terminate()  # a no-op once a drain run's SIGTERM has ended it
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -117,20 +123,25 @@ class Connection:
     quarter of what the server had left. This costs a few tens of microseconds per request.
     """
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, headers: bytes = b""):
         self.port = port
+        self.headers = headers  # extra header lines, each ending in \r\n (an API token)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes) -> int:
-        """The response's status code (its body is read and dropped)."""
+        """The response's status code (its body is read and dropped). ConnectionRefusedError: nothing
+        listens; ConnectionResetError: the server closed the connection before answering."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         self.writer.write(
-            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+            b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), self.headers, len(body), body)
         )
-        status = int((await self.reader.readline()).split()[1])
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionResetError("closed before an answer")
+        status = int(status_line.split()[1])
         length = 0
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
@@ -142,10 +153,17 @@ class Connection:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        self.reader = self.writer = None
 
 
 async def load(
-    port: int, adapters: list[str], texts: list[str], clients: int, seconds: float, max_requests: int
+    port: int,
+    adapters: list[str],
+    texts: list[str],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    headers: bytes = b"",
 ) -> Run:
     """`clients` concurrent clients, each sending one text per request until the time or request budget ends."""
     bodies = [json.dumps({"text": t, "adapter": a, "top_k": 1}).encode() for t in texts for a in adapters]
@@ -156,7 +174,7 @@ async def load(
 
     async def client(i: int) -> None:
         nonlocal errors, sent
-        connection = Connection(port)
+        connection = Connection(port, headers)
         try:
             while time.perf_counter() < deadline and sent < max_requests:
                 body = bodies[(sent * len(adapters) + i) % len(bodies)]  # texts in turn, adapters mixed
@@ -186,6 +204,100 @@ def measure(name: str, server: Server, adapters: list[str], texts: list[str], ar
             flush=True,
         )
     return runs
+
+
+async def drain_run(port: int, signal_server, adapter: str, texts: list[str], clients: int) -> Counter[str]:
+    """`clients` keep-alive clients under load; `signal_server()` once they have 4 answers each on
+    average; each client then goes on until it is refused (connection refused, or 503). Returns what
+    each request got: a status code, "refused", or "closed before an answer"."""
+    outcomes: Counter[str] = Counter()
+    enough = asyncio.Event()
+    bodies = [json.dumps({"text": t, "adapter": adapter, "top_k": 1}).encode() for t in texts]
+
+    async def client(i: int) -> None:
+        connection, n = Connection(port), i
+        while True:
+            try:
+                outcome = str(await connection.post("/v1/predict", bodies[n % len(bodies)]))
+            except ConnectionRefusedError:
+                outcome = "refused"
+            except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
+                outcome = "closed before an answer"  # reopened on the next request
+                connection.close()
+            n += clients
+            outcomes[outcome] += 1
+            if outcomes["200"] >= 4 * clients:
+                enough.set()
+            if outcome in ("refused", "503"):
+                connection.close()
+                return
+
+    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    await asyncio.wait_for(enough.wait(), 600)
+    signal_server()
+    await asyncio.wait_for(asyncio.gather(*tasks), 600)
+    return outcomes
+
+
+@dataclass
+class Drain:
+    taken: int  # the server's own counts, from its "drained: ..." log line
+    answered: int
+    outcomes: Counter[str]  # what the clients got
+
+    @property
+    def lost(self) -> int:
+        """Taken but unanswered, or answered but not received as a 200."""
+        return max(self.taken - self.answered, self.taken - self.outcomes["200"], 0)
+
+
+def drain(adapter: Path, root: Path, texts: list[str], runs: int) -> list[Drain]:
+    """`runs` times: a fresh server (precision auto), 32 clients, SIGTERM mid-load."""
+    results = []
+    for i in range(runs):
+        with Server({"a0": adapter}, root, drain_seconds=120) as server:
+            outcomes = asyncio.run(
+                drain_run(server.port, lambda: server.process.send_signal(signal.SIGTERM), "a0", texts, 32)
+            )
+            server.process.wait(timeout=600)
+            log = Path(server.log.name).read_text()
+        found = re.search(r"drained: (\d+) requests accepted, (\d+) answered", log)
+        taken, answered = map(int, found.groups()) if found else (-1, -1)
+        results.append(Drain(taken, answered, outcomes))
+        print(f"  drain run {i + 1}: taken {taken}, answered {answered}, clients saw {dict(outcomes)}", flush=True)
+    return results
+
+
+def overhead(adapter: Path, root: Path, against: Path, texts: list[str], args: argparse.Namespace) -> None:
+    """`args.code` (this checkout by default) with an API token required, and its telemetry, vs `against`,
+    a checkout without them, both precision=auto: alternating rounds of 1 and 32 clients on two live servers."""
+    token = "load-test-api-token-0123456789"
+    this = Server({"a0": adapter}, root, code=args.code, env={"LORA_LAB_API_TOKENS": token})
+    other = Server({"a0": adapter}, root, code=against)
+    sides = {"this": (this, f"Authorization: Bearer {token}\r\n".encode()), "against": (other, b"")}
+    p50: dict[str, list[float]] = {k: [] for k in sides}
+    rps: dict[str, list[float]] = {k: [] for k in sides}
+    with this, other:
+        for server, headers in sides.values():  # warm-up
+            asyncio.run(load(server.port, ["a0"], texts, 4, 2, 200, headers))
+        for r in range(args.rounds):
+            order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]  # ABBA: no side always first
+            for name, (server, headers) in order:
+                one = asyncio.run(load(server.port, ["a0"], texts, 1, args.seconds, args.max_requests, headers))
+                many = asyncio.run(load(server.port, ["a0"], texts, 32, args.seconds, args.max_requests, headers))
+                assert one.errors == many.errors == 0, f"{name}: errors"
+                p50[name].append(one.percentile(50))
+                rps[name].append(many.rps)
+                print(f"  round {r + 1} {name:8}: 1 client p50 {p50[name][-1]:.1f} ms, 32 clients {many.rps:.0f} req/s")
+    med = statistics.median
+    p50_ratio = med(a / b for a, b in zip(p50["this"], p50["against"]))
+    rps_ratio = med(a / b for a, b in zip(rps["this"], rps["against"]))
+    print(
+        f"\nauthentication + telemetry vs {against}: 1 client p50 {med(p50['this']):.1f} vs "
+        f"{med(p50['against']):.1f} ms "
+        f"(x{p50_ratio:.3f} per round, median); 32 clients {med(rps['this']):.0f} vs {med(rps['against']):.0f} req/s "
+        f"(x{rps_ratio:.3f}); target: at most 3% either way"
+    )
 
 
 def banking77_texts(limit: int = 2000) -> list[str]:
@@ -235,21 +347,52 @@ def main() -> None:
     parser.add_argument("--job", type=Path, required=True, help="a finished MiniLM LoRA job dir (make train)")
     parser.add_argument("--seconds", type=float, default=8.0, help="per (configuration, clients) run")
     parser.add_argument("--max-requests", type=int, default=4000, help="per (configuration, clients) run")
+    parser.add_argument("--parts", nargs="+", choices=("table", "drain", "overhead"), default=["table", "drain"])
+    parser.add_argument("--drain-runs", type=int, default=5, help="SIGTERM under 32 clients, a fresh server each")
+    parser.add_argument(
+        "--against", type=Path, help="another checkout (git worktree add ...): table runs each configuration on both"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="overhead: alternating rounds")
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose server is measured")
     args = parser.parse_args()
+    if "overhead" in args.parts and args.against is None:
+        parser.error("--parts overhead needs --against <a checkout without authentication and telemetry>")
     texts = banking77_texts()
     adapter_bytes = sum(p.stat().st_size for p in (args.job / "adapter").iterdir())
     with tempfile.TemporaryDirectory(prefix="lora_lab_load_") as tmp:
         root = Path(tmp)
         copies = adapter_copies(args.job, 10, root)
-        runs: list[Run] = []
-        for name, served, settings in configurations(copies):
-            with Server(served, root, **settings) as server:
-                if name == "fp32, batching on":
-                    rss_one = server.rss_mb()  # loaded and warmed, before traffic: as the 10-adapter one
-                runs += measure(name, server, list(served), texts, args)
-        with Server(copies, root, precision="fp32") as server:
-            rss_ten = server.rss_mb()
-    report(runs, rss_one, rss_ten, adapter_bytes)
+        args.code = args.code.resolve()
+        if "overhead" in args.parts:
+            overhead(copies["a0"], root, args.against.resolve(), texts, args)
+        if "table" in args.parts:
+            runs: list[Run] = []
+            paired: list[Run] = []  # the same configurations on --against, each right after this checkout's
+            for name, served, settings in configurations(copies):
+                with Server(served, root, code=args.code, **settings) as server:
+                    if name == "fp32, batching on":
+                        rss_one = server.rss_mb()  # loaded and warmed, before traffic: as the 10-adapter one
+                    runs += measure(name, server, list(served), texts, args)
+                if args.against is not None:
+                    with Server(served, root, code=args.against.resolve(), **settings) as server:
+                        paired += measure(f"{name} [against]", server, list(served), texts, args)
+            with Server(copies, root, code=args.code, precision="fp32") as server:
+                rss_ten = server.rss_mb()
+        drains = drain(copies["a0"], root, texts, args.drain_runs) if "drain" in args.parts else []
+    if "table" in args.parts:
+        report(runs + paired, rss_one, rss_ten, adapter_bytes)
+        for mine, theirs in zip(runs, paired):
+            print(
+                f"{mine.config:<30} {mine.clients:>2} clients: {mine.rps:6.1f} vs {theirs.rps:6.1f} req/s against "
+                f"(x{mine.rps / max(theirs.rps, 1e-9):.2f}), "
+                f"p50 {mine.percentile(50):.1f} vs {theirs.percentile(50):.1f} ms"
+            )
+    if drains:
+        taken, answered = sum(d.taken for d in drains), sum(d.answered for d in drains)
+        print(
+            f"drain, SIGTERM under 32 clients, {len(drains)} runs: taken {taken}, answered {answered}, "
+            f"lost {sum(d.lost for d in drains)} (target 0); per run taken {[d.taken for d in drains]}"
+        )
 
 
 def report(runs: list[Run], rss_one: float, rss_ten: float, adapter_bytes: int) -> None:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from lora_lab.serve.auth import allowed_path, check_admin, check_api
 from lora_lab.serve.batcher import Batcher, QueueFull
 from lora_lab.serve.engine import Engine
 from lora_lab.serve.index import SimilarIndex, build_index
+from lora_lab.serve.middleware import RETRY_AFTER_S, RequestAccounting, error_response
 from lora_lab.serve.monitoring import Metrics
 from lora_lab.serve.schemas import (
     AdapterInfo,
@@ -55,10 +54,8 @@ from lora_lab.serve.sources import resolve_source
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
-RETRY_AFTER_S = 1
 ERRORS = {code: {"model": ErrorResponse} for code in (404, 413, 422, 503)}
 AUTH_ERRORS = {code: {"model": ErrorResponse} for code in (401, 403)}
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # a caller's X-Request-ID is echoed only if it looks like one
 
 
 @dataclass
@@ -130,7 +127,9 @@ class ServerState:
             self.metrics.quality.forget(name)
 
 
-def state(request: Request) -> ServerState:
+# The dependencies are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread
+# hop per request for a few attribute reads (FastAPI's docs: "Dependencies", async or not).
+async def state(request: Request) -> ServerState:
     return request.app.state.server
 
 
@@ -138,12 +137,12 @@ def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "-")
 
 
-def admin(request: Request, server: ServerState = Depends(state)) -> None:
+async def admin(request: Request, server: ServerState = Depends(state)) -> None:
     """Dependency of the management routes (auth.py)."""
     check_admin(request, server.settings.management, server.settings.admin_token)
 
 
-def api_client(request: Request, server: ServerState = Depends(state)) -> None:
+async def api_client(request: Request, server: ServerState = Depends(state)) -> None:
     """Dependency of the prediction routes: an API token where the server has any."""
     check_api(request, server.settings.api_tokens)
 
@@ -183,30 +182,12 @@ def create_app(settings: Settings) -> FastAPI:
     _add_error_handlers(app)
     _add_routes(app)
 
-    @app.middleware("http")
-    async def with_request_id(request: Request, call_next: Any) -> Response:
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
-        server: ServerState | None = getattr(request.app.state, "server", None)
-        counted = server is not None and request.url.path.startswith("/v1/")
-        if counted and server.draining:  # arrived on an open connection after SIGTERM: not taken
-            response = _error(request, 503, "the server is shutting down: retry on another instance")
-            response.headers.update({"Retry-After": str(RETRY_AFTER_S), "Connection": "close"})
-        elif counted:
-            server.accepted += 1
-            response = await call_next(request)
-            server.answered += 1
-        else:
-            response = await call_next(request)
-        response.headers["X-Request-ID"] = request.state.request_id
-        return response
-
+    app.add_middleware(RequestAccounting)  # request ids and the drain's counts (middleware.py)
     return app
 
 
 def _error(request: Request, code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "request_id": request_id(request)}}
-    return JSONResponse(body, status_code=code, headers=headers)
+    return error_response(request_id(request), code, message, headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -305,7 +286,10 @@ def _add_routes(app: FastAPI) -> None:
     async def metrics(server: ServerState = Depends(state)) -> Response:
         engine = server.engine  # its counters grow on the model thread: copied (dict() holds the GIL)
         body, content_type = server.metrics.render(
-            server.batcher.waiting_by_adapter(), dict(engine.texts_scored), dict(engine.texts_long)
+            server.batcher.waiting_by_adapter(),
+            dict(engine.texts_scored),
+            dict(engine.texts_long),
+            {name: model.source.train_counts for name, model in list(engine.models.items())},
         )
         return Response(body, media_type=content_type)
 
@@ -335,9 +319,7 @@ def _add_routes(app: FastAPI) -> None:
                 except KeyError as err:
                     raise HTTPException(404, f"adapter {name!r} was unloaded while the request waited") from err
             predictions = [_prediction(row, models[name].id2label, body.top_k) for row in probs]
-            server.metrics.quality.observe(
-                name, [p.label for p in predictions], [p.score for p in predictions], models[name].source.train_counts
-            )
+            server.metrics.quality.observe(name, [p.label for p in predictions], [p.score for p in predictions])
             latency_ms = 1000 * (time.perf_counter() - start)
             if server.settings.log_path:
                 await asyncio.to_thread(_log_predictions, server.settings, name, texts, predictions, latency_ms)

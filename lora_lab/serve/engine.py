@@ -10,12 +10,16 @@ was checked, on load, to give their own logits. Others run grouped per adapter (
 Models without an adapter form (full fine-tunes, contrastive body=full, a pooling=cls stock head
 whose head lives inside PEFT) are served alone from merged/.
 
-Precision: `precision=bf16` runs every forward under CPU bf16 autocast, as training does on CPUs
-with native bf16 (where it is much faster than fp32: docs/benchmarks.md), on Linear weights cast to
-bf16 once (`_cast`). `auto` picks bf16 exactly where training does. The mixed-batch check
-(`_mixes_exactly`) runs in the serving precision too, under the same autocast on the same weights:
-it compares the pooled embeddings of one mixed forward with those of each row's adapter run alone,
-both in that precision, so it checks routing, not rounding against fp32.
+Precision: `precision=bf16` serves a pure bf16 model (`_cast`): every weight, adapter and activation
+in bf16, no autocast. Autocast, as training runs, pays a dispatch and a cast per op that a short
+text does not earn back: under autocast one text was slower than in fp32, in pure bf16 it is not,
+and batches run faster still (docs/benchmarks.md, "Serving"). The heads stay fp32 and read the
+pooled embedding in fp32. `auto` picks bf16 exactly where training
+does. The mixed-batch check (`_mixes_exactly`) runs in the serving precision too.
+
+Mixed batches run LoRA in a gathered form (models/mixed_lora.py): every row's delta in two bmm per
+layer, whatever the adapters, instead of PEFT's loop over them. A batch of one adapter runs PEFT's
+plain forward, which the load-time check holds the gathered form to.
 
 Not thread-safe by design: the server calls every method from one worker thread (batcher.py),
 so `set_adapter` and a forward never interleave.
@@ -51,6 +55,7 @@ from lora_lab.models.classifier import (
     load_classifier,
     pool,
 )
+from lora_lab.models.mixed_lora import gather_mixed_batches
 from lora_lab.models.predictor import quantize_int8, traced_and_checked
 from lora_lab.models.stack import Stack, load_stack
 from lora_lab.serve.sources import ModelSource
@@ -59,6 +64,10 @@ log = logging.getLogger(__name__)
 PROBE_TEXTS = ("a short probe", "a second, somewhat longer probe text for the mixed batch check")
 SUB_BATCH = 16  # rows per forward pass, in order of length (see Engine._logits)
 PRECISIONS = ("auto", "fp32", "bf16")
+# The gathered mixed form vs PEFT's own forward, per precision (Engine._mixes_exactly). fp32 only sums
+# in another order (~1e-7). bf16 kernels for bmm and linear may round apart, by up to 2^-8 (0.4%) per
+# op; 1e-2 allows that. It does not judge routing: check (1) does, at 1e-5 in every precision.
+MIXED_FORM_TOLERANCE = {"fp32": 1e-5, "bf16": 1e-2}
 
 
 @dataclass
@@ -179,15 +188,9 @@ class Engine:
         classifier = self._cast(backbone.build_classifier(source.id2label, seed=source.seed).eval())
         return Base(key, classifier, backbone.tokenizer, backbone.max_length)
 
-    def _cast(self, classifier: Classifier) -> Classifier:
-        """Under bf16, store every nn.Linear's weights in bf16 once: autocast would cast them on every
-        forward, to the same values (outputs bit-identical), a cost paid per call for nothing
-        (docs/benchmarks.md). Adapters PEFT attaches later take their base layer's dtype."""
-        if self.precision == "bf16":
-            for module in classifier.modules():
-                if isinstance(module, nn.Linear):
-                    module.to(torch.bfloat16)
-        return classifier
+    def _cast(self, module: nn.Module) -> nn.Module:
+        """Under bf16, `module` with every floating-point weight and buffer in bf16 (in place)."""
+        return module.to(torch.bfloat16) if self.precision == "bf16" else module
 
     def _merged_base(self, key: str, source: ModelSource) -> Base:
         """A merged model served alone, as Predictor runs it: int8 if asked, traced and frozen (checked
@@ -224,7 +227,10 @@ class Engine:
             )
         else:
             base.peft.load_adapter(str(source.adapter_dir), adapter_name=adapter_id, is_trainable=False)
-        base.peft.eval()
+        # PEFT loads an adapter's weights in fp32 even beside a bf16 base (autocast_adapter_dtype); in
+        # fp32 they would cost a cast of every LoRA input.
+        self._cast(base.peft).eval()
+        gather_mixed_batches(base.peft)
         base.heads[adapter_id] = head.eval()
         if self._mixes_exactly(base, adapter_id):
             base.mixable.add(adapter_id)
@@ -252,9 +258,6 @@ class Engine:
             base.mixable.discard(served.adapter_id)
 
     # --- inference ---------------------------------------------------------------------------
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @torch.inference_mode()
     def predict(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[torch.Tensor | None]:
@@ -289,9 +292,17 @@ class Engine:
                 per_text[t].append(row_logits.float())
             for (i, j, _, _), rows in zip(base_rows, per_text):
                 out[i][j] = torch.stack(rows).mean(0).softmax(-1)
-        for i, (name, texts) in enumerate(requests):
-            if out[i] is not None and (stack := self.models[name].stack) is not None:
-                out[i] = stack.mix(out[i], texts)
+        # A stacked model's TF-IDF part: one pass over all its requests' texts. Called per request,
+        # scikit-learn's per-call overhead took a fifth of the model thread at 32 one-text clients.
+        stacked: dict[str, list[int]] = {}
+        for i, (name, _) in enumerate(requests):
+            if out[i] is not None and self.models[name].stack is not None:
+                stacked.setdefault(name, []).append(i)
+        for name, indices in stacked.items():
+            texts = [text for i in indices for text in requests[i][1]]
+            mixed = self.models[name].stack.mix(torch.cat([out[i] for i in indices]), texts)
+            for i, part in zip(indices, mixed.split([len(requests[i][1]) for i in indices])):
+                out[i] = part
         return out
 
     def reset_counts(self, name: str) -> None:
@@ -326,8 +337,7 @@ class Engine:
         """
         result: list[torch.Tensor | None] = [None] * len(ids)
         for rows, batch in length_batches(ids, SUB_BATCH, base.collate):
-            with self._autocast():
-                logits = self._forward(base, batch, [names[i] for i in rows])
+            logits = self._forward(base, batch, [names[i] for i in rows])
             for i, row in zip(rows, logits):
                 result[i] = row
         return result
@@ -338,7 +348,9 @@ class Engine:
             return list((base.graph or base.classifier)(batch["input_ids"], batch["attention_mask"]))
         result: list[torch.Tensor | None] = [None] * len(names)
         if set(names) <= base.mixable:
-            embedded = self._embed(base, batch, names)
+            # One adapter: PEFT's plain forward, cheaper than the gathered form (no per-module hooks,
+            # no weight gather); it equals the gathered form within MIXED_FORM_TOLERANCE (_mixes_exactly).
+            embedded = self._embed(base, batch, names, mixed=len(set(names)) > 1)
             for name in set(names):
                 rows = [i for i, n in enumerate(names) if n == name]
                 for i, row in zip(rows, base.heads[name](embedded[rows])):
@@ -347,21 +359,23 @@ class Engine:
         for name in dict.fromkeys(names):  # grouped per adapter, in order of first appearance
             rows = [i for i, n in enumerate(names) if n == name]
             sub = {k: v[rows] for k, v in batch.items()}
-            for i, row in zip(rows, base.heads[name](self._embed(base, sub, [name] * len(rows)))):
+            for i, row in zip(rows, base.heads[name](self._embed(base, sub, [name] * len(rows), mixed=False))):
                 result[i] = row
         return result
 
-    def _embed(self, base: Base, batch: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    @staticmethod
+    def _embed(base: Base, batch: dict[str, torch.Tensor], names: list[str], mixed: bool) -> torch.Tensor:
+        """Pooled embeddings of a batch, row i through adapter names[i]: `mixed`, in one forward with
+        PEFT's adapter_names= (the gathered form, models/mixed_lora.py); otherwise through the one
+        active adapter (names all equal)."""
         peft, mask = base.peft, batch["attention_mask"]
-        if len(set(names)) == 1:
+        if mixed:
+            hidden = peft(input_ids=batch["input_ids"], attention_mask=mask, adapter_names=list(names))
+        else:
             if peft.active_adapter != names[0]:  # set_adapter walks every module: only on a change
                 peft.set_adapter(names[0], inference_mode=True)
-            hidden = peft(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
-        else:
-            hidden = peft(
-                input_ids=batch["input_ids"], attention_mask=mask, adapter_names=list(names)
-            ).last_hidden_state
-        return pool(hidden, mask, base.classifier.pooling)
+            hidden = peft(input_ids=batch["input_ids"], attention_mask=mask)
+        return pool(hidden.last_hidden_state, mask, base.classifier.pooling).float()  # the heads are fp32
 
     @torch.inference_mode()
     def embed(self, name: str, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
@@ -377,30 +391,34 @@ class Engine:
         windows, owner = flatten_windows(served.truncation.encode(base.tokenizer, texts)[0])
         out = torch.empty(len(windows), base.classifier.transformer.config.hidden_size)
         for rows, batch in length_batches(windows, batch_size, base.collate):
-            with self._autocast():
-                if base.peft is None:
-                    vectors = base.classifier.embed(batch["input_ids"], batch["attention_mask"])
-                else:
-                    vectors = self._embed(base, batch, [served.adapter_id] * len(rows))
+            if base.peft is None:
+                vectors = base.classifier.embed(batch["input_ids"], batch["attention_mask"])
+            else:
+                vectors = self._embed(base, batch, [served.adapter_id] * len(rows), mixed=False)
             out[rows] = vectors.float()
         # A chunked model's text: the mean of its windows, as its head reads it.
         return torch.nn.functional.normalize(average_windows(out, owner, len(texts)), dim=-1)
 
     def _mixes_exactly(self, base: Base, name: str) -> bool:
-        """Whether a batch mixing adapter `name` with another of the base's gives each its own embedding."""
+        """Whether adapter `name` may share batches with the base's other adapters.
+
+        Two checks on probe texts, in the serving precision: (1) routing: in a batch mixing `name` with
+        another adapter, each row gets what the same batch run through its own adapter alone gives it
+        (same shapes, so equal up to 1e-5 whatever the precision); (2) the gathered form: `name`'s
+        batch equals PEFT's own forward through the active adapter, up to this precision's rounding.
+        """
         others = [n for n in base.heads if n != name][:1]
         names = [name, *others] * len(PROBE_TEXTS)
         batch = self._batch(base, [t for t in PROBE_TEXTS for _ in range(1 + len(others))])
-        mask = batch["attention_mask"]
-        with torch.inference_mode(), self._autocast():
-            try:  # adapter_names= even for a lone adapter: that is the path a mixed batch takes
-                hidden = base.peft(
-                    input_ids=batch["input_ids"], attention_mask=mask, adapter_names=names
-                ).last_hidden_state
-                mixed = pool(hidden, mask, base.classifier.pooling)
+        with torch.inference_mode():
+            try:
+                mixed = self._embed(base, batch, names, mixed=True)
+                alone = {n: self._embed(base, batch, [n] * len(names), mixed=True) for n in set(names)}
             except (ValueError, TypeError, NotImplementedError):
                 return False  # this method takes no adapter_names= (e.g. IA3): grouped per adapter
-            alone = torch.cat(
-                [self._embed(base, {k: v[[i]] for k, v in batch.items()}, [n]) for i, n in enumerate(names)]
-            )
-        return bool(torch.allclose(mixed.float(), alone.float(), atol=1e-5, rtol=1e-5))
+            peft_own = self._embed(base, batch, [name] * len(names), mixed=False)
+        routed = torch.stack([alone[n][i] for i, n in enumerate(names)])
+        rounding = MIXED_FORM_TOLERANCE[self.precision]
+        return torch.allclose(mixed.float(), routed.float(), atol=1e-5, rtol=1e-5) and torch.allclose(
+            alone[name].float(), peft_own.float(), atol=rounding, rtol=rounding
+        )

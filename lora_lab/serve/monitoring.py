@@ -65,11 +65,16 @@ class Metrics:
             self.batch_size.labels(name).observe(n)
 
     def render(
-        self, waiting: dict[str, int], scored: dict[str, int] | None = None, long: dict[str, int] | None = None
+        self,
+        waiting: dict[str, int],
+        scored: dict[str, int] | None = None,
+        long: dict[str, int] | None = None,
+        train_counts: dict[str, dict[str, int] | None] | None = None,
     ) -> tuple[bytes, str]:
-        """The text format, with the queue gauge set from `waiting` (texts per adapter) as scraped, and
-        each adapter's share of long texts from the engine's counts."""
+        """The text format, with the gauges set as scraped: the queue from `waiting` (texts per adapter),
+        each adapter's share of long texts from the engine's counts, its drift from its training counts."""
         for name, n in waiting.items():
             self.queue.labels(name).set(n)
         self.quality.set_long_shares(scored or {}, long or {})
+        self.quality.set_drifts(train_counts or {})
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

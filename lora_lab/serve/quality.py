@@ -62,6 +62,7 @@ def drift(live: dict[str, float], train_counts: dict[str, int]) -> float:
 class Quality:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.windows: dict[str, Window] = {}
+        self._children: dict[tuple, Any] = {}
         self.predicted = PromCounter(
             "lora_lab_predicted_labels", "texts answered, by top label", ["adapter", "label"], registry=registry
         )
@@ -85,15 +86,29 @@ class Quality:
             registry=registry,
         )
 
-    def observe(self, adapter: str, labels: list[str], top1: list[float], train_counts: dict[str, int] | None) -> None:
-        """One request's answers (on the event loop: O(texts + labels), no model work)."""
+    def observe(self, adapter: str, labels: list[str], top1: list[float]) -> None:
+        """One request's answers, on the event loop: O(texts), no model work. The drift gauge is set when
+        /metrics is scraped (set_drifts): its O(labels) sums need not run per request."""
         window = self.windows.setdefault(adapter, Window())
+        top1_child = self._child(self.top1, adapter)
         for label, p in zip(labels, top1):
             window.add(label, p)
-            self.predicted.labels(adapter, label).inc()
-            self.top1.labels(adapter).observe(p)
-        if train_counts and len(window.labels) >= MIN_DRIFT_TEXTS:
-            self.drift.labels(adapter).set(drift(window.shares(), train_counts))
+            self._child(self.predicted, adapter, label).inc()
+            top1_child.observe(p)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """metric.labels(*labels), looked up once (prometheus_client takes a lock and builds a key per call)."""
+        key = (id(metric), *labels)
+        if (child := self._children.get(key)) is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def set_drifts(self, train_counts: dict[str, dict[str, int] | None]) -> None:
+        """Each adapter's drift gauge, from its window and its training split's counts (at scrape time)."""
+        for adapter, counts in train_counts.items():
+            window = self.windows.get(adapter)
+            if counts and window is not None and len(window.labels) >= MIN_DRIFT_TEXTS:
+                self.drift.labels(adapter).set(drift(window.shares(), counts))
 
     def set_long_shares(self, scored: dict[str, int], long: dict[str, int]) -> None:
         for adapter, n in scored.items():

@@ -115,10 +115,10 @@ def test_bf16_serves_the_same_model_as_fp32_within_bf16_rounding(jobs):
         engine.load("tickets", resolve_source(jobs["tickets"]))
         engine.load("full", resolve_source(jobs["full"]))  # a merged model alone: eager under bf16, traced in fp32
         probs[precision] = engine.predict([("tickets", texts), ("full", texts)])
-    bf16_weights = {
-        p.dtype for p in engine.bases[engine.models["tickets"].base.key].classifier.parameters() if p.dim() == 2
-    }
-    assert torch.bfloat16 in bf16_weights  # Linear weights stored in bf16, not cast per call
+    base = engine.models["tickets"].base
+    # A pure bf16 model (no autocast): base and adapter weights in bf16; the heads read fp32 embeddings.
+    assert {p.dtype for p in base.peft.parameters()} == {torch.bfloat16}
+    assert {p.dtype for head in base.heads.values() for p in head.parameters()} == {torch.float32}
     for fp32, bf16 in zip(probs["fp32"], probs["bf16"]):
         assert not torch.equal(fp32, bf16)  # bf16 really ran
         torch.testing.assert_close(bf16, fp32, atol=2e-2, rtol=0)  # bf16 keeps 8 bits of mantissa: ~0.4% per op

@@ -98,6 +98,9 @@ def test_the_predictor_eval_server_and_export_answer_with_the_mix(job: Path, tmp
     engine.load("tickets", resolve_source(job))
     assert engine.models["tickets"].stack is not None
     torch.testing.assert_close(engine.predict([("tickets", texts)])[0], want, rtol=1e-4, atol=1e-5)
+    # A batch of separate requests (the server's usual case): one TF-IDF pass, each request its own rows.
+    separate = engine.predict([("tickets", texts[:1]), ("tickets", texts[1:])])
+    torch.testing.assert_close(torch.cat(separate), want, rtol=1e-4, atol=1e-5)
 
     exported = tmp_path / "export"
     export_job(job, exported)
