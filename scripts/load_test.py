@@ -1,6 +1,13 @@
 """Load test of `python -m lora_lab.serve` on loopback: requests/s and latency percentiles.
 
     python scripts/load_test.py --job outputs/<date>/<time> [--seconds 8] [--max-requests 4000]
+        [--parts table drain overhead mixed] [--against <another checkout>]
+
+Parts: `table` (below; with --against, each configuration also from that checkout, right after this
+one's), `drain` (SIGTERM under 32 clients, --drain-runs fresh servers: taken vs answered requests),
+`overhead` (--code vs --against in alternating rounds: what authentication and telemetry cost),
+`mixed` (one adapter vs three mixed, per precision, in alternating rounds), `precision` (fp32 vs bf16,
+one adapter, in alternating rounds; needs a CPU with native bf16).
 
 Every configuration starts its own server process on a free 127.0.0.1 port, waits for /readyz,
 warms it, then runs 1, 8 and 32 concurrent clients, each sending single texts (Banking77 test
@@ -9,8 +16,8 @@ whichever ends first. Configurations, each against the same job's MiniLM LoRA ad
   batching on (max_wait_ms=5, max_batch_size=32) vs off (max_wait_ms=0, max_batch_size=1);
   one adapter vs three adapters on one base with mixed traffic (three copies of the adapter:
   three adapter ids, so batches really mix);
-  fp32 vs bf16 autocast (precision=, where the CPU has native bf16) vs int8 (quantize=int8 serves
-  merged/ with int8 Linear layers).
+  fp32 vs bf16 (precision=bf16: a pure bf16 model; the CPU needs native bf16) vs int8 (quantize=int8
+  serves merged/ with int8 Linear layers).
 Memory: the server's RSS with 1 and with 10 adapters attached (copies of the adapter) against
 1 adapter + 10 x adapter bytes + 100 MB. Traffic goes to 127.0.0.1 only; every loop is bounded.
 """
@@ -268,36 +275,98 @@ def drain(adapter: Path, root: Path, texts: list[str], runs: int) -> list[Drain]
     return results
 
 
+@dataclass
+class Side:
+    """One server of a paired comparison, the adapters its traffic names and its extra headers."""
+
+    server: Server
+    adapters: list[str]
+    headers: bytes = b""
+
+
+def paired(sides: dict[str, Side], texts: list[str], args: argparse.Namespace) -> dict[str, tuple[list, list]]:
+    """Alternating rounds (ABBA: no side always first) of 1 and 32 clients on live servers; per side,
+    each round's 1-client p50 and 32-client req/s."""
+    out: dict[str, tuple[list, list]] = {name: ([], []) for name in sides}
+    for side in sides.values():  # warm-up
+        asyncio.run(load(side.server.port, side.adapters, texts, 4, 2, 200, side.headers))
+    for r in range(args.rounds):
+        order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]
+        for name, side in order:
+            one = asyncio.run(
+                load(side.server.port, side.adapters, texts, 1, args.seconds, args.max_requests, side.headers)
+            )
+            many = asyncio.run(
+                load(side.server.port, side.adapters, texts, 32, args.seconds, args.max_requests, side.headers)
+            )
+            assert one.errors == many.errors == 0, f"{name}: errors"
+            out[name][0].append(one.percentile(50))
+            out[name][1].append(many.rps)
+            print(
+                f"  round {r + 1} {name:10}: 1 client p50 {one.percentile(50):.1f} ms, 32 clients {many.rps:.0f} req/s"
+            )
+    return out
+
+
+def ratio(a: list[float], b: list[float]) -> float:
+    """The median of the per-round ratios a / b (the VM's speed drifts between rounds)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 def overhead(adapter: Path, root: Path, against: Path, texts: list[str], args: argparse.Namespace) -> None:
     """`args.code` (this checkout by default) with an API token required, and its telemetry, vs `against`,
-    a checkout without them, both precision=auto: alternating rounds of 1 and 32 clients on two live servers."""
+    a checkout without them, both precision=auto."""
     token = "load-test-api-token-0123456789"
     this = Server({"a0": adapter}, root, code=args.code, env={"LORA_LAB_API_TOKENS": token})
     other = Server({"a0": adapter}, root, code=against)
-    sides = {"this": (this, f"Authorization: Bearer {token}\r\n".encode()), "against": (other, b"")}
-    p50: dict[str, list[float]] = {k: [] for k in sides}
-    rps: dict[str, list[float]] = {k: [] for k in sides}
     with this, other:
-        for server, headers in sides.values():  # warm-up
-            asyncio.run(load(server.port, ["a0"], texts, 4, 2, 200, headers))
-        for r in range(args.rounds):
-            order = list(sides.items()) if r % 2 == 0 else list(sides.items())[::-1]  # ABBA: no side always first
-            for name, (server, headers) in order:
-                one = asyncio.run(load(server.port, ["a0"], texts, 1, args.seconds, args.max_requests, headers))
-                many = asyncio.run(load(server.port, ["a0"], texts, 32, args.seconds, args.max_requests, headers))
-                assert one.errors == many.errors == 0, f"{name}: errors"
-                p50[name].append(one.percentile(50))
-                rps[name].append(many.rps)
-                print(f"  round {r + 1} {name:8}: 1 client p50 {p50[name][-1]:.1f} ms, 32 clients {many.rps:.0f} req/s")
+        got = paired(
+            {
+                "this": Side(this, ["a0"], f"Authorization: Bearer {token}\r\n".encode()),
+                "against": Side(other, ["a0"]),
+            },
+            texts,
+            args,
+        )
+    (p50, rps), (p50_other, rps_other) = got["this"], got["against"]
     med = statistics.median
-    p50_ratio = med(a / b for a, b in zip(p50["this"], p50["against"]))
-    rps_ratio = med(a / b for a, b in zip(rps["this"], rps["against"]))
     print(
-        f"\nauthentication + telemetry vs {against}: 1 client p50 {med(p50['this']):.1f} vs "
-        f"{med(p50['against']):.1f} ms "
-        f"(x{p50_ratio:.3f} per round, median); 32 clients {med(rps['this']):.0f} vs {med(rps['against']):.0f} req/s "
-        f"(x{rps_ratio:.3f}); target: at most 3% either way"
+        f"\nauthentication + telemetry vs {against}: 1 client p50 {med(p50):.1f} vs {med(p50_other):.1f} ms "
+        f"(x{ratio(p50, p50_other):.3f} per round, median); 32 clients {med(rps):.0f} vs {med(rps_other):.0f} "
+        f"req/s (x{ratio(rps, rps_other):.3f}); target: at most 3% either way"
     )
+
+
+def precisions(adapter: Path, root: Path, texts: list[str], args: argparse.Namespace) -> None:
+    """fp32 vs bf16 (precision=auto's pick on a CPU with native bf16), one adapter, in alternating rounds."""
+    fp32 = Server({"a0": adapter}, root, code=args.code, precision="fp32")
+    bf16 = Server({"a0": adapter}, root, code=args.code, precision="bf16")
+    with fp32, bf16:
+        got = paired({"fp32": Side(fp32, ["a0"]), "bf16": Side(bf16, ["a0"])}, texts, args)
+    (p50_b, rps_b), (p50_f, rps_f) = got["bf16"], got["fp32"]
+    med = statistics.median
+    print(
+        f"\nbf16 vs fp32: 1 client p50 {med(p50_b):.1f} vs {med(p50_f):.1f} ms (x{ratio(p50_b, p50_f):.3f} per round, "
+        f"median; target <= 1); 32 clients {med(rps_b):.0f} vs {med(rps_f):.0f} req/s (x{ratio(rps_b, rps_f):.2f})"
+    )
+
+
+def mixed(copies: dict[str, Path], root: Path, texts: list[str], args: argparse.Namespace) -> None:
+    """Per precision: one adapter vs three on one base with mixed traffic, in alternating rounds."""
+    three = {k: copies[k] for k in ("a0", "a1", "a2")}
+    cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    native_bf16 = "avx512_bf16" in cpu or "amx_bf16" in cpu  # else the server refuses precision=bf16
+    for precision in ("fp32", "bf16") if native_bf16 else ("fp32",):
+        one_server = Server({"a0": copies["a0"]}, root, code=args.code, precision=precision)
+        three_server = Server(three, root, code=args.code, precision=precision)
+        with one_server, three_server:
+            got = paired({"one": Side(one_server, ["a0"]), "3 mixed": Side(three_server, list(three))}, texts, args)
+        rps_one, rps_mixed = got["one"][1], got["3 mixed"][1]
+        print(
+            f"\n{precision}: 3 adapters mixed / 1 adapter at 32 clients: {statistics.median(rps_mixed):.0f} vs "
+            f"{statistics.median(rps_one):.0f} req/s, {ratio(rps_mixed, rps_one):.0%} (median of per-round "
+            f"ratios; target >= 80%)\n"
+        )
 
 
 def banking77_texts(limit: int = 2000) -> list[str]:
@@ -347,12 +416,14 @@ def main() -> None:
     parser.add_argument("--job", type=Path, required=True, help="a finished MiniLM LoRA job dir (make train)")
     parser.add_argument("--seconds", type=float, default=8.0, help="per (configuration, clients) run")
     parser.add_argument("--max-requests", type=int, default=4000, help="per (configuration, clients) run")
-    parser.add_argument("--parts", nargs="+", choices=("table", "drain", "overhead"), default=["table", "drain"])
+    parser.add_argument(
+        "--parts", nargs="+", choices=("table", "drain", "overhead", "mixed", "precision"), default=["table", "drain"]
+    )
     parser.add_argument("--drain-runs", type=int, default=5, help="SIGTERM under 32 clients, a fresh server each")
     parser.add_argument(
         "--against", type=Path, help="another checkout (git worktree add ...): table runs each configuration on both"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="overhead: alternating rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="overhead, mixed: alternating rounds")
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose server is measured")
     args = parser.parse_args()
     if "overhead" in args.parts and args.against is None:
@@ -363,6 +434,10 @@ def main() -> None:
         root = Path(tmp)
         copies = adapter_copies(args.job, 10, root)
         args.code = args.code.resolve()
+        if "mixed" in args.parts:
+            mixed(copies, root, texts, args)
+        if "precision" in args.parts:
+            precisions(copies["a0"], root, texts, args)
         if "overhead" in args.parts:
             overhead(copies["a0"], root, args.against.resolve(), texts, args)
         if "table" in args.parts:
