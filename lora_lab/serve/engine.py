@@ -12,10 +12,10 @@ whose head lives inside PEFT) are served alone from merged/.
 
 Precision: `precision=bf16` serves a pure bf16 model (`_cast`): every weight, adapter and activation
 in bf16, no autocast. Autocast, as training runs, pays a dispatch and a cast per op that a short
-text does not earn back: under autocast one text was slower than in fp32, in pure bf16 it is not,
-and batches run faster still (docs/benchmarks.md, "Serving"). The heads stay fp32 and read the
-pooled embedding in fp32. `auto` picks bf16 exactly where training
-does. The mixed-batch check (`_mixes_exactly`) runs in the serving precision too.
+text does not earn back; pure bf16 pays neither, so one text comes close to fp32's latency and
+batches run faster than under autocast (docs/benchmarks.md, "Serving"). The heads stay fp32 and
+read the pooled embedding in fp32. `auto` picks bf16 exactly where training does. The mixed-batch
+check (`_mixes_exactly`) runs in the serving precision too.
 
 Mixed batches run LoRA in a gathered form (models/mixed_lora.py): every row's delta in two bmm per
 layer, whatever the adapters, instead of PEFT's loop over them. A batch of one adapter runs PEFT's
