@@ -51,6 +51,12 @@ class Window:
         n = len(self.labels)
         return {label: c / n for label, c in self.counts.items() if c} if n else {}
 
+    def drift(self, train_counts: dict[str, int] | None) -> float | None:
+        """drift() of this window's shares, or None: no reference, or fewer than MIN_DRIFT_TEXTS texts."""
+        if not train_counts or len(self.labels) < MIN_DRIFT_TEXTS:
+            return None
+        return drift(self.shares(), train_counts)
+
 
 def drift(live: dict[str, float], train_counts: dict[str, int]) -> float:
     """Total variation distance between live top-label shares and the training split's label shares."""
@@ -107,8 +113,8 @@ class Quality:
         """Each adapter's drift gauge, from its window and its training split's counts (at scrape time)."""
         for adapter, counts in train_counts.items():
             window = self.windows.get(adapter)
-            if counts and window is not None and len(window.labels) >= MIN_DRIFT_TEXTS:
-                self.drift.labels(adapter).set(drift(window.shares(), counts))
+            if window is not None and (value := window.drift(counts)) is not None:
+                self.drift.labels(adapter).set(value)
 
     def set_long_shares(self, scored: dict[str, int], long: dict[str, int]) -> None:
         for adapter, n in scored.items():
@@ -125,7 +131,7 @@ class Quality:
             "label_shares": dict(sorted(shares.items(), key=lambda item: -item[1])),
             "mean_top1": window.top1_sum / window.answered if window.answered else None,
             "long_share": long / scored if scored else None,
-            "drift": drift(shares, train_counts) if train_counts and len(window.labels) >= MIN_DRIFT_TEXTS else None,
+            "drift": window.drift(train_counts),
             "has_reference": bool(train_counts),
         }
 
