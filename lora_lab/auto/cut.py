@@ -1,4 +1,6 @@
-"""callbacks.auto_cut: set by the auto search beside trainer.max_time on every gradient job it launches.
+"""Callbacks the auto search gives its gradient jobs.
+
+callbacks.auto_cut: set by the auto search beside trainer.max_time on every gradient job it launches.
 
 Lightning's Timer (trainer.max_time) stops training after the batch where the time runs out, and
 Lightning validates there only in an epoch that validates anyway. The size rule validates a small
@@ -12,10 +14,14 @@ The job imports nothing of the search: Hydra instantiates this class by name fro
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Timer
+
+from lora_lab.job.checkpointing import RESUME_CHECKPOINT  # the path resume=true reads
+from lora_lab.job.dir import PAUSED_KEY
 
 
 class ValidateAtCut(pl.Callback):
@@ -40,3 +46,26 @@ class ValidateAtCut(pl.Callback):
             "train/cut_at_epoch": trainer.current_epoch,
             "train/cut_after_s": timer.time_elapsed("train"),
         }
+
+
+class PauseAtEpoch(pl.Callback):
+    """callbacks.auto_pause: end training after `epochs` epochs (a validation epoch: the search rounds it to
+    the size rule's validation period) and save the whole training state to checkpoints/last.ckpt, so the
+    next rung continues this very run with resume=true instead of training it again from the start.
+
+    Lightning validates an epoch before its on_train_epoch_end hooks, so the saved state holds this
+    epoch's validation (ModelCheckpoint's best) and Lightning resumes it at the next epoch
+    (FitLoop.restarted_on_epoch_end). A job whose schedule ends at or before `epochs` just finishes.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = int(epochs)
+        self.results: dict[str, Any] = {}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        done = trainer.current_epoch + 1
+        if self.results or trainer.should_stop or done < self.epochs or done >= (trainer.max_epochs or 0):
+            return
+        trainer.save_checkpoint(Path(trainer.default_root_dir) / RESUME_CHECKPOINT)
+        trainer.should_stop = True
+        self.results = {PAUSED_KEY: done}

@@ -1,7 +1,7 @@
 """Successive halving under a wall-clock budget: pure functions on numbers, no files, no clock.
 
-The resource is the training rows (`train_rows=<n>`, seeded, one row of every label first), not
-the epochs:
+The resource is the training rows (`train_rows=<n>`, seeded, one row of every label first) where the
+dataset is large enough, else the epochs:
 - a rung can cost less than one epoch: on 2 CPU cores one epoch of a large dataset with MPNet or a
   full fine-tune outlasts a 30-minute budget, and epochs cannot go below 1;
 - it shrinks every entry's cost, not only the gradient ones': TF-IDF's fit, the contrastive regime's
@@ -15,12 +15,19 @@ the epochs:
 The size rule sets a floor: below rows x max_epochs = steps x batch_size (1,067 rows at 3 epochs, 100
 steps, batch 32) a job trains the same 100 steps, so a smaller rung saves nothing. The rungs' rows
 are therefore eta^-k of the training rows, at least that break-even, and a rung is kept only when it
-costs at most half of the rung above it (`rung_rows`): a small dataset gets fewer rungs, down to one.
+costs at most half of the rung above it (`rung_rows`).
 
-eta = 3: a rung keeps the top third. The default portfolio of 8 runs 8 -> 3 -> 1 in three rungs (1/9,
-1/3, all rows): 12 jobs. eta = 2 would need four rungs for the same 8 (8 -> 4 -> 2 -> 1, 15 jobs), and
-each job pays a fixed cost (model load, validation, test, TF-IDF stack, artifacts, latency) that the
-rows do not shrink.
+A dataset under twice the break-even gets one row rung; it is screened on epochs instead
+(`rung_epochs`): every rung trains on all the rows, the lower ones pause each gradient job after a
+share of its schedule's epochs, and the rung above resumes that very run (its checkpoint, resume=true)
+rather than training it again. Nothing changes in the job's schedule, so a continued job ends exactly
+as an uninterrupted one would (tests/unit/test_auto_search.py), and the screening costs the promoted
+entries nothing extra.
+
+eta = 3: a rung keeps the top third. The default portfolio of 7 runs 7 -> 3 -> 1 in three row rungs
+(1/9, 1/3, all rows): 11 jobs. eta = 2 would need four rungs for the same entries (7 -> 4 -> 2 -> 1),
+and each job pays a fixed cost (model load, validation, test, TF-IDF stack, artifacts, latency) that
+the rows do not shrink.
 """
 
 from __future__ import annotations
@@ -68,14 +75,22 @@ class Schedule:
     rule_on: bool = True  # off: trainer.max_epochs / max_steps / limit_train_batches set, or steps=0
 
     def epochs(self, rows: int) -> int:
+        every = self.validation_every(rows)
+        if every == 1:
+            return self.max_epochs
+        return every * math.ceil(self._needed(rows) / every)
+
+    def validation_every(self, rows: int) -> int:
+        """The epochs between two validations: 1, or what the size rule sets on a small training set."""
+        needed = self._needed(rows)
+        return 1 if needed <= self.max_epochs else math.ceil(needed / self.max_epochs)
+
+    def _needed(self, rows: int) -> int:
+        """The epochs min_steps needs at this size (at most max_epochs when the rule is off)."""
         if not self.rule_on or self.min_steps <= 0:
             return self.max_epochs
         per_epoch = math.ceil(math.ceil(rows / self.batch_size) / self.accumulate)
-        if per_epoch * self.max_epochs >= self.min_steps:
-            return self.max_epochs
-        needed = math.ceil(self.min_steps / per_epoch)
-        every = math.ceil(needed / self.max_epochs)
-        return every * math.ceil(needed / every)
+        return max(self.max_epochs, math.ceil(self.min_steps / per_epoch))
 
     def break_even_rows(self) -> int:
         """The fewest rows the size rule leaves at max_epochs: fewer cost the same min_steps steps."""
@@ -184,12 +199,40 @@ def max_time_override(seconds: int) -> str:
     return f"{days:02d}:{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def rung_deadlines(budget_s: float, finish_s: float, n_rungs: int) -> list[float]:
-    """When each rung must be done, in seconds of the sweep: equal shares of the budget less what the end
-    (report, auto.json) keeps, cumulative, so what a rung leaves goes to the next. Successive halving
-    spends about the same on each rung (n/eta^k entries x eta^k times the rows)."""
-    usable = max(budget_s - finish_s, 0.0)
-    return [usable * (k + 1) / n_rungs for k in range(n_rungs)]
+def rung_epochs(schedule: Schedule, rows: int, eta: int, rungs: int) -> list[int | None]:
+    """Epoch rungs, for a dataset too small for rung_rows to give more than one rung: every rung trains
+    on all the rows, rung k pauses a gradient job after eta^-(rungs-1-k) of its schedule's epochs
+    (rounded up to a validation epoch) and the rung above continues that very run (cut.PauseAtEpoch,
+    resume=true), so a promoted entry costs only its remaining epochs. None: to the schedule's end.
+
+    A rung is kept when it pauses at most half-way to the rung above it, as in rung_rows: the default
+    3-epoch job gets [1, None] (one epoch for every entry, the top third continues for two more)."""
+    total, every = schedule.epochs(rows), schedule.validation_every(rows)
+    epochs = [total]
+    for fraction in reversed(rung_fractions(eta, rungs)[:-1]):
+        e = every * max(1, math.ceil(fraction * total / every))
+        if 2 * e > epochs[0]:
+            break
+        epochs.insert(0, e)
+    return [*epochs[:-1], None]
+
+
+def rung_weights(epochs: list[int | None], total: int, eta: int) -> list[float]:
+    """Each rung's expected share of the work: eta^-k of the entries x what a job of rung k trains.
+    Row rungs (every entry None) cost about the same each (n/eta^k entries x eta^k times the rows); an
+    epoch rung's job trains only the epochs between the rung below's pause and its own."""
+    if all(e is None for e in epochs):
+        return [1.0] * len(epochs)
+    ends = [total if e is None else e for e in epochs]
+    return [float(eta) ** -k * (end - (ends[k - 1] if k else 0)) for k, end in enumerate(ends)]
+
+
+def rung_deadlines(budget_s: float, finish_s: float, weights: Sequence[float]) -> list[float]:
+    """When each rung must be done, in seconds of the sweep: shares of the budget less what the end
+    (report, auto.json) keeps, in proportion to the rungs' expected work (rung_weights), cumulative, so
+    what a rung leaves goes to the next."""
+    usable, total = max(budget_s - finish_s, 0.0), sum(weights)
+    return [usable * sum(weights[: k + 1]) / total for k in range(len(weights))]
 
 
 def promote(values: Mapping[str, float | None], order: Sequence[str], eta: int, maximize: bool) -> list[str]:

@@ -43,6 +43,8 @@ class JobResult:
     value: float | None = None
     promoted: bool = False
     reused: bool = False  # finished by an earlier run of the same command: not run again
+    paused_at: int | None = None  # the epochs it trained before pausing (an epoch rung below the last)
+    continues: str | None = None  # the paused job (dir name) it resumed
 
     @property
     def has_value(self) -> bool:
@@ -55,6 +57,7 @@ class Rung:
     rows: int
     fraction: float  # of the training rows
     deadline_s: float  # of the sweep's time, by which this rung's jobs must end
+    epochs: int | None = None  # an epoch rung's pause (halving.rung_epochs); None: whole schedules
     jobs: list[JobResult] = field(default_factory=list)
 
     def job(self, entry: str) -> JobResult | None:
@@ -71,6 +74,8 @@ class AutoRecord:
     runs: int = 0
     rungs: list[Rung] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)  # entry -> why it cannot run here
+    # backbone -> its training step's seconds over the default job's backbone's, measured here (probe.py)
+    step_ratios: dict[str, float] = field(default_factory=dict)
     winner: dict[str, Any] | None = None
     report: str | None = None
 

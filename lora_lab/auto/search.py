@@ -10,6 +10,7 @@ fake clock and a fake launcher.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,18 +29,22 @@ from lora_lab.auto.halving import (
     promote,
     ranked_entries,
     rung_deadlines,
+    rung_weights,
     scaled,
     work,
 )
 from lora_lab.auto.portfolio import Entry, merged_overrides
 from lora_lab.auto.record import CUT, DONE, FAILED, SKIPPED, AutoRecord, JobResult, Rung
-from lora_lab.job.dir import JobDir
+from lora_lab.job.checkpointing import RESUME_CHECKPOINT, relocate_checkpoints
+from lora_lab.job.dir import PAUSED_KEY, JobDir
 
 log = logging.getLogger(__name__)
 
 # Given, with trainer.max_time, to every gradient job: it validates where the time runs out (cut.py).
 CUT_CALLBACK = "lora_lab.auto.cut.ValidateAtCut"
 CUT_KEY = "train/cut_at_step"  # in metrics.json: the job was cut
+# Given, with its epochs, to every gradient job of an epoch rung below the last (cut.PauseAtEpoch).
+PAUSE_CALLBACK = "lora_lab.auto.cut.PauseAtEpoch"
 # What the winner's line and auto.json show of its metrics.json, beside the optimized metric.
 FIGURES = ("val/acc_best", "test/acc", "test/f1_macro", "time/train_s", "latency/p50_ms", "artifact/adapter_bytes")
 
@@ -68,6 +73,8 @@ class JobSpec:
     rows: int
     overrides: list[str]
     max_time_s: int | None
+    pause_at: int | None = None  # epochs after which the job pauses (epoch rungs), None: to its end
+    continues: str | None = None  # the paused job (dir name) this one resumes
 
 
 # Runs the job to its end; returns its error (the job raised), or None.
@@ -99,12 +106,15 @@ class Search:
         clock: Callable[[], float] = time.monotonic,
         heartbeat_s: float | None = None,
         started: float | None = None,
+        epochs: list[int | None] | None = None,
     ):
         """rows: each rung's training rows, the last all of them (record.train_rows). rows_always: pass
         train_rows at the last rung too (the command line set its own). heartbeat_s: while a job runs,
         write the time spent to auto.json this often, so a killed sweep's rerun counts it. started: the
-        clock's reading when this run began (default: now)."""
+        clock's reading when this run began (default: now). epochs: each rung's pause (halving.rung_epochs;
+        None or all None: every job trains its whole schedule)."""
         self.sweep_dir, self.candidates, self.rows, self.record = sweep_dir, candidates, rows, record
+        self.epochs = list(epochs) if epochs is not None else [None] * len(rows)
         self.settings, self.launch, self.metric, self.maximize = settings, launch, metric, maximize
         self.base_overrides, self.rows_always = list(base_overrides), rows_always
         self.clock, self.heartbeat_s = clock, heartbeat_s
@@ -131,7 +141,9 @@ class Search:
         self.record.runs += 1
         self.record.winner = None  # an earlier run's: chosen again once the rungs are rebuilt
         self.results: dict[tuple[int, str], JobResult] = {}
-        shares = rung_deadlines(self.settings.budget_s, self.settings.finish_s, len(self.rows))
+        total = self.candidates[0].schedule.epochs(self.rows[-1]) if self.candidates else 1
+        weights = rung_weights(self.epochs, total, self.settings.eta)
+        shares = rung_deadlines(self.settings.budget_s, self.settings.finish_s, weights)
         launched = self._pass(shares, previous)
         backfill = 0
         while self._skipped() and self.elapsed() < shares[-1] and (backfill == 0 or launched):
@@ -139,6 +151,7 @@ class Search:
             log.info("auto: backfill pass %d: skipped jobs, against the budget's end", backfill)
             launched = self._pass([shares[-1]] * len(shares), previous)
         self.record.winner = self.winner()
+        self.drop_paused_checkpoints()
         self.save()
         return self.record
 
@@ -148,11 +161,16 @@ class Search:
         self.record.rungs = []
         entrants = [c.name for c in self.candidates]
         for k, (rows, deadline) in enumerate(zip(self.rows, deadlines)):
-            rung = Rung(k, rows, round(rows / self.record.train_rows, 4), round(deadline, 1))
+            rung = Rung(k, rows, round(rows / self.record.train_rows, 4), round(deadline, 1), self.epochs[k])
             self.record.rungs.append(rung)
             # The entries promoted here, and any that has a result here already (promoted in an earlier
-            # pass or run, since displaced): a measurement at this rung competes at this rung.
+            # pass or run, since displaced): a measurement at this rung competes at this rung. Rung 0
+            # goes cheapest first (its estimates come from the jobs before); a rung above goes best
+            # first, each entry estimated from its own job below, so a short budget cuts the least
+            # promising.
             members = [c for c in self.candidates if c.name in entrants or self._has_result(k, c.name)]
+            if k > 0:
+                members.sort(key=lambda c: entrants.index(c.name) if c.name in entrants else len(entrants))
             log.info(
                 "auto: rung %d of %d, %d entries on %d training rows, until %.0f s of the %.0f s budget",
                 k,
@@ -203,8 +221,19 @@ class Search:
             result.reused = True
             if earlier is not None:
                 result.reason, result.estimate_s, result.max_time = earlier.reason, earlier.estimate_s, earlier.max_time
+                result.continues = earlier.continues
             log.info("auto: %s finished in an earlier run: %s=%s, not run again", name, self.metric, result.value)
             return result, False
+        below = self._below(k, candidate.name)
+        if below is not None and below.state == DONE and below.paused_at is None:
+            # An epoch rung's job that trained its whole schedule (closed-form, early-stopped, or a
+            # schedule no longer than the pause): the job of this rung would be the same job.
+            result = JobResult(**{**vars(below), "job": name, "promoted": False, "duration_s": 0.0})
+            result.reason = f"{below.job} trained its whole schedule: the same job, not run again"
+            return result, False
+        continues = below.job if below is not None and below.paused_at is not None else None
+        if continues is not None and not (self.sweep_dir / continues / RESUME_CHECKPOINT).is_file():
+            continues = None  # its checkpoint is gone (an earlier run of the search ended): train anew
         estimate = self._estimate(k, candidate, rung.rows)
         decision = decide(
             rung.deadline_s - self.elapsed(),
@@ -219,12 +248,17 @@ class Search:
             skipped = JobResult(candidate.name, name, str(job_dir), rung.rows, SKIPPED, decision.reason)
             skipped.estimate_s = estimate_s
             return skipped, False
-        overrides = self._overrides(candidate, name, rung.rows, decision)
-        spec = JobSpec(name, candidate.name, k, rung.rows, overrides, decision.max_time_s)
+        pause_at = rung.epochs if candidate.gradient else None
+        spec = JobSpec(name, candidate.name, k, rung.rows, [], decision.max_time_s, pause_at, continues)
+        spec.overrides.extend(self._overrides(candidate, spec, decision))
         log.info("auto: %s on %d rows: %s", name, rung.rows, decision.reason)
         started = self.clock()
+        if continues is not None and not (job_dir / RESUME_CHECKPOINT).is_file():
+            # Timer's state left out: the continuation's max_time counts its own training only.
+            relocate_checkpoints(self.sweep_dir / continues, job_dir, drop_states=("Timer",))
         error = self._launch(spec)
         result = self._result(candidate, name, rung.rows, self.clock() - started, error)
+        result.continues = continues
         result.reason = decision.reason if result.state != FAILED else result.reason
         result.estimate_s = estimate_s
         if decision.max_time_s is not None:
@@ -250,24 +284,39 @@ class Search:
             stop.set()
             thread.join()
 
-    def _overrides(self, candidate: Candidate, name: str, rows: int, decision: Launch) -> list[str]:
+    def _overrides(self, candidate: Candidate, spec: JobSpec, decision: Launch) -> list[str]:
         """The job's command line: the search's own (less any key the entry sets), the entry's, the
-        rung's rows, the time limit, the job dir's name."""
+        rung's rows, the time limit, the pause (kept checkpoints) or the resume, the job dir's name."""
         overrides = merged_overrides(self.base_overrides, candidate.entry, drop=["train_rows"])
-        if rows < self.record.train_rows or self.rows_always:
-            overrides.append(f"train_rows={rows}")
+        if spec.rows < self.record.train_rows or self.rows_always:
+            overrides.append(f"train_rows={spec.rows}")
         if decision.max_time_s is not None:
             overrides += [
                 f"++trainer.max_time={max_time_override(decision.max_time_s)}",
                 f"++callbacks.auto_cut._target_={CUT_CALLBACK}",
             ]
-        return [*overrides, f"hydra.sweep.subdir={name}"]
+        if spec.pause_at is not None:
+            overrides += [
+                f"++callbacks.auto_pause._target_={PAUSE_CALLBACK}",
+                f"++callbacks.auto_pause.epochs={spec.pause_at}",
+                "keep_checkpoints=true",
+            ]
+        if spec.continues is not None:
+            overrides.append("resume=true")
+        return [*overrides, f"hydra.sweep.subdir={spec.name}"]
 
     def _estimate(self, k: int, candidate: Candidate, rows: int) -> Estimate | None:
         """Rung k > 0: this entry's job one rung down, its training scaled by the work ratio (its rows x
-        the size rule's epochs). Rung 0: the jobs of this rung that finished uncut (halving.from_peers)."""
+        the size rule's epochs; for a paused job, the epochs left to this rung's end over those it
+        trained). Rung 0: the jobs of this rung that finished uncut (halving.from_peers)."""
+        below = self._below(k, candidate.name)
+        if below is not None and below.paused_at is not None and below.duration_s is not None:
+            end = self.epochs[k] or candidate.schedule.epochs(rows)
+            ratio = (end - below.paused_at) / below.paused_at
+            trained = f"{below.paused_at} epoch(s) in {below.train_s or 0:.0f} s"
+            basis = f"{below.job}: {trained}, {end - below.paused_at} to go"
+            return Estimate(self._overhead(k, candidate.name), (below.train_s or 0.0) * ratio, basis)
         if k > 0:
-            below = self.record.rungs[k - 1].job(candidate.name)
             if below is not None and below.duration_s is not None:
                 ratio = work(rows, candidate.gradient, candidate.schedule) / work(
                     below.rows, candidate.gradient, candidate.schedule
@@ -285,6 +334,29 @@ class Search:
             peers = [(c, m) for c, m in peers if c.gradient]
         return from_peers(candidate.entry.cost, [(c.entry.cost, m) for c, m in peers], not candidate.gradient)
 
+    def _below(self, k: int, name: str) -> JobResult | None:
+        """The entry's job one rung down when that rung trained on the same rows (an epoch rung), else None."""
+        if k == 0 or self.rows[k - 1] != self.rows[k]:
+            return None
+        return self.record.rungs[k - 1].job(name)
+
+    def _overhead(self, k: int, name: str) -> float:
+        """What the rows and epochs do not scale, from the first job of the entry's chain of continuations
+        below rung k (a continuation's time/train_s counts the epochs it resumed from too)."""
+        for j in reversed(range(k)):
+            job = self.record.rungs[j].job(name)
+            if job is not None and job.continues is None and job.duration_s is not None:
+                return Measured(job.duration_s, job.train_s or 0.0).overhead_s
+        return 0.0
+
+    def drop_paused_checkpoints(self) -> None:
+        """The search is over: the paused jobs' checkpoints (hundreds of MB each) go. A rerun that
+        promotes one of them trains it anew."""
+        for rung in self.record.rungs:
+            for job in rung.jobs:
+                if job.paused_at is not None:
+                    shutil.rmtree(Path(job.job_dir) / RESUME_CHECKPOINT.parent, ignore_errors=True)
+
     def _result(self, candidate: Candidate, name: str, rows: int, duration: float, error: str | None) -> JobResult:
         """How the job in sweep_dir/name ended, from its files (JobDir): its metric, training time, cut."""
         job_dir = JobDir(self.sweep_dir / name)
@@ -300,6 +372,7 @@ class Search:
             return result
         result.value, result.train_s = float(value), float(metrics.get("time/train_s") or 0.0)
         result.state = CUT if CUT_KEY in metrics else DONE
+        result.paused_at = metrics.get(PAUSED_KEY)
         return result
 
     def winner(self) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ named r<rung>_<entry>; rerunning the same command resumes from auto.json (record
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from lora_lab.auto.halving import Schedule, rung_rows
+from lora_lab.auto.halving import Schedule, rung_epochs, rung_rows
 from lora_lab.auto.portfolio import (
     Entry,
     PortfolioError,
@@ -71,6 +72,7 @@ class AutoSweeper(Sweeper):
         self.safety, self.min_train_share = safety, min_train_share
         self.finish_s, self.heartbeat_s = finish_s, heartbeat_s
         self._job_idx = 0
+        self._composed: dict[str, DictConfig] = {}  # entry -> its job's config
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -110,10 +112,14 @@ class AutoSweeper(Sweeper):
                 "nothing installed to run: every entry of the portfolio needs a backbone that is not on this "
                 "machine (" + "; ".join(f"{n}: {w}" for n, w in record.unavailable.items()) + ")"
             )
-        candidates = [self._candidate(entry, fixed) for entry in runnable]
+        candidates = self._measured_costs([self._candidate(entry, fixed) for entry in runnable], record)
         default = _schedule(self.config, fixed)
         min_rows = self.min_rows if self.min_rows is not None else default.break_even_rows()
         rows = rung_rows(n_train, self.eta, self.rungs, min_rows)
+        epochs: list[int | None] = [None] * len(rows)
+        if len(rows) == 1 and self.rungs > 1:  # too few rows to screen on fewer: screen on fewer epochs
+            epochs = rung_epochs(default, n_train, self.eta, self.rungs)
+            rows = [n_train] * len(epochs)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         settings = Settings(self.eta, self.safety, self.min_train_share, min(self.finish_s, 0.1 * budget_s), budget_s)
         search = Search(
@@ -129,13 +135,15 @@ class AutoSweeper(Sweeper):
             rows_always=rows_always,
             heartbeat_s=self.heartbeat_s,
             started=started,  # the checks and the row count above are spent time too
+            epochs=epochs,
         )
         log.info(
-            "auto: %d entries (%s), rungs of %s training rows, eta=%d, budget %.1f min (%.1f min spent before), "
+            "auto: %d entries (%s), rungs of %s training rows%s, eta=%d, budget %.1f min (%.1f min spent before), "
             "jobs in %s",
             len(candidates),
             ", ".join(c.name for c in candidates),
             rows,
+            "" if epochs[0] is None else f" pausing after {epochs[:-1]} epoch(s)",
             self.eta,
             budget_minutes,
             record.spent_s / 60,
@@ -194,7 +202,39 @@ class AutoSweeper(Sweeper):
                 f"portfolio entry {entry.name} ({' '.join(entry.overrides) or 'the default job'}) does not compose: "
                 f"{str(err).splitlines()[0]}"
             ) from err
+        self._composed[entry.name] = cfg
         return Candidate(entry, regime_class(str(cfg.regime.name)).trains_by_gradient, _schedule(cfg, overrides))
+
+    def _measured_costs(self, candidates: list[Candidate], record: AutoRecord) -> list[Candidate]:
+        """The candidates, cheapest first, an entry that sets another backbone than the command's with its
+        cost times that backbone's training step time over the command's backbone's, measured here
+        (probe.py; kept in auto.json, so a rerun orders alike). A backbone whose step cannot run is
+        left out of the search, with the reason."""
+        reference = str(self.config.backbone.name)
+        backbone = {c.name: str(self._composed[c.name].backbone.name) for c in candidates}
+        others = {backbone[c.name]: self._composed[c.name].backbone for c in candidates}
+        others.pop(reference, None)
+        if not others or self.config.trainer.get("accelerator") != "cpu":  # a GPU's ratio is not the CPU's
+            return candidates
+        if not set(others) <= set(record.step_ratios):
+            from lora_lab.auto.probe import step_ratios
+
+            try:
+                record.step_ratios = step_ratios(
+                    {reference: self.config.backbone, **others}, reference, str(self.config.trainer.precision)
+                )
+            except Exception as err:  # weights that do not load, a step that does not run: those entries go
+                log.error("auto: timing a training step of %s failed", ", ".join(others), exc_info=err)
+                why = f"a training step of its backbone failed: {type(err).__name__}: {err}"
+                record.unavailable.update({c.name: why for c in candidates if backbone[c.name] in others})
+                return [c for c in candidates if c.name not in record.unavailable]
+        measured = [
+            dataclasses.replace(c, entry=dataclasses.replace(c.entry, cost=c.entry.cost * record.step_ratios[b]))
+            if (b := backbone[c.name]) in others
+            else c
+            for c in candidates
+        ]
+        return sorted(measured, key=lambda c: (c.entry.cost, c.name))
 
     def _train_rows(self) -> tuple[int, bool]:
         """The training rows a job of this command trains on (the dataset's split, few-shot and the command
@@ -286,11 +326,12 @@ def summary(record: AutoRecord, sweep_dir: Path) -> str:
         f"{record.spent_s / 60:.1f} of {record.budget_minutes:g} min (all runs)"
     ]
     for rung in record.rungs:
-        lines.append(f"  rung {rung.rung} ({rung.rows:,} training rows):")
+        paused = f", paused after {rung.epochs} epoch(s)" if rung.epochs is not None else ""
+        lines.append(f"  rung {rung.rung} ({rung.rows:,} training rows{paused}):")
         for job in rung.jobs:
             value = f"{job.value:.4f}" if job.value is not None else "-"
             took = f"{job.duration_s:.0f} s" if job.duration_s is not None else ""
-            mark = " -> promoted" if job.promoted else ""
+            mark = (f" (continues {job.continues})" if job.continues else "") + (" -> promoted" if job.promoted else "")
             why = f" ({job.reason})" if job.state in ("skipped", "failed") else ""
             reused = " (earlier run)" if job.reused else ""
             lines.append(f"    {job.entry:<14} {job.state:<8} {value:>8} {took:>7}{reused}{mark}{why}")

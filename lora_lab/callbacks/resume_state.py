@@ -20,11 +20,13 @@ from lora_lab.errors import ConfigError
 
 class ResumeState(pl.Callback):
     """Saves, in every full checkpoint, the epoch and the number of its batches already trained, and
-    the RNG states; on resume, restores the RNG states and has the sampler skip those batches."""
+    the RNG states; on resume, restores the RNG states and has the sampler skip those batches (or, for
+    a checkpoint saved at an epoch's end, restores the states at the next epoch's start)."""
 
     def __init__(self) -> None:
         self._trainer: pl.Trainer | None = None
         self._loaded: dict[str, Any] | None = None
+        self._rng_at_epoch_start: dict[str, Any] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
@@ -52,13 +54,15 @@ class ResumeState(pl.Callback):
         if self._loaded is None:
             return
         state, self._loaded = self._loaded, None
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        name, keys, pos, has_gauss, cached = rng["numpy"]
-        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        if state["batches"] >= trainer.num_training_batches:
+            # Saved at an epoch's end (the auto search's pause, lora_lab/auto/cut.py). The uninterrupted
+            # run went from there to the next epoch's start and made that epoch's loader iterator, whose
+            # base seed DataLoader draws from torch's RNG: one draw before its first batch. The resumed
+            # run ends the saved epoch again and makes the next epoch's iterator before any epoch hook,
+            # so at the next epoch's start the states go back and that one draw is made here.
+            self._rng_at_epoch_start = state["rng"]
+            return
+        _set_rng(state["rng"])
         if state["epoch"] == trainer.current_epoch and 0 < state["batches"] < trainer.num_training_batches:
             sampler = trainer.train_dataloader.batch_sampler
             if not hasattr(sampler, "skip"):  # not lora_lab's sampler: it cannot continue where the job stopped
@@ -72,6 +76,21 @@ class ResumeState(pl.Callback):
             warnings.filterwarnings(
                 "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
             )
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._rng_at_epoch_start is not None:
+            rng, self._rng_at_epoch_start = self._rng_at_epoch_start, None
+            _set_rng(rng)
+            torch.empty((), dtype=torch.int64).random_()  # the iterator's base seed (see on_train_start)
+
+
+def _set_rng(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def _numpy_state() -> tuple:

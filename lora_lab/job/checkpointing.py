@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,34 @@ def resume_checkpoint(run_dir: Path, resume: bool) -> Path | None:
         return path
     log.info("resume=true: the job stopped before its first checkpoint (%s); training from the start", path)
     return None
+
+
+def relocate_checkpoints(source_dir: Path, target_dir: Path, drop_states: tuple[str, ...] = ()) -> Path:
+    """Copy a job's checkpoints/ into another job dir, so that `resume=true` there continues the source
+    job's training; returns the copied resume checkpoint.
+
+    ModelCheckpoint keeps its best epoch (path and score) only when the resuming job's checkpoint dir is
+    the one it saved (Lightning drops the score when `dirpath` changed, and the next epoch would count as
+    the best however it scored): every path under the source's checkpoints/ is rewritten to the target's.
+    drop_states: callback states left out (their state key's start, e.g. "Timer": max_time counts anew).
+    Written atomically; the source is left as it is."""
+    source, target = source_dir / RESUME_CHECKPOINT.parent, target_dir / RESUME_CHECKPOINT.parent
+    checkpoint = torch.load(source_dir / RESUME_CHECKPOINT, map_location="cpu", weights_only=False)
+    old, new = str(source), str(target)
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+            return new + value[len(old) :]
+        if isinstance(value, dict):
+            return {moved(k): moved(v) for k, v in value.items()}
+        return value
+
+    checkpoint["callbacks"] = {
+        key: moved(state) for key, state in checkpoint.get("callbacks", {}).items() if not key.startswith(drop_states)
+    }
+    for other in source.glob("*.ckpt"):  # the best epoch's weights (callbacks.model_checkpoint)
+        if other.name != RESUME_CHECKPOINT.name:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(other, target / other.name)
+    AtomicCheckpointIO().save_checkpoint(checkpoint, target_dir / RESUME_CHECKPOINT)
+    return target_dir / RESUME_CHECKPOINT

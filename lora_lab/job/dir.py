@@ -39,6 +39,9 @@ TEST_SAMPLE_FILE = "test_sample.json"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 STACK_DIR = "stack"
+# In metrics.json: the epochs a job trained before the auto search paused it (lora_lab/auto/cut.py);
+# a paused job is a screening point, continued by another job, not a model to ship.
+PAUSED_KEY = "train/paused_at_epoch"
 
 # Old `_target_` -> where the class lives now (the package layout of lora_lab 0.1's second pass).
 MOVED_TARGETS = {

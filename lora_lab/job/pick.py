@@ -11,7 +11,8 @@ The ranking metric is a validation figure, never a test one: picking on test wou
 score of the promoted job optimistic.
 
 Only jobs whose status is `complete` are candidates: a pruned trial stopped early, a duplicate
-answers from its original (which is a candidate itself), a failed one shipped nothing.
+answers from its original (which is a candidate itself), a failed one shipped nothing. Nor is a job
+the auto search paused after its first epochs: the job that continued it is the candidate.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 from lora_lab.artifacts import read_json
 from lora_lab.errors import ConfigError
-from lora_lab.job.dir import METRICS_FILE, JobDir
+from lora_lab.job.dir import METRICS_FILE, PAUSED_KEY, JobDir
 
 STUDY_FILE = "study.json"  # written by lora_lab's sweeper (sweeper/storage.py)
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -94,9 +95,10 @@ def ranking(sweep_dir: Path) -> tuple[str, bool]:
 
 
 def complete_jobs(sweep_dir: Path) -> list[JobDir]:
-    """The sweep's finished jobs whose status is complete, in job-dir order."""
+    """The sweep's finished jobs whose status is complete and that were not paused, in job-dir order."""
     jobs = [JobDir(p.parent) for p in sorted(sweep_dir.glob(f"*/{METRICS_FILE}"))]
-    return [job for job in jobs if (job.status() or {}).get("state", "complete") == "complete"]
+    complete = [job for job in jobs if (job.status() or {}).get("state", "complete") == "complete"]
+    return [job for job in complete if PAUSED_KEY not in job.metrics()]
 
 
 def pick_job(sweep_dir: Path, rule: str = "best") -> Pick:

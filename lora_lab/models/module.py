@@ -99,6 +99,10 @@ class ClassifierModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.val_at_best = checkpoint.get("val_at_best", {})
+        # MaxMetric's state is not in the state dict: a job resumed after a validated epoch starts it
+        # from that epoch's best, else val/acc_best would be the best of the resumed epochs only.
+        if "val/acc" in self.val_at_best:
+            self.val_acc_best.update(torch.tensor(self.val_at_best["val/acc"]))
 
     def on_fit_start(self) -> None:
         # After the callbacks' on_fit_start, so the ResourceMonitor times the head fit as training.

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from lora_lab.artifacts import read_json, write_json
@@ -29,7 +30,9 @@ from lora_lab.auto.halving import (
     max_time_override,
     promote,
     rung_deadlines,
+    rung_epochs,
     rung_rows,
+    rung_weights,
     scaled,
 )
 from lora_lab.auto.portfolio import (
@@ -45,7 +48,8 @@ from lora_lab.auto.record import AUTO_FILE, AutoDirError, AutoRecord, load_recor
 from lora_lab.auto.search import CUT_CALLBACK, CUT_KEY, Candidate, JobSpec, Search, Settings
 from lora_lab.config.embedded import MPNET
 from lora_lab.errors import ConfigError
-from lora_lab.job.dir import METRICS_FILE, STATUS_FILE
+from lora_lab.job.checkpointing import RESUME_CHECKPOINT
+from lora_lab.job.dir import METRICS_FILE, PAUSED_KEY, STATUS_FILE
 from tests.helpers import CONF_DIR, compose_train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,7 +121,24 @@ def test_estimates_scale_the_same_entrys_training_or_use_the_peers_measured_in_t
     assert from_peers(2.0, peers, pessimistic=False).total_s == pytest.approx(30)
     assert from_peers(2.0, peers, pessimistic=True).total_s == pytest.approx(40)  # no max_time can stop it
     assert from_peers(2.0, [], pessimistic=False) is None
-    assert rung_deadlines(1800, 30, 3) == [590, 1180, 1770]
+    assert rung_deadlines(1800, 30, [1, 1, 1]) == [590, 1180, 1770]
+    assert rung_deadlines(1800, 30, [1, 2 / 3]) == pytest.approx([1062, 1770])  # 60% for the first of two
+
+
+def test_a_dataset_too_small_for_row_rungs_screens_on_its_first_epochs_and_continues_the_best():
+    rule = Schedule()  # batch 32, 3 epochs, 100 steps
+    # FPB's 1,694 rows: one row rung (a third would be under the 1,067-row break-even), so epochs:
+    # every entry pauses after 1 of its 3 epochs, the top third continues for 2 more.
+    assert rung_rows(1694, eta=3, rungs=3, min_rows=1067) == [1694]
+    assert rung_epochs(rule, 1694, eta=3, rungs=3) == [1, None]
+    # Rung 0 trains n entries one epoch each; rung 1 n/3 of them two epochs more: 60% / 40% of the budget.
+    assert rung_weights([1, None], total=3, eta=3) == pytest.approx([1, 2 / 3])
+    assert rung_weights([None, None, None], total=3, eta=3) == [1, 1, 1]
+    # 200 rows: the size rule trains 15 epochs validated every 5; the pauses fall on validation epochs.
+    assert (rule.epochs(200), rule.validation_every(200)) == (15, 5)
+    assert rung_epochs(rule, 200, eta=3, rungs=3) == [5, None]
+    assert rung_epochs(Schedule(max_epochs=9), 5000, eta=3, rungs=3) == [1, 3, None]
+    assert rung_epochs(Schedule(max_epochs=1), 5000, eta=3, rungs=3) == [None]  # nothing to pause
 
 
 def test_a_cut_between_two_size_rule_validations_validates_there():
@@ -218,26 +239,44 @@ class FakeLab:
         self.sweep, self.models, self.fails = sweep, models, fails
         self.now = 0.0
         self.launched: list[JobSpec] = []
+        self.resumed: dict[str, dict] = {}  # job -> the checkpoint it resumed from
 
     def clock(self) -> float:
         return self.now
 
     def launch(self, spec: JobSpec) -> str | None:
+        """A job of EPOCHS epochs; with pause_at it trains that many and leaves a checkpoint, with
+        continues it resumes the paused job's checkpoint (which the search copied here) for the rest."""
         self.launched.append(spec)
         overhead, per_row, quality = self.models[spec.entry]
         if spec.entry in self.fails:
             self.now += overhead
             return "RuntimeError: boom"
-        train = needed = per_row * spec.rows
+        done_before = 0
+        if spec.continues is not None:
+            self.resumed[spec.name] = torch.load(self.sweep / spec.name / RESUME_CHECKPOINT, weights_only=False)
+            done_before = self.resumed[spec.name]["epochs"]
+        end = spec.pause_at or EPOCHS
+        train = needed = per_row * spec.rows * (end - done_before) / EPOCHS
         metrics: dict = {}
         if spec.max_time_s is not None and needed > spec.max_time_s:
             train, metrics[CUT_KEY] = spec.max_time_s, 3
+        elif spec.pause_at is not None:
+            metrics[PAUSED_KEY] = spec.pause_at
+            checkpoints = str(self.sweep / spec.name / "checkpoints")
+            state = {"dirpath": checkpoints, "best_model_path": f"{checkpoints}/best.ckpt", "best_model_score": 0.5}
+            checkpoint = {"epochs": end, "callbacks": {"ModelCheckpoint{'monitor': 'val/acc'}": state, "Timer": {}}}
+            (self.sweep / spec.name / "checkpoints").mkdir(parents=True)
+            torch.save(checkpoint, self.sweep / spec.name / RESUME_CHECKPOINT)
+            (self.sweep / spec.name / "checkpoints" / "best.ckpt").write_bytes(b"best epoch")
         self.now += overhead + train
-        score = quality * (train / needed) + spec.rows / 1e6
+        trained = done_before + (end - done_before) * train / needed
+        score = quality * trained / EPOCHS + spec.rows / 1e6
         write_json(self.sweep / spec.name / METRICS_FILE, {**metrics, "val/acc_best": score, "time/train_s": train})
         return None
 
 
+EPOCHS = 3  # a fake job's schedule
 # name -> (gradient, cost prior, (overhead s, training s per row, quality))
 LAB = {
     "tfidf": (False, 0.2, (5.0, 0.01, 0.70)),
@@ -250,13 +289,24 @@ LAB = {
 SIGNATURE = {"portfolio": {n: {"overrides": [], "cost": c} for n, (_, c, _) in LAB.items()}, "optimized_metric": "v"}
 
 
-def _search(sweep: Path, lab: FakeLab, budget_s: float, names=tuple(LAB), **settings) -> Search:
+def _search(
+    sweep: Path, lab: FakeLab, budget_s: float, names=tuple(LAB), rows=(100, 300, 900), epochs=None, **settings
+) -> Search:
     candidates = [Candidate(Entry(n, (), LAB[n][1]), LAB[n][0], Schedule(rule_on=False)) for n in names]
     candidates.sort(key=lambda c: c.entry.cost)
     record = open_record(sweep, SIGNATURE, budget_s / 60, 900, 3)
     knobs = {"eta": 3, "safety": 0.5, "min_train_share": 0.3, "finish_s": 30.0, "budget_s": budget_s, **settings}
     return Search(
-        sweep, candidates, [100, 300, 900], record, Settings(**knobs), lab.launch, "val/acc_best", True, clock=lab.clock
+        sweep,
+        candidates,
+        list(rows),
+        record,
+        Settings(**knobs),
+        lab.launch,
+        "val/acc_best",
+        True,
+        clock=lab.clock,
+        epochs=epochs,
     )
 
 
@@ -281,11 +331,14 @@ def test_the_search_ends_within_its_budget_skipping_and_cutting_what_does_not_fi
     assert jobs["r0_broken"]["state"] == "failed" and jobs["r0_broken"]["reason"] == "RuntimeError: boom"
     # ceil(4 valued / 3) = 2 go on, then 1
     assert [j for j, v in jobs.items() if v["promoted"]] == ["r0_lora", "r0_full", "r1_full"]
-    # The last rung's job cannot finish (450 s of training, 211 s left): it trains until its max_time,
-    # 570 - 359 - 1.5 x 15 s of overhead, and ends before the budget's end less the report's share.
+    # A rung above the first goes best first: the budget's end cuts the least promising.
+    launched = [s.name for s in lab.launched]
+    assert launched.index("r1_full") < launched.index("r1_lora")
+    # The last rung's job cannot finish (450 s of training, 200.5 s left): it trains until its max_time,
+    # 570 - 369.5 - 1.5 x 15 s of overhead, and ends before the budget's end less the report's share.
     final = jobs["r2_full"]
-    assert final["state"] == "cut" and final["max_time"] == max_time_override(188)
-    assert lab.launched[-1].max_time_s == 188
+    assert final["state"] == "cut" and final["max_time"] == max_time_override(178)
+    assert lab.launched[-1].max_time_s == 178
     assert f"++callbacks.auto_cut._target_={CUT_CALLBACK}" in lab.launched[-1].overrides
     assert "train_rows=900" not in lab.launched[-1].overrides  # the last rung trains on every row
     assert "train_rows=100" in lab.launched[0].overrides
@@ -293,6 +346,39 @@ def test_the_search_ends_within_its_budget_skipping_and_cutting_what_does_not_fi
     # The winner is the best of the highest rung with a result, cut or not.
     assert record.winner["entry"] == "full" and record.winner["rung"] == 2
     assert load_record(tmp_path / AUTO_FILE) == record  # auto.json holds all of it
+
+
+def test_an_epoch_rung_pauses_every_gradient_job_and_the_rung_above_continues_the_promoted_ones(tmp_path: Path):
+    lab = _lab(tmp_path)
+    record = _search(
+        tmp_path, lab, budget_s=900, names=("tfidf", "head", "lora", "full"), rows=(900, 900), epochs=[1, None]
+    ).run()
+    jobs = _jobs(record)
+    launched = {spec.name: spec for spec in lab.launched}
+    # Rung 0: the gradient jobs pause after one epoch and keep their checkpoints; TF-IDF has no epochs.
+    assert launched["r0_lora"].pause_at == 1 and "++callbacks.auto_pause.epochs=1" in launched["r0_lora"].overrides
+    assert "keep_checkpoints=true" in launched["r0_lora"].overrides and jobs["r0_lora"]["paused_at"] == 1
+    assert launched["r0_tfidf"].pause_at is None and not any("auto_pause" in o for o in launched["r0_tfidf"].overrides)
+    # After one epoch of three, TF-IDF (whole) and the full fine-tune rank first: ceil(4 / 3) = 2 go on.
+    assert [j for j, v in jobs.items() if v["promoted"]] == ["r0_tfidf", "r0_full"]
+    # TF-IDF's job at rung 1 would be its rung-0 job again: not launched, its result carried up.
+    assert "r1_tfidf" not in launched and jobs["r1_tfidf"]["job_dir"] == jobs["r0_tfidf"]["job_dir"]
+    # The full fine-tune continues its own run: resume=true from its checkpoint, copied with every path
+    # moved to the new job dir and the Timer's state left out (its max_time counts this job alone).
+    full = launched["r1_full"]
+    assert full.continues == "r0_full" and "resume=true" in full.overrides and full.pause_at is None
+    resumed = lab.resumed["r1_full"]
+    (state,) = resumed["callbacks"].values()
+    assert state["dirpath"] == str(tmp_path / "r1_full" / "checkpoints") and state["best_model_score"] == 0.5
+    assert state["best_model_path"] == str(tmp_path / "r1_full" / "checkpoints" / "best.ckpt")
+    assert jobs["r1_full"]["continues"] == "r0_full"
+    # Its estimate is the two epochs left: twice rung 0's training (150 s), plus the overhead.
+    assert jobs["r1_full"]["estimate_s"] == pytest.approx(15 + 2 * 150)
+    assert jobs["r1_full"]["state"] == "done" and record.winner["entry"] == "full"
+    assert record.winner["value"] == pytest.approx(0.90 + 900 / 1e6)  # all three epochs, as one run
+    # The search is over: the paused jobs' checkpoints are gone.
+    assert not list(tmp_path.glob("r0_*/checkpoints"))
+    assert record.spent_s <= 900 - 30
 
 
 def test_time_left_after_the_last_rung_goes_to_what_an_earlier_rung_skipped(tmp_path: Path):
@@ -466,6 +552,49 @@ def test_a_rerun_with_another_portfolio_is_refused_in_one_line(tiny_search: dict
     assert "another portfolio: slow removed" in proc.stderr
 
 
+# A size-rule job (15 epochs of 110 rows, validated every 5): too few rows for two row rungs, so the
+# search screens on epochs. Two entries: both pause after 5 epochs, the better (top third) continues.
+CONTINUED = [
+    "backbone=tiny_bert",
+    "dataset.n_per_class=30",
+    "data.batch_size=16",
+    "stack=none",
+    "trainer.enable_progress_bar=false",
+    "logger=none",
+]
+
+
+def test_a_small_dataset_screens_on_epochs_and_the_continued_job_ends_as_one_uninterrupted_run(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    search = ["hydra.sweeper.only=[lora_r8,lora_r16]", "hydra.sweeper.heartbeat_s=2"]
+    proc = _train(*CONTINUED, *search, "budget_minutes=20", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    auto = read_json(sweep / AUTO_FILE)
+    assert [(r["rows"], r["epochs"]) for r in auto["rungs"]] == [(110, 5), (110, None)]
+    assert {j["entry"]: j["paused_at"] for j in auto["rungs"][0]["jobs"]} == {"lora_r8": 5, "lora_r16": 5}
+    (top,) = auto["rungs"][1]["jobs"]
+    assert top["continues"] == f"r0_{top['entry']}" and top["state"] == "done", top
+    assert auto["winner"]["job_dir"] == str(sweep / top["job"])
+    assert not list(sweep.glob("*/checkpoints"))  # the paused jobs' checkpoints went with the search's end
+
+    # The same entry trained in one go: the continuation trained only epochs 6-15, yet ends identically.
+    whole = tmp_path / "whole"
+    entry = {"lora_r8": [], "lora_r16": ["rank=16"]}[top["entry"]]
+    single = subprocess.run(
+        [sys.executable, "-m", "lora_lab.train", *CONTINUED, *entry, f"hydra.run.dir={whole}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    one, two = read_json(whole / METRICS_FILE), read_json(sweep / top["job"] / METRICS_FILE)
+    same = [k for k in one if k.startswith(("test/", "val/")) or k == "train/examples_seen"]
+    assert "val/acc_best" in same and {k: one[k] for k in same} == {k: two[k] for k in same}
+    for artifact in ("adapter/adapter_model.safetensors", "adapter/head.safetensors"):
+        assert (whole / artifact).read_bytes() == (sweep / top["job"] / artifact).read_bytes(), artifact
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -499,3 +628,61 @@ def test_a_portfolio_of_nothing_installed_is_refused(tmp_path: Path):
         "error: nothing installed to run" in proc.stderr
         and "microsoft/phi-2 is not in the Hugging Face cache" in proc.stderr
     )
+
+
+# ---------------------------------------------------------------- a backbone's cost, measured here
+
+
+def test_a_training_step_is_timed_on_each_backbone_and_a_larger_one_costs_more(tmp_path: Path):
+    from lora_lab.auto.probe import step_ratios
+
+    small = compose_train(tmp_path, ["backbone=tiny_bert"]).backbone
+    # 8x the width and 4x the layers: about 100x the matmul work, so no load on the machine can
+    # reverse the order (the backbones alternate within each repeat, and the medians are compared).
+    large = compose_train(
+        tmp_path,
+        [
+            "backbone=tiny_bert",
+            "backbone.name=wide",
+            "backbone.random_init.hidden_size=256",
+            "backbone.random_init.intermediate_size=512",
+            "backbone.random_init.num_hidden_layers=8",
+        ],
+    ).backbone
+    ratios = step_ratios({"tiny_bert": small, "wide": large}, "tiny_bert", "32-true")
+    assert ratios["tiny_bert"] == 1.0 and ratios["wide"] > 1.5, ratios
+
+
+def test_an_entry_on_another_backbone_costs_its_prior_times_the_measured_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from lora_lab.auto.sweeper import AutoSweeper
+
+    sweeper = AutoSweeper({}, None, 3, 3, None, "maximize", 0.5, 0.5, 30.0, 15.0)
+    sweeper.config = compose_train(tmp_path, ["backbone=tiny_bert"])
+    sweeper._composed = {"lora": sweeper.config, "phi": compose_train(tmp_path, ["backbone=tiny_phi"])}
+    candidates = [
+        Candidate(Entry("lora", (), 1.0), True, Schedule()),
+        Candidate(Entry("phi", ("backbone=tiny_phi",), 0.5), True, Schedule()),
+    ]
+    probes: list[tuple[list[str], str]] = []
+
+    def step_ratios(backbones, reference, precision):
+        probes.append((sorted(backbones), reference))
+        return {"tiny_bert": 1.0, "tiny_phi": 4.0}
+
+    monkeypatch.setattr("lora_lab.auto.probe.step_ratios", step_ratios)
+    record = AutoRecord(signature={}, budget_minutes=1, train_rows=100, eta=3)
+    measured = sweeper._measured_costs(candidates, record)
+    assert [(c.name, c.entry.cost) for c in measured] == [("lora", 1.0), ("phi", 2.0)]  # cheapest first
+    assert probes == [(["tiny_bert", "tiny_phi"], "tiny_bert")] and record.step_ratios["tiny_phi"] == 4.0
+    sweeper._measured_costs(candidates, record)  # a rerun reads auto.json's ratios: no second probe
+    assert len(probes) == 1
+
+    def broken(backbones, reference, precision):
+        raise RuntimeError("weights corrupt")
+
+    monkeypatch.setattr("lora_lab.auto.probe.step_ratios", broken)
+    record = AutoRecord(signature={}, budget_minutes=1, train_rows=100, eta=3)
+    assert [c.name for c in sweeper._measured_costs(candidates, record)] == ["lora"]
+    assert record.unavailable == {"phi": "a training step of its backbone failed: RuntimeError: weights corrupt"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lora_lab.errors import ConfigError
-from lora_lab.job.dir import JobDir
+from lora_lab.job.dir import PAUSED_KEY, JobDir
 from lora_lab.job.pick import parse_pick, pick_job, promote
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +73,22 @@ def test_without_study_json_best_is_the_highest_val_acc_best(tmp_path: Path):
     )
     pick = pick_job(root)
     assert pick.job_dir == root / "a" and pick.trial is None and pick.rank_metric == "val/acc_best"
+
+
+def test_a_job_the_auto_search_paused_is_not_a_candidate_the_one_that_continued_it_is(tmp_path: Path):
+    # An auto search screens a small dataset on epochs: r0 jobs pause after one epoch, the promoted one
+    # continues. When the continued run's best epoch is still its first, both score the same, and the
+    # paused job (first in dir order) would win the tie; it is a screening point, not a model to ship.
+    root = sweep(
+        tmp_path / "auto",
+        {
+            "r0_full": ("complete", {"val/acc_best": 0.95, PAUSED_KEY: 1}),
+            "r0_lora_r8": ("complete", {"val/acc_best": 0.91, PAUSED_KEY: 1}),
+            "r1_full": ("complete", {"val/acc_best": 0.95}),
+        },
+    )
+    pick = pick_job(root)
+    assert pick.job_dir == root / "r1_full" and pick.candidates == 1
 
 
 @pytest.mark.parametrize(
