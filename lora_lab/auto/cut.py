@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import Checkpoint, Timer
 
 from lora_lab.job.checkpointing import RESUME_CHECKPOINT  # the path resume=true reads
 from lora_lab.job.dir import PAUSED_KEY
@@ -48,14 +48,16 @@ class ValidateAtCut(pl.Callback):
         }
 
 
-class PauseAtEpoch(pl.Callback):
-    """callbacks.auto_pause: end training after `epochs` epochs (a validation epoch: the search rounds it to
-    the size rule's validation period) and save the whole training state to checkpoints/last.ckpt, so the
-    next rung continues this very run with resume=true instead of training it again from the start.
+class PauseAtEpoch(Checkpoint):
+    """callbacks.auto_pause: end training after `epochs` epochs (at the first validated epoch from there)
+    and save the whole training state to checkpoints/last.ckpt, so the next rung continues this very
+    run with resume=true instead of training it again from the start.
 
-    Lightning validates an epoch before its on_train_epoch_end hooks, so the saved state holds this
-    epoch's validation (ModelCheckpoint's best) and Lightning resumes it at the next epoch
-    (FitLoop.restarted_on_epoch_end). A job whose schedule ends at or before `epochs` just finishes.
+    Lightning validates an epoch before its on_train_epoch_end hooks and resumes a state saved there
+    at the next epoch (FitLoop.restarted_on_epoch_end). A Checkpoint subclass, so Lightning runs it
+    after ModelCheckpoint and EarlyStopping: when validation runs every epoch, ModelCheckpoint records
+    the epoch's score (and EarlyStopping its verdict) in on_train_epoch_end too, and the saved state
+    must hold them. A job whose schedule ends at or before `epochs` just finishes.
     """
 
     def __init__(self, epochs: int) -> None:
@@ -65,6 +67,8 @@ class PauseAtEpoch(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         done = trainer.current_epoch + 1
         if self.results or trainer.should_stop or done < self.epochs or done >= (trainer.max_epochs or 0):
+            return
+        if done % (trainer.check_val_every_n_epoch or 1):  # not validated: no best epoch to keep yet
             return
         trainer.save_checkpoint(Path(trainer.default_root_dir) / RESUME_CHECKPOINT)
         trainer.should_stop = True

@@ -29,7 +29,7 @@ class PortfolioError(ConfigError):
 @dataclass(frozen=True)
 class Entry:
     """One configuration to try: overrides of the default job, and its prior cost relative to the
-    default job (LoRA r=8 stacked with TF-IDF = 1), which orders a rung (cheapest first) and scales
+    default job (LoRA r=8 stacked with TF-IDF = 1), which orders rung 0 (cheapest first) and scales
     the first rung's estimates from the jobs measured before it."""
 
     name: str

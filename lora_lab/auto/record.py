@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_lab.artifacts import read_json, write_json
+from lora_lab.auto.halving import Measured
 from lora_lab.errors import ConfigError
 from lora_lab.job.dir import STATUS_FILE
 
@@ -49,6 +50,9 @@ class JobResult:
     @property
     def has_value(self) -> bool:
         return self.state in (DONE, CUT) and self.value is not None
+
+    def measured(self) -> Measured:
+        return Measured(self.duration_s or 0.0, self.train_s or 0.0)
 
 
 @dataclass

@@ -88,6 +88,7 @@ class Settings:
     min_train_share: float
     finish_s: float
     budget_s: float
+    epochs: int = 1  # the default job's epochs on all the rows: the last epoch rung's end (rung_weights)
 
 
 class Search:
@@ -133,7 +134,7 @@ class Search:
             self.record.write(self.sweep_dir)
 
     def run(self) -> AutoRecord:
-        """Pass 0 runs the rungs in order, each until its deadline (equal shares of the budget). When a
+        """Pass 0 runs the rungs in order, each until its deadline (shares of the budget by expected work). When a
         job was skipped and time is left, backfill passes go over the rungs again with the budget's end
         as every deadline: skipped jobs run if they fit now, promotions are recomputed from every result
         (a late entry that ranks in the top 1/eta goes on up). A pass that launches nothing ends it."""
@@ -141,8 +142,7 @@ class Search:
         self.record.runs += 1
         self.record.winner = None  # an earlier run's: chosen again once the rungs are rebuilt
         self.results: dict[tuple[int, str], JobResult] = {}
-        total = self.candidates[0].schedule.epochs(self.rows[-1]) if self.candidates else 1
-        weights = rung_weights(self.epochs, total, self.settings.eta)
+        weights = rung_weights(self.epochs, self.settings.epochs, self.settings.eta)
         shares = rung_deadlines(self.settings.budget_s, self.settings.finish_s, weights)
         launched = self._pass(shares, previous)
         backfill = 0
@@ -234,7 +234,7 @@ class Search:
         continues = below.job if below is not None and below.paused_at is not None else None
         if continues is not None and not (self.sweep_dir / continues / RESUME_CHECKPOINT).is_file():
             continues = None  # its checkpoint is gone (an earlier run of the search ended): train anew
-        estimate = self._estimate(k, candidate, rung.rows)
+        estimate = self._estimate(k, candidate, rung.rows, continues)
         decision = decide(
             rung.deadline_s - self.elapsed(),
             estimate,
@@ -254,8 +254,15 @@ class Search:
         log.info("auto: %s on %d rows: %s", name, rung.rows, decision.reason)
         started = self.clock()
         if continues is not None and not (job_dir / RESUME_CHECKPOINT).is_file():
-            # Timer's state left out: the continuation's max_time counts its own training only.
-            relocate_checkpoints(self.sweep_dir / continues, job_dir, drop_states=("Timer",))
+            try:  # Timer's state left out: the continuation's max_time counts its own training only
+                relocate_checkpoints(self.sweep_dir / continues, job_dir, drop_states=("Timer",))
+            except Exception as err:  # an unreadable checkpoint, a full disk: a launch without it trains anew
+                why = f"{type(err).__name__}: {err}"
+                log.error("auto: %s cannot continue %s (%s): training anew", name, continues, why)
+                shutil.rmtree(job_dir / RESUME_CHECKPOINT.parent, ignore_errors=True)
+                continues = None
+                spec = JobSpec(name, candidate.name, k, rung.rows, [], decision.max_time_s, pause_at, None)
+                spec.overrides.extend(self._overrides(candidate, spec, decision))
         error = self._launch(spec)
         result = self._result(candidate, name, rung.rows, self.clock() - started, error)
         result.continues = continues
@@ -305,34 +312,46 @@ class Search:
             overrides.append("resume=true")
         return [*overrides, f"hydra.sweep.subdir={spec.name}"]
 
-    def _estimate(self, k: int, candidate: Candidate, rows: int) -> Estimate | None:
-        """Rung k > 0: this entry's job one rung down, its training scaled by the work ratio (its rows x
-        the size rule's epochs; for a paused job, the epochs left to this rung's end over those it
-        trained). Rung 0: the jobs of this rung that finished uncut (halving.from_peers)."""
-        below = self._below(k, candidate.name)
-        if below is not None and below.paused_at is not None and below.duration_s is not None:
-            end = self.epochs[k] or candidate.schedule.epochs(rows)
-            ratio = (end - below.paused_at) / below.paused_at
-            trained = f"{below.paused_at} epoch(s) in {below.train_s or 0:.0f} s"
-            basis = f"{below.job}: {trained}, {end - below.paused_at} to go"
-            return Estimate(self._overhead(k, candidate.name), (below.train_s or 0.0) * ratio, basis)
-        if k > 0:
-            if below is not None and below.duration_s is not None:
-                ratio = work(rows, candidate.gradient, candidate.schedule) / work(
-                    below.rows, candidate.gradient, candidate.schedule
-                )
-                cut = " (cut: a lower bound)" if below.state == CUT else ""
-                measured = Measured(below.duration_s, below.train_s or 0.0)
-                return scaled(measured, ratio, f"rung {k - 1}: {below.duration_s:.0f} s{cut}, training x {ratio:.2f}")
+    def _estimate(self, k: int, candidate: Candidate, rows: int, continues: str | None = None) -> Estimate | None:
+        """Rung k > 0: this entry's job one rung down. On fewer rows: its training scaled by the work
+        ratio (rows x the size rule's epochs). On the same rows (an epoch rung): its training per epoch
+        times the epochs left (`continues`: it resumes that job) or all of them (it trains anew).
+        Rung 0: the jobs of this rung that finished uncut (halving.from_peers)."""
+        below = self.record.rungs[k - 1].job(candidate.name) if k > 0 else None
+        if below is not None and below.duration_s is not None:
+            if self.rows[k - 1] == self.rows[k] and candidate.gradient:
+                end = self.epochs[k] or candidate.schedule.epochs(rows)
+                # A job cut before its pause trained less than the pause: a lower bound per epoch.
+                trained = below.paused_at or self.epochs[k - 1] or end
+                to_go = end - trained if continues is not None else end
+                basis = f"{below.job}: {trained} epoch(s) in {below.train_s or 0:.0f} s, {to_go} to train"
+                train = (below.train_s or 0.0) * to_go / trained
+                return Estimate(self._overhead(k, candidate.name), train, basis)
+            ratio = work(rows, candidate.gradient, candidate.schedule) / work(
+                below.rows, candidate.gradient, candidate.schedule
+            )
+            cut = " (cut: a lower bound)" if below.state == CUT else ""
+            measured = Measured(below.duration_s, below.train_s or 0.0)
+            return scaled(measured, ratio, f"rung {k - 1}: {below.duration_s:.0f} s{cut}, training x {ratio:.2f}")
         by_name = {c.name: c for c in self.candidates}
         peers = [
-            (by_name[j.entry], Measured(j.duration_s, j.train_s or 0.0))
+            (by_name[j.entry], self._whole(by_name[j.entry], j) if not candidate.gradient else j.measured())
             for j in self.record.rungs[0].jobs
             if j.state == DONE and j.duration_s
         ]
         if candidate.gradient and any(c.gradient for c, _ in peers):
             peers = [(c, m) for c, m in peers if c.gradient]
         return from_peers(candidate.entry.cost, [(c.entry.cost, m) for c, m in peers], not candidate.gradient)
+
+    def _whole(self, peer: Candidate, job: JobResult) -> Measured:
+        """A rung-0 job as its whole schedule would have measured: a job paused after n of its N epochs
+        trained n/N of it. What a job no max_time can cut is estimated from (its cost is relative to
+        whole jobs, and it cannot be paused)."""
+        measured = job.measured()
+        if job.paused_at is None:
+            return measured
+        extra = measured.train_s * (peer.schedule.epochs(job.rows) / job.paused_at - 1)
+        return Measured(measured.duration_s + extra, measured.train_s + extra)
 
     def _below(self, k: int, name: str) -> JobResult | None:
         """The entry's job one rung down when that rung trained on the same rows (an epoch rung), else None."""
@@ -350,11 +369,12 @@ class Search:
         return 0.0
 
     def drop_paused_checkpoints(self) -> None:
-        """The search is over: the paused jobs' checkpoints (hundreds of MB each) go. A rerun that
-        promotes one of them trains it anew."""
+        """The search is over: the checkpoints its pausing rungs' jobs kept (keep_checkpoints=true;
+        hundreds of MB each) go, a job that failed after its pause included. A rerun that promotes one
+        of them trains it anew."""
         for rung in self.record.rungs:
-            for job in rung.jobs:
-                if job.paused_at is not None:
+            if rung.epochs is not None:
+                for job in rung.jobs:
                     shutil.rmtree(Path(job.job_dir) / RESUME_CHECKPOINT.parent, ignore_errors=True)
 
     def _result(self, candidate: Candidate, name: str, rows: int, duration: float, error: str | None) -> JobResult:

@@ -121,7 +121,8 @@ class AutoSweeper(Sweeper):
             epochs = rung_epochs(default, n_train, self.eta, self.rungs)
             rows = [n_train] * len(epochs)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        settings = Settings(self.eta, self.safety, self.min_train_share, min(self.finish_s, 0.1 * budget_s), budget_s)
+        finish_s = min(self.finish_s, 0.1 * budget_s)
+        settings = Settings(self.eta, self.safety, self.min_train_share, finish_s, budget_s, default.epochs(n_train))
         search = Search(
             self.sweep_dir,
             candidates,

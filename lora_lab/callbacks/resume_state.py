@@ -27,6 +27,7 @@ class ResumeState(pl.Callback):
         self._trainer: pl.Trainer | None = None
         self._loaded: dict[str, Any] | None = None
         self._rng_at_epoch_start: dict[str, Any] | None = None
+        self._at_epoch_end = False  # between an epoch's end hooks and the next epoch's start
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
@@ -39,6 +40,8 @@ class ResumeState(pl.Callback):
             "epoch": trainer.current_epoch,
             # Saved from on_train_batch_end: `processed` counts the batch whose step just ran.
             "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            # Saved from an on_train_epoch_end hook (the auto search's pause), not after a batch.
+            "at_epoch_end": self._at_epoch_end,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "python": random.getstate(),
@@ -54,7 +57,7 @@ class ResumeState(pl.Callback):
         if self._loaded is None:
             return
         state, self._loaded = self._loaded, None
-        if state["batches"] >= trainer.num_training_batches:
+        if state.get("at_epoch_end"):
             # Saved at an epoch's end (the auto search's pause, lora_lab/auto/cut.py). The uninterrupted
             # run went from there to the next epoch's start and made that epoch's loader iterator, whose
             # base seed DataLoader draws from torch's RNG: one draw before its first batch. The resumed
@@ -77,7 +80,14 @@ class ResumeState(pl.Callback):
                 "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
             )
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._at_epoch_end = True
+
+    def on_train_batch_start(self, *args: Any, **kwargs: Any) -> None:
+        self._at_epoch_end = False
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._at_epoch_end = False
         if self._rng_at_epoch_start is not None:
             rng, self._rng_at_epoch_start = self._rng_at_epoch_start, None
             _set_rng(rng)

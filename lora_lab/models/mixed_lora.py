@@ -37,7 +37,7 @@ PATCHED = "_lora_lab_gathered"  # marks a layer whose mixed forward is ours
 
 
 @dataclass(frozen=True)
-class Stack:
+class LoraStack:
     """One layer's adapters, stacked; slot len(index) is all zeros (an adapter that skips the layer)."""
 
     keys: tuple[str, ...]
@@ -47,11 +47,11 @@ class Stack:
     b: torch.Tensor  # (n + 1, r_max, out), scaled
 
 
-def stacked(layer: LoraLinear) -> Stack:
+def stacked(layer: LoraLinear) -> LoraStack:
     """The layer's current adapters stacked, rebuilt only when they (or their dtype) changed."""
     keys = tuple(layer.lora_A.keys())
     dtype = layer.lora_A[keys[0]].weight.dtype if keys else torch.float32
-    cached: Stack | None = getattr(layer, "_lora_lab_stack", None)
+    cached: LoraStack | None = getattr(layer, "_lora_lab_stack", None)
     if cached is not None and cached.keys == keys and cached.dtype == dtype:
         return cached
     r_max = max((layer.r[k] for k in keys), default=1)
@@ -62,7 +62,7 @@ def stacked(layer: LoraLinear) -> Stack:
         r = layer.r[key]
         a[i, :, :r] = layer.lora_A[key].weight.detach().float().T
         b[i, :r, :] = (layer.lora_B[key].weight.detach().float() * layer.scaling[key]).T
-    stack = Stack(keys, dtype, {k: i for i, k in enumerate(keys)}, a.to(dtype), b.to(dtype))
+    stack = LoraStack(keys, dtype, {k: i for i, k in enumerate(keys)}, a.to(dtype), b.to(dtype))
     layer._lora_lab_stack = stack
     return stack
 

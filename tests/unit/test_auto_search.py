@@ -334,11 +334,14 @@ def test_the_search_ends_within_its_budget_skipping_and_cutting_what_does_not_fi
     # A rung above the first goes best first: the budget's end cuts the least promising.
     launched = [s.name for s in lab.launched]
     assert launched.index("r1_full") < launched.index("r1_lora")
-    # The last rung's job cannot finish (450 s of training, 200.5 s left): it trains until its max_time,
-    # 570 - 369.5 - 1.5 x 15 s of overhead, and ends before the budget's end less the report's share.
+    # A rung above the first estimates an entry from its own job below: r0_full took 15 s + 50 s of
+    # training on 100 rows, so on 300 rows 15 + 3 x 50 s.
+    assert jobs["r1_full"]["estimate_s"] == 165
+    # The last rung's job cannot finish (450 s of training, 211 s left): it trains until its max_time,
+    # 570 - 359 - 1.5 x 15 s of overhead, and ends before the budget's end less the report's share.
     final = jobs["r2_full"]
-    assert final["state"] == "cut" and final["max_time"] == max_time_override(178)
-    assert lab.launched[-1].max_time_s == 178
+    assert final["state"] == "cut" and final["max_time"] == max_time_override(188)
+    assert lab.launched[-1].max_time_s == 188
     assert f"++callbacks.auto_cut._target_={CUT_CALLBACK}" in lab.launched[-1].overrides
     assert "train_rows=900" not in lab.launched[-1].overrides  # the last rung trains on every row
     assert "train_rows=100" in lab.launched[0].overrides
@@ -350,9 +353,8 @@ def test_the_search_ends_within_its_budget_skipping_and_cutting_what_does_not_fi
 
 def test_an_epoch_rung_pauses_every_gradient_job_and_the_rung_above_continues_the_promoted_ones(tmp_path: Path):
     lab = _lab(tmp_path)
-    record = _search(
-        tmp_path, lab, budget_s=900, names=("tfidf", "head", "lora", "full"), rows=(900, 900), epochs=[1, None]
-    ).run()
+    names = ("tfidf", "head", "lora", "full", "heavy")
+    record = _search(tmp_path, lab, budget_s=900, names=names, rows=(900, 900), epochs=[1, None]).run()
     jobs = _jobs(record)
     launched = {spec.name: spec for spec in lab.launched}
     # Rung 0: the gradient jobs pause after one epoch and keep their checkpoints; TF-IDF has no epochs.
@@ -376,6 +378,9 @@ def test_an_epoch_rung_pauses_every_gradient_job_and_the_rung_above_continues_th
     assert jobs["r1_full"]["estimate_s"] == pytest.approx(15 + 2 * 150)
     assert jobs["r1_full"]["state"] == "done" and record.winner["entry"] == "full"
     assert record.winner["value"] == pytest.approx(0.90 + 900 / 1e6)  # all three epochs, as one run
+    # What no max_time can cut is estimated from whole jobs: a peer paused after 1 of 3 epochs counts
+    # its training 3 times (full: 15 s + 3 x 150 s = 465 s for 2 units, the highest rate, x 25 units).
+    assert jobs["r0_heavy"]["state"] == "skipped" and jobs["r0_heavy"]["estimate_s"] == pytest.approx(5812.5)
     # The search is over: the paused jobs' checkpoints are gone.
     assert not list(tmp_path.glob("r0_*/checkpoints"))
     assert record.spent_s <= 900 - 30
@@ -552,11 +557,10 @@ def test_a_rerun_with_another_portfolio_is_refused_in_one_line(tiny_search: dict
     assert "another portfolio: slow removed" in proc.stderr
 
 
-# A size-rule job (15 epochs of 110 rows, validated every 5): too few rows for two row rungs, so the
-# search screens on epochs. Two entries: both pause after 5 epochs, the better (top third) continues.
+# Too few rows for two row rungs (under twice the size rule's break-even, 534 rows at batch 16), so the
+# search screens on epochs. Two entries: both pause, the better (the top third) continues.
 CONTINUED = [
     "backbone=tiny_bert",
-    "dataset.n_per_class=30",
     "data.batch_size=16",
     "stack=none",
     "trainer.enable_progress_bar=false",
@@ -564,14 +568,24 @@ CONTINUED = [
 ]
 
 
-def test_a_small_dataset_screens_on_epochs_and_the_continued_job_ends_as_one_uninterrupted_run(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("per_class", "pause"),
+    [
+        (30, 5),  # 110 rows: the size rule's 15 epochs, validated every 5 (its own validation hook)
+        (200, 1),  # 733 rows: 3 epochs, validated every epoch (ModelCheckpoint saves at the epoch's end)
+    ],
+)
+def test_a_small_dataset_screens_on_epochs_and_the_continued_job_ends_as_one_uninterrupted_run(
+    tmp_path: Path, per_class: int, pause: int
+):
     sweep = tmp_path / "sweep"
     search = ["hydra.sweeper.only=[lora_r8,lora_r16]", "hydra.sweeper.heartbeat_s=2"]
-    proc = _train(*CONTINUED, *search, "budget_minutes=20", f"hydra.sweep.dir={sweep}")
+    data = f"dataset.n_per_class={per_class}"
+    proc = _train(*CONTINUED, data, *search, "budget_minutes=20", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     auto = read_json(sweep / AUTO_FILE)
-    assert [(r["rows"], r["epochs"]) for r in auto["rungs"]] == [(110, 5), (110, None)]
-    assert {j["entry"]: j["paused_at"] for j in auto["rungs"][0]["jobs"]} == {"lora_r8": 5, "lora_r16": 5}
+    assert [r["epochs"] for r in auto["rungs"]] == [pause, None]
+    assert {j["entry"]: j["paused_at"] for j in auto["rungs"][0]["jobs"]} == {"lora_r8": pause, "lora_r16": pause}
     (top,) = auto["rungs"][1]["jobs"]
     assert top["continues"] == f"r0_{top['entry']}" and top["state"] == "done", top
     assert auto["winner"]["job_dir"] == str(sweep / top["job"])
@@ -581,7 +595,7 @@ def test_a_small_dataset_screens_on_epochs_and_the_continued_job_ends_as_one_uni
     whole = tmp_path / "whole"
     entry = {"lora_r8": [], "lora_r16": ["rank=16"]}[top["entry"]]
     single = subprocess.run(
-        [sys.executable, "-m", "lora_lab.train", *CONTINUED, *entry, f"hydra.run.dir={whole}"],
+        [sys.executable, "-m", "lora_lab.train", *CONTINUED, data, *entry, f"hydra.run.dir={whole}"],
         cwd=ROOT,
         capture_output=True,
         text=True,
