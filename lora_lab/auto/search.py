@@ -248,9 +248,6 @@ class Search:
             skipped = JobResult(candidate.name, name, str(job_dir), rung.rows, SKIPPED, decision.reason)
             skipped.estimate_s = estimate_s
             return skipped, False
-        pause_at = rung.epochs if candidate.gradient else None
-        spec = JobSpec(name, candidate.name, k, rung.rows, [], decision.max_time_s, pause_at, continues)
-        spec.overrides.extend(self._overrides(candidate, spec, decision))
         log.info("auto: %s on %d rows: %s", name, rung.rows, decision.reason)
         started = self.clock()
         if continues is not None and not (job_dir / RESUME_CHECKPOINT).is_file():
@@ -261,8 +258,9 @@ class Search:
                 log.error("auto: %s cannot continue %s (%s): training anew", name, continues, why)
                 shutil.rmtree(job_dir / RESUME_CHECKPOINT.parent, ignore_errors=True)
                 continues = None
-                spec = JobSpec(name, candidate.name, k, rung.rows, [], decision.max_time_s, pause_at, None)
-                spec.overrides.extend(self._overrides(candidate, spec, decision))
+        pause_at = rung.epochs if candidate.gradient else None
+        spec = JobSpec(name, candidate.name, k, rung.rows, [], decision.max_time_s, pause_at, continues)
+        spec.overrides.extend(self._overrides(candidate, spec, decision))
         error = self._launch(spec)
         result = self._result(candidate, name, rung.rows, self.clock() - started, error)
         result.continues = continues
@@ -331,8 +329,8 @@ class Search:
                 below.rows, candidate.gradient, candidate.schedule
             )
             cut = " (cut: a lower bound)" if below.state == CUT else ""
-            measured = Measured(below.duration_s, below.train_s or 0.0)
-            return scaled(measured, ratio, f"rung {k - 1}: {below.duration_s:.0f} s{cut}, training x {ratio:.2f}")
+            basis = f"rung {k - 1}: {below.duration_s:.0f} s{cut}, training x {ratio:.2f}"
+            return scaled(below.measured(), ratio, basis)
         by_name = {c.name: c for c in self.candidates}
         peers = [
             (by_name[j.entry], self._whole(by_name[j.entry], j) if not candidate.gradient else j.measured())
@@ -365,7 +363,7 @@ class Search:
         for j in reversed(range(k)):
             job = self.record.rungs[j].job(name)
             if job is not None and job.continues is None and job.duration_s is not None:
-                return Measured(job.duration_s, job.train_s or 0.0).overhead_s
+                return job.measured().overhead_s
         return 0.0
 
     def drop_paused_checkpoints(self) -> None:
