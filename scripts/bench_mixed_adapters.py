@@ -54,13 +54,18 @@ def timed(e: Engine, requests: list[tuple[str, list[str]]]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """--job, --rounds, --batch and --precisions, as this script and bench_lora_forward.py take them."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--job", type=Path, required=True)
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"])
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = arguments(__doc__, rounds=9).parse_args()
     pool, rng = texts(), random.Random(0)
     torch.set_num_threads(os.cpu_count() or 1)
     print(

@@ -75,14 +75,20 @@ class PadCollator:
     """Pads a batch to its longest row (right padding) and builds the attention mask.
 
     Chunked texts (rows that are lists of windows) become one row per window, with `text_index`
-    naming each window's text; `labels` stays one per text (see average_windows)."""
+    naming each window's text; `labels` stays one per text (see average_windows).
 
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
+    `pad_to_multiple_of` (as in HF's collators) rounds the width up, never past `max_width` unless a
+    row is longer: fewer distinct shapes, for kernels compiled per shape (the server's bf16 path)."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 1, max_width: int | None = None):
+        self.pad_token_id, self.multiple, self.max_width = pad_token_id, pad_to_multiple_of, max_width
 
     def __call__(self, rows: Sequence[tuple[Row, int]]) -> dict[str, torch.Tensor]:
         windows, owner = flatten_windows([ids for ids, _ in rows])
-        width = max(len(ids) for ids in windows)
+        longest = max(len(ids) for ids in windows)
+        width = -(-longest // self.multiple) * self.multiple
+        if self.max_width is not None:
+            width = max(longest, min(width, self.max_width))
         input_ids = torch.full((len(windows), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
         for i, ids in enumerate(windows):

@@ -1,39 +1,45 @@
-"""Mixed-adapter LoRA batches in two gathered matmuls per layer, whatever the number of adapters.
+"""LoRA at inference, for the server: one adapter or a mixed batch, the update fused into the base output.
 
-PEFT's own mixed forward (`adapter_names=`, peft/tuners/lora/layer.py `_mixed_batch_forward`) loops
-over a batch's adapters in every LoRA layer: gather the adapter's rows, cast them to the adapter's
-dtype, two small matmuls, scale, scatter-add. On MiniLM that is 36 layers x 3 adapters x ~7 small
-ops per forward, each a few microseconds of dispatch on short texts, so three adapters in one batch
-cost markedly more than one (docs/benchmarks.md, `scripts/bench_mixed_adapters.py`).
+PEFT's forward (peft/tuners/lora/layer.py) adds `lora_B(lora_A(dropout(x))) * scaling` to the base
+layer's output: five ops and a Python loop over the active adapters per layer. On MiniLM's 36 LoRA
+layers that nearly doubled a bf16 forward of 16 short texts (49 against 28 ms without the adapter,
+torch.profiler: the scaling `mul` and the `add` alone took ~10 ms, docs/benchmarks.md). Its mixed
+forward (`adapter_names=`, `_mixed_batch_forward`) loops over a batch's adapters in every layer
+besides.
 
 Here each LoRA layer keeps its adapters stacked, A as (n, in, r) and B as (n, r, out) with the
 scaling alpha / r folded into B (exact when alpha / r is a power of two, as lora_lab's default 2 is)
-and smaller ranks zero-padded (zeros add nothing, exactly), in the adapters' own dtype. A batch of b
-rows of t tokens then adds
+and smaller ranks zero-padded (zeros add nothing, exactly), in the adapters' own dtype. Then
 
-    delta = bmm(bmm(x, A[idx]), B[idx])    # (b, t, in) @ (b, in, r) @ (b, r, out)
+    one adapter:   out += (x @ A[i]) @ B[i]                 # two mm and an in-place add
+    mixed batch:   out += bmm(bmm(x, A[idx]), B[idx])       # (b, t, in) @ (b, in, r) @ (b, r, out)
 
-where idx holds each row's adapter: the same four ops for one adapter or ten. A row's delta depends
-only on that row, so a mixed batch gives each row what a batch of its adapter alone gives it.
+where idx holds each row's adapter: the same ops for one adapter or ten. A row's delta depends only
+on that row, so a mixed batch gives each row what a batch of its adapter alone gives it.
 
-Layers this cannot express fall back to PEFT's loop, per call: DoRA and other variants, a LoRA bias,
-dropout in training mode, inputs that are not (rows, tokens, features).
+Calls this cannot express go to PEFT's forward: DoRA and other variants, a LoRA bias, training
+(dropout), a merged layer, disabled adapters, a mixed batch not shaped (rows, tokens, features), and
+anything inside `peft_forward()`, which the engine's load-time check holds ours against.
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from peft import PeftModel
 from peft.tuners.lora import Linear as LoraLinear
-from peft.tuners.lora import layer as peft_lora
 from torch import nn
 
-# Keyword arguments PEFT hands a LoRA layer for its variants (aLoRA's offsets), never for the base layer.
-VARIANT_KWARG_KEYS = getattr(peft_lora, "VARIANT_KWARG_KEYS", ("alora_offsets",))
-PATCHED = "_lora_lab_gathered"  # marks a layer whose mixed forward is ours
+PATCHED = "_lora_lab_fused"  # marks a layer whose forward is ours
+_peft_only = False  # set within peft_forward()
+# A bf16 matmul pays oneDNN ~25 us a call whatever its size, fp32's MKL ~5 us: the rank-8 update of 24
+# tokens took 50 us in bf16 against 17 in fp32 plus the casts (docs/benchmarks.md). Up to FEW_ROWS
+# rows (tokens over the batch) the update runs in fp32 and is rounded once into the bf16 output.
+FEW_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class LoraStack:
     index: dict[str, int]
     a: torch.Tensor  # (n + 1, in, r_max)
     b: torch.Tensor  # (n + 1, r_max, out), scaled
+    a32: torch.Tensor  # a and b in fp32 (the same tensors when dtype is fp32): few-token calls
+    b32: torch.Tensor
 
 
 def stacked(layer: LoraLinear) -> LoraStack:
@@ -62,7 +70,7 @@ def stacked(layer: LoraLinear) -> LoraStack:
         r = layer.r[key]
         a[i, :, :r] = layer.lora_A[key].weight.detach().float().T
         b[i, :r, :] = (layer.lora_B[key].weight.detach().float() * layer.scaling[key]).T
-    stack = LoraStack(keys, dtype, {k: i for i, k in enumerate(keys)}, a.to(dtype), b.to(dtype))
+    stack = LoraStack(keys, dtype, {k: i for i, k in enumerate(keys)}, a.to(dtype), b.to(dtype), a, b)
     layer._lora_lab_stack = stack
     return stack
 
@@ -73,38 +81,73 @@ def _plain(layer: LoraLinear, name: str) -> bool:
     return not variant and not getattr(layer, "lora_bias", {}).get(name, False)
 
 
-def _expressible(layer: LoraLinear, x: torch.Tensor, names: list[str], variant_kwargs: dict) -> bool:
-    """Whether the gathered form computes what PEFT's loop would for this call."""
+def _expressible(layer: LoraLinear, x: torch.Tensor, names: list[str], mixed: bool, extra: dict) -> bool:
+    """Whether our forward computes what PEFT's would for this call (`names`: each row's adapter;
+    `mixed`: given per row, so rows are x's first dim of (rows, tokens, features))."""
     return (
-        not layer.training
-        and not any(v is not None for v in variant_kwargs.values())  # aLoRA's offsets and the like
-        and x.dim() == 3
-        and x.shape[0] == len(names)
+        not _peft_only
+        and not layer.training
+        and not layer.merged
+        and not layer.disable_adapters
+        and not any(v is not None for v in extra.values())  # aLoRA's offsets and the like
+        and (not mixed or (x.dim() == 3 and x.shape[0] == len(names)))
         and all(_plain(layer, n) for n in set(names))
     )
 
 
-def _gathered_mixed_forward(self: LoraLinear, x: torch.Tensor, *args, adapter_names: list[str], **kwargs):
-    """Bound as the layer's `_mixed_batch_forward` (PEFT's forward calls it when adapter_names= is given)."""
-    variant_kwargs = {k: kwargs.pop(k) for k in VARIANT_KWARG_KEYS if k in kwargs}  # never the base layer's
-    if not _expressible(self, x, adapter_names, variant_kwargs):
-        return type(self)._mixed_batch_forward(self, x, *args, adapter_names=adapter_names, **variant_kwargs, **kwargs)
-    result = self.base_layer(x, *args, **kwargs)
+def _forward(self: LoraLinear, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Bound as the layer's `forward`: one adapter or a mixed batch, the LoRA update fused into the
+    base layer's output; anything else (training, DoRA, merged, extra arguments) goes to PEFT's."""
+    adapter_names = kwargs.get("adapter_names")
+    extra = {k: v for k, v in kwargs.items() if k != "adapter_names"}
+    active = self.active_adapters
+    names = adapter_names if adapter_names is not None else active[:1] if len(active) == 1 else []
+    if args or not names or not _expressible(self, x, names, adapter_names is not None, extra):
+        return type(self).forward(self, x, *args, **kwargs)
+    result = self.base_layer(x)
     stack = stacked(self)
-    zero = len(stack.keys)
-    idx = torch.tensor([stack.index.get(n, zero) for n in adapter_names], device=x.device)
-    delta = torch.bmm(torch.bmm(x.to(stack.dtype), stack.a[idx]), stack.b[idx])
-    return (result + delta).to(result.dtype)  # as PEFT's forward sums and rounds
+    xs = x.to(stack.dtype)
+    if adapter_names is None:  # one adapter: on (rows * tokens, features)
+        if names[0] not in stack.index:
+            return result  # this adapter skips this layer
+        i = stack.index[names[0]]
+        rows = xs.reshape(-1, xs.shape[-1])
+        if stack.dtype != torch.float32 and rows.shape[0] <= FEW_ROWS:
+            delta = (rows.float() @ stack.a32[i]) @ stack.b32[i]
+            result.view(-1, result.shape[-1]).add_(delta.to(result.dtype))
+            return result
+        mid, b = rows @ stack.a[i], stack.b[i]
+        if result.dtype == stack.dtype:  # the add fused into the matmul (oneDNN's sum post-op)
+            result.view(-1, result.shape[-1]).addmm_(mid, b)
+            return result
+        return (result + (mid @ b).view(result.shape)).to(result.dtype)
+    # Each row its own adapter (the zero slot: one that skips this layer).
+    idx = torch.tensor([stack.index.get(n, len(stack.keys)) for n in names], device=x.device)
+    mid, b = torch.bmm(xs, stack.a[idx]), stack.b[idx]
+    if result.dtype == stack.dtype:
+        return result.baddbmm_(mid, b)
+    return (result + torch.bmm(mid, b)).to(result.dtype)  # as PEFT's forward sums and rounds
 
 
-def gather_mixed_batches(model: PeftModel) -> int:
-    """Give every plain LoRA Linear of `model` the gathered mixed forward (idempotent); return how many
+@contextmanager
+def peft_forward() -> Iterator[None]:
+    """Within: every patched layer runs PEFT's own forward (what the engine checks ours against)."""
+    global _peft_only
+    _peft_only = True
+    try:
+        yield
+    finally:
+        _peft_only = False
+
+
+def fuse_lora_forward(model: PeftModel) -> int:
+    """Give every plain LoRA Linear of `model` our inference forward (idempotent); return how many
     layers have it. Adapters loaded or deleted later are picked up on the next forward (`stacked`)."""
     count = 0
     for module in model.modules():
         if isinstance(module, LoraLinear) and isinstance(module.get_base_layer(), nn.Linear):
             if not getattr(module, PATCHED, False):
-                module._mixed_batch_forward = types.MethodType(_gathered_mixed_forward, module)
+                module.forward = types.MethodType(_forward, module)
                 setattr(module, PATCHED, True)
             count += 1
     return count

@@ -102,8 +102,7 @@ class ServerState:
         async with self.loading:  # one load at a time; requests keep being served meanwhile
             served = await self.batcher.call(self.engine.load, name, source)
             self.metrics.quality.forget(name)  # a replaced model starts a new window
-            await self.batcher.call(self.engine.predict, [(name, ["warm-up"])])
-            await self.batcher.call(self.engine.reset_counts, name)  # the warm-up is no traffic
+            await self.batcher.call(self.engine.warm, name)  # the warm-up is no traffic: counts start after it
             self.indexes[name] = await self.batcher.call(
                 build_index, self.engine, served, self.settings.similar_max_rows
             )

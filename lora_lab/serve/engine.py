@@ -15,11 +15,14 @@ in bf16, no autocast. Autocast, as training runs, pays a dispatch and a cast per
 text does not earn back; pure bf16 pays neither, so one text comes close to fp32's latency and
 batches run faster than under autocast (docs/benchmarks.md, "Serving"). The heads stay fp32 and
 read the pooled embedding in fp32. `auto` picks bf16 exactly where training does. The mixed-batch
-check (`_mixes_exactly`) runs in the serving precision too.
+check (`_mixes_exactly`) runs in the serving precision too. bf16 batches pad to widths in multiples
+of 8 (BF16_PAD_MULTIPLE), and `warm` runs each width once on load, so no request pays for building
+a kernel.
 
-Mixed batches run LoRA in a gathered form (models/mixed_lora.py): every row's delta in two bmm per
-layer, whatever the adapters, instead of PEFT's loop over them. A batch of one adapter runs PEFT's
-plain forward, which the load-time check holds the gathered form to.
+LoRA runs in lora_lab's inference forward (models/mixed_lora.py), not PEFT's: a batch of one
+adapter adds its update inside the base layer's output (fused), a mixed batch adds every row's
+update in two bmm per layer, whatever the adapters. The load-time check holds both to PEFT's own
+forward.
 
 Not thread-safe by design: the server calls every method from one worker thread (batcher.py),
 so `set_adapter` and a forward never interleave.
@@ -55,7 +58,7 @@ from lora_lab.models.classifier import (
     load_classifier,
     pool,
 )
-from lora_lab.models.mixed_lora import gather_mixed_batches
+from lora_lab.models.mixed_lora import fuse_lora_forward, peft_forward
 from lora_lab.models.predictor import quantize_int8, traced_and_checked
 from lora_lab.models.stack import Stack, load_stack
 from lora_lab.serve.sources import ModelSource
@@ -68,6 +71,10 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # in another order (~1e-7). bf16 kernels for bmm and linear may round apart, by up to 2^-8 (0.4%) per
 # op; 1e-2 allows that. It does not judge routing: check (1) does, at 1e-5 in every precision.
 MIXED_FORM_TOLERANCE = {"fp32": 1e-5, "bf16": 1e-2}
+# bf16 matmuls run oneDNN kernels built per shape on their first call (~9 per MiniLM forward, ~7 ms
+# in all: a text of a length not seen before cost 22 ms against 15 ms seen). Widths in multiples of 8
+# make a few shapes serve every length; the pad costs at most 7 masked tokens per row.
+BF16_PAD_MULTIPLE = 8
 
 
 @dataclass
@@ -82,6 +89,7 @@ class Base:
     mixable: set[str] = field(default_factory=set)  # adapter ids checked to mix exactly
     # A merged model alone: its frozen TorchScript graph (the eager classifier stays, for embeddings).
     graph: torch.jit.ScriptModule | None = None
+    pad_multiple: int = 1  # batch widths round up to this (BF16_PAD_MULTIPLE under bf16)
 
     @property
     def peft(self) -> PeftModel | None:
@@ -90,7 +98,7 @@ class Base:
     @cached_property
     def collate(self) -> PadCollator:
         """Token-id rows -> a right-padded batch with this tokenizer's pad id."""
-        return PadCollator(self.tokenizer.pad_token_id)
+        return PadCollator(self.tokenizer.pad_token_id, self.pad_multiple, self.max_length)
 
 
 @dataclass
@@ -148,6 +156,7 @@ class Engine:
         self.texts_scored: Counter[str] = Counter()
         self.texts_long: Counter[str] = Counter()
         self._loads = 0  # adapter ids are fresh per load, so a replacement loads beside the old one
+        self.pad_multiple = BF16_PAD_MULTIPLE if self.precision == "bf16" else 1
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -186,7 +195,7 @@ class Engine:
     def _new_base(self, key: str, backbone: Backbone, source: ModelSource) -> Base:
         # The label map only sizes a head this base never uses: every adapter brings its own.
         classifier = self._cast(backbone.build_classifier(source.id2label, seed=source.seed).eval())
-        return Base(key, classifier, backbone.tokenizer, backbone.max_length)
+        return Base(key, classifier, backbone.tokenizer, backbone.max_length, pad_multiple=self.pad_multiple)
 
     def _cast(self, module: nn.Module) -> nn.Module:
         """Under bf16, `module` with every floating-point weight and buffer in bf16 (in place)."""
@@ -200,7 +209,7 @@ class Engine:
             classifier = quantize_int8(classifier)
         tokenizer = AutoTokenizer.from_pretrained(str(source.merged_dir))
         length = source.truncation.max_length if source.truncation else int(source.backbone.get("max_length", 512))
-        base = Base(key, classifier, tokenizer, length)
+        base = Base(key, classifier, tokenizer, length, pad_multiple=self.pad_multiple)
         if self.precision != "bf16":  # a traced graph keeps its fp32 kernels: under bf16 it runs eager
             base.graph = traced_and_checked(classifier, lambda texts: self._batch(base, texts))
         return base
@@ -230,7 +239,7 @@ class Engine:
         # PEFT loads an adapter's weights in fp32 even beside a bf16 base (autocast_adapter_dtype); in
         # fp32 they would cost a cast of every LoRA input.
         self._cast(base.peft).eval()
-        gather_mixed_batches(base.peft)
+        fuse_lora_forward(base.peft)
         base.heads[adapter_id] = head.eval()
         if self._mixes_exactly(base, adapter_id):
             base.mixable.add(adapter_id)
@@ -305,6 +314,18 @@ class Engine:
                 out[i] = part
         return out
 
+    @torch.inference_mode()
+    def warm(self, name: str) -> None:
+        """Run `name` once end to end, then, under bf16, once per padded width up to its max_length, so
+        the first request of each length finds its kernels built (BF16_PAD_MULTIPLE); counts start afresh."""
+        self.predict([(name, ["warm-up"])])
+        served, base = self.models[name], self.models[name].base
+        if base.pad_multiple > 1:
+            for width in range(base.pad_multiple, served.truncation.max_length + 1, base.pad_multiple):
+                batch = base.collate([([base.tokenizer.unk_token_id or 0] * width, 0)])
+                self._forward(base, batch, [served.adapter_id])
+        self.reset_counts(name)
+
     def reset_counts(self, name: str) -> None:
         """Start `name`'s telemetry counts afresh (after its warm-up; when it is replaced or unloaded)."""
         self.texts_scored.pop(name, None)
@@ -348,8 +369,8 @@ class Engine:
             return list((base.graph or base.classifier)(batch["input_ids"], batch["attention_mask"]))
         result: list[torch.Tensor | None] = [None] * len(names)
         if set(names) <= base.mixable:
-            # One adapter: PEFT's plain forward, cheaper than the gathered form (no per-module hooks,
-            # no weight gather); it equals the gathered form within MIXED_FORM_TOLERANCE (_mixes_exactly).
+            # One adapter: the plain forward (no adapter_names=: no per-module hooks, no weight gather);
+            # it equals the gathered form within MIXED_FORM_TOLERANCE (_mixes_exactly).
             embedded = self._embed(base, batch, names, mixed=len(set(names)) > 1)
             for name in set(names):
                 rows = [i for i, n in enumerate(names) if n == name]
@@ -367,7 +388,7 @@ class Engine:
     def _embed(base: Base, batch: dict[str, torch.Tensor], names: list[str], mixed: bool) -> torch.Tensor:
         """Pooled embeddings of a batch, row i through adapter names[i]: `mixed`, in one forward with
         PEFT's adapter_names= (the gathered form, models/mixed_lora.py); otherwise through the one
-        active adapter (names all equal)."""
+        active adapter (names all equal; the fused one-adapter form)."""
         peft, mask = base.peft, batch["attention_mask"]
         if mixed:
             hidden = peft(input_ids=batch["input_ids"], attention_mask=mask, adapter_names=list(names))
@@ -416,7 +437,8 @@ class Engine:
                 alone = {n: self._embed(base, batch, [n] * len(names), mixed=True) for n in set(names)}
             except (ValueError, TypeError, NotImplementedError):
                 return False  # this method takes no adapter_names= (e.g. IA3): grouped per adapter
-            peft_own = self._embed(base, batch, [name] * len(names), mixed=False)
+            with peft_forward():
+                peft_own = self._embed(base, batch, [name] * len(names), mixed=False)
         routed = torch.stack([alone[n][i] for i, n in enumerate(names)])
         rounding = MIXED_FORM_TOLERANCE[self.precision]
         return torch.allclose(mixed.float(), routed.float(), atol=1e-5, rtol=1e-5) and torch.allclose(

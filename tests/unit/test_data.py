@@ -205,6 +205,19 @@ def test_pad_collator_right_pads_and_masks():
     assert batch["labels"].tolist() == [1, 0]
 
 
+def test_pad_collator_rounds_the_width_up_to_a_multiple_but_not_past_max_width():
+    def width(rows: list[list[int]], max_width: int | None = None) -> int:
+        return PadCollator(0, pad_to_multiple_of=8, max_width=max_width)([(r, 0) for r in rows])["input_ids"].shape[1]
+
+    assert width([[1] * 3, [1]]) == 8
+    assert width([[1] * 8]) == 8
+    assert width([[1] * 9]) == 16
+    assert width([[1] * 9], max_width=12) == 12  # a model reads at most max_width tokens
+    assert width([[1] * 13], max_width=12) == 13  # a longer row keeps its length
+    batch = PadCollator(0, pad_to_multiple_of=8)([([5, 6, 7], 1)])
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0, 0, 0]]
+
+
 @pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_phi"])
 def test_datamodule_fixes_labels_from_train_and_pads_with_the_tokenizer(backbone: str, tiny_cfg):
     from hydra.utils import instantiate

@@ -124,6 +124,38 @@ def test_bf16_serves_the_same_model_as_fp32_within_bf16_rounding(jobs):
         torch.testing.assert_close(bf16, fp32, atol=2e-2, rtol=0)  # bf16 keeps 8 bits of mantissa: ~0.4% per op
 
 
+def test_padding_to_a_multiple_changes_no_answer_and_the_warm_up_builds_every_width(jobs, monkeypatch):
+    """bf16 pads widths to multiples of 8 (its kernels are built per shape); the pad is masked out, so
+    in fp32, where sums are exact enough to tell, the padded engine answers as the unpadded one."""
+    texts = [TICKETS["login"], "x", "need 40 more boxes asap", TICKETS["billing"] * 3]
+    probs = {}
+    for multiple in (1, 8):
+        engine = Engine(precision="fp32")
+        engine.pad_multiple = multiple
+        engine.load("tickets", resolve_source(jobs["tickets"]))
+        engine.load("full", resolve_source(jobs["full"]))  # a merged model alone pads the same way
+        widths: list[int] = []
+        forward = engine._forward
+
+        def recorded(base, batch, names, forward=forward, widths=widths):
+            widths.append(batch["input_ids"].shape[1])
+            return forward(base, batch, names)
+
+        monkeypatch.setattr(engine, "_forward", recorded)
+        probs[multiple] = engine.predict([("tickets", texts), ("full", texts)])
+        assert all(w % multiple == 0 for w in widths) and (multiple == 1) == any(w % 8 for w in widths)
+        widths.clear()
+        engine.warm("tickets")
+        cut = engine.models["tickets"].truncation.max_length
+        assert widths[1:] == ([] if multiple == 1 else list(range(8, cut + 1, 8)))  # after one real text
+        assert engine.texts_scored["tickets"] == 0  # the warm-up is no traffic
+    for padded, plain in zip(probs[8], probs[1]):
+        torch.testing.assert_close(padded, plain, atol=1e-5, rtol=0)
+    assert Engine(precision="fp32").pad_multiple == 1
+    if cpu_has_native_bf16():
+        assert Engine(precision="bf16").pad_multiple == 8
+
+
 @pytest.mark.parametrize(
     "precision,quantize,message",
     [
