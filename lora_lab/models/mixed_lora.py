@@ -1,11 +1,10 @@
 """LoRA at inference, for the server: one adapter or a mixed batch, the update fused into the base output.
 
 PEFT's forward (peft/tuners/lora/layer.py) adds `lora_B(lora_A(dropout(x))) * scaling` to the base
-layer's output: five ops and a Python loop over the active adapters per layer. On MiniLM's 36 LoRA
-layers that nearly doubled a bf16 forward of 16 short texts (49 against 28 ms without the adapter,
-torch.profiler: the scaling `mul` and the `add` alone took ~10 ms, docs/benchmarks.md). Its mixed
-forward (`adapter_names=`, `_mixed_batch_forward`) loops over a batch's adapters in every layer
-besides.
+layer's output: five ops and a Python loop over the active adapters per layer, 36 times on MiniLM.
+In bf16 the adapter made 32 short texts cost 81 ms against 55 without it, and the form below 73
+(`scripts/bench_lora_forward.py`, docs/benchmarks.md). Its mixed forward (`adapter_names=`,
+`_mixed_batch_forward`) loops over a batch's adapters in every layer besides.
 
 Here each LoRA layer keeps its adapters stacked, A as (n, in, r) and B as (n, r, out) with the
 scaling alpha / r folded into B (exact when alpha / r is a power of two, as lora_lab's default 2 is)
@@ -36,9 +35,9 @@ from torch import nn
 
 PATCHED = "_lora_lab_fused"  # marks a layer whose forward is ours
 _peft_only = False  # set within peft_forward()
-# A bf16 matmul pays oneDNN ~25 us a call whatever its size, fp32's MKL ~5 us: the rank-8 update of 24
-# tokens took 50 us in bf16 against 17 in fp32 plus the casts (docs/benchmarks.md). Up to FEW_ROWS
-# rows (tokens over the batch) the update runs in fp32 and is rounded once into the bf16 output.
+# A bf16 matmul pays oneDNN ~25 us a call whatever its size, fp32's MKL a few: a rank-8 update of a
+# few tokens costs more in bf16 than in fp32 with the casts. Up to FEW_ROWS rows (tokens over the
+# batch) the update runs in fp32 and is rounded once into the bf16 output (docs/benchmarks.md).
 FEW_ROWS = 32
 
 
