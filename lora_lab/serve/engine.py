@@ -21,8 +21,8 @@ a kernel.
 
 LoRA runs in lora_lab's inference forward (models/mixed_lora.py), not PEFT's: a batch of one
 adapter adds its update inside the base layer's output (fused), a mixed batch adds every row's
-update in two bmm per layer, whatever the adapters. The load-time check holds both to PEFT's own
-forward.
+update in two bmm per layer, whatever the adapters. The load-time check holds the mixed form to
+PEFT's own forward; tests/unit/test_mixed_lora.py holds the one-adapter form to it.
 
 Not thread-safe by design: the server calls every method from one worker thread (batcher.py),
 so `set_adapter` and a forward never interleave.
@@ -369,8 +369,7 @@ class Engine:
             return list((base.graph or base.classifier)(batch["input_ids"], batch["attention_mask"]))
         result: list[torch.Tensor | None] = [None] * len(names)
         if set(names) <= base.mixable:
-            # One adapter: the plain forward (no adapter_names=: no per-module hooks, no weight gather);
-            # it equals the gathered form within MIXED_FORM_TOLERANCE (_mixes_exactly).
+            # One adapter: the fused forward (no adapter_names=: no per-module hooks, no weight gather).
             embedded = self._embed(base, batch, names, mixed=len(set(names)) > 1)
             for name in set(names):
                 rows = [i for i, n in enumerate(names) if n == name]
